@@ -1,0 +1,143 @@
+"""Derivative conventions: which derivative AD uses at each kink, and how max-pool breaks ties.
+
+The named conventions (``pytorch``, ``jax``, ``tensorflow``) are data files in ``conventions/``,
+each entry citing the framework source it follows (see docs/conventions.md). A user convention is
+an object mapping op names to kink derivatives (a list, one entry per kink in increasing order) or
+to a max-pool tie-break (``"first" | "last" | "split"``); ops it does not name fall back to the
+``pytorch`` convention. An entry of a kink-derivative list is a number (any value syntax of the
+network format; rounded to the network's dtype like every op constant) or ``"left"`` / ``"right"``:
+the one-sided derivative of the op at that kink (derived by the activation library).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import InputError
+
+NAMED = ("pytorch", "jax", "tensorflow")
+KINK_OPS = ("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "l1")
+SMOOTH_OPS = ("identity", "sigmoid", "tanh")
+POOL_OPS = ("maxpool1d", "maxpool2d")
+TIE_BREAKS = ("first", "last", "split")
+SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class Convention:
+    """A resolved convention: op -> kink-derivative entries or tie-break."""
+
+    name: str
+    kinks: dict = field(default_factory=dict)  # op -> tuple of entries ("left"/"right"/token)
+    ties: dict = field(default_factory=dict)  # pool op -> tie-break
+    origin: str = ""
+
+    def kink_entries(self, op: str):
+        return self.kinks.get(op)
+
+    def tie_break(self, op: str) -> str:
+        return self.ties.get(op, "first")
+
+    def to_json(self) -> dict:
+        ops: dict = {op: list(v) for op, v in self.kinks.items()}
+        ops.update(self.ties)
+        return {"name": self.name, "ops": ops}
+
+
+def _check_entries(op, entries, where):
+    if not isinstance(entries, (list, tuple)):
+        raise InputError(f"{where}: kink derivatives of {op} must be a list, got {json.dumps(entries)}")
+    for i, e in enumerate(entries):
+        if isinstance(e, bool) or not isinstance(e, (int, float, str)):
+            raise InputError(f"{where}: {op}[{i}]: expected a number, \"left\" or \"right\", got {json.dumps(e)}")
+    return tuple(entries)
+
+
+def _parse_ops(ops: dict, where: str, base: Convention | None, name: str, origin: str) -> Convention:
+    if not isinstance(ops, dict):
+        raise InputError(f"{where}: a convention must be an object mapping op names to kink derivatives or tie-breaks")
+    kinks = dict(base.kinks) if base else {}
+    ties = dict(base.ties) if base else {}
+    for op, val in ops.items():
+        if isinstance(val, dict):  # named-file schema: {"kink_derivatives": [...], "source": ...}
+            if "tie_break" in val:
+                val = val["tie_break"]
+            elif "kink_derivatives" in val:
+                val = val["kink_derivatives"]
+            else:
+                raise InputError(f"{where}: entry {op!r} has neither kink_derivatives nor tie_break")
+        if op in POOL_OPS:
+            if val not in TIE_BREAKS:
+                raise InputError(f"{where}: {op}: tie_break must be one of first, last, split, got {json.dumps(val)}")
+            ties[op] = val
+        elif op in KINK_OPS or op in SMOOTH_OPS:
+            kinks[op] = _check_entries(op, val, where)
+        else:
+            raise InputError(f"{where}: unknown op {op!r} in convention (known: {', '.join(KINK_OPS + POOL_OPS)})")
+    return Convention(name=name, kinks=kinks, ties=ties, origin=origin)
+
+
+def _load_named(name: str) -> Convention:
+    text = resources.files(__package__).joinpath("conventions", f"{name}.json").read_text()
+    data = json.loads(text)
+    return _parse_ops(data["ops"], f"convention {name}", None, name, f"{data.get('framework', name)} {data.get('version', '')}".strip())
+
+
+_CACHE: dict = {}
+
+
+def named(name: str) -> Convention:
+    if name not in _CACHE:
+        _CACHE[name] = _load_named(name)
+    return _CACHE[name]
+
+
+def load_convention(spec=None, *, where: str = "convention") -> Convention:
+    """``None`` -> pytorch; a name; a dict (user mapping or file schema); a path to a JSON file."""
+    if spec is None:
+        return named("pytorch")
+    if isinstance(spec, Convention):
+        return spec
+    if isinstance(spec, str):
+        if spec in NAMED:
+            return named(spec)
+        path = Path(spec)
+        if not path.exists():
+            raise InputError(f"{where}: unknown convention {spec!r} (expected pytorch, jax, tensorflow or a JSON file)")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{spec}: cannot read convention file: {exc}") from None
+        return load_convention(data, where=spec)
+    if isinstance(spec, dict):
+        if "ops" in spec and isinstance(spec["ops"], dict):
+            base_name = spec.get("base", "pytorch")
+            base = named(base_name) if base_name in NAMED else named("pytorch")
+            return _parse_ops(spec["ops"], where, base, str(spec.get("convention", spec.get("name", "custom"))), where)
+        return _parse_ops(spec, where, named("pytorch"), "custom", where)
+    raise InputError(f"{where}: a convention is a name (pytorch, jax, tensorflow), an object or a file")
+
+
+def resolve_kink_derivatives(entries, act, fmt, where: str) -> tuple:
+    """Turn convention entries into dtype values (floats), one per kink of ``act``."""
+    from .formats import InvalidValue, parse_value
+
+    if len(entries) != len(act.kinks):
+        raise InputError(
+            f"{where}: {act.name} has {len(act.kinks)} kink(s) but {len(entries)} kink derivative(s) were given"
+        )
+    out = []
+    for k, e in enumerate(entries):
+        if isinstance(e, str) and e in SIDES:
+            q = act.one_sided(k, e)
+            out.append(fmt.round_rational(q))
+        else:
+            try:
+                v, _ = parse_value(e, fmt, "nearest")
+            except InvalidValue as exc:
+                raise InputError(f"{where}: kink_derivatives[{k}]: {exc}") from None
+            out.append(v)
+    return tuple(out)

@@ -1,0 +1,342 @@
+"""Exact (real) semantics: the network evaluated in exact arithmetic at its machine-number values.
+
+Values are gmpy2 ``mpq`` rationals held in numpy object arrays; products and sums of machine numbers
+stay rational, and so do all piecewise-linear / piecewise-polynomial ops. Transcendental ops
+(sigmoid, tanh, exp/log of cross-entropy) produce :class:`Interval` enclosures with rational end
+points, computed with gmpy2 ``mpfr`` under directed rounding at a working precision; anything
+downstream of them is interval arithmetic. A comparison an interval cannot decide raises
+:class:`Undecided`; the caller may retry at a higher precision and reports ``unknown`` otherwise.
+
+Speed: the matrix products (forward dot products, backward and weight gradients) go through a
+common-denominator integer matrix product (Python integers in an object matmul), about three times
+faster than an mpq matmul; order does not matter in exact arithmetic.
+"""
+
+from __future__ import annotations
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpq, mpz
+
+from .arith import ArrayArith
+from .errors import Undecided
+
+MPQ = type(mpq(1, 2))
+MPZ = type(mpz(1))
+
+
+class Interval:
+    """A closed interval [lo, hi] with rational end points, lo < hi."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo, hi):
+        self.lo = lo
+        self.hi = hi
+
+    def __repr__(self):
+        return f"Interval({self.lo}, {self.hi})"
+
+    def __add__(self, o):
+        if isinstance(o, Interval):
+            return mk(self.lo + o.lo, self.hi + o.hi)
+        return Interval(self.lo + o, self.hi + o)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return Interval(-self.hi, -self.lo)
+
+    def __sub__(self, o):
+        if isinstance(o, Interval):
+            return mk(self.lo - o.hi, self.hi - o.lo)
+        return Interval(self.lo - o, self.hi - o)
+
+    def __rsub__(self, o):
+        return Interval(o - self.hi, o - self.lo)
+
+    def __mul__(self, o):
+        if isinstance(o, Interval):
+            ps = (self.lo * o.lo, self.lo * o.hi, self.hi * o.lo, self.hi * o.hi)
+            return mk(min(ps), max(ps))
+        if o >= 0:
+            return mk(self.lo * o, self.hi * o)
+        return Interval(self.hi * o, self.lo * o)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o):
+        if isinstance(o, Interval):
+            return self * _recip(o)
+        if o == 0:
+            raise ZeroDivisionError("interval division by zero")
+        return self * (mpq(1) / o)
+
+    def __rtruediv__(self, o):
+        return o * _recip(self)
+
+
+def _recip(iv: Interval):
+    if iv.lo <= 0 <= iv.hi:
+        raise Undecided("division by an enclosure that contains 0")
+    return Interval(mpq(1) / iv.hi, mpq(1) / iv.lo)
+
+
+def mk(lo, hi):
+    return lo if lo == hi else Interval(lo, hi)
+
+
+def sign_of(v) -> int:
+    if isinstance(v, Interval):
+        if v.lo > 0:
+            return 1
+        if v.hi < 0:
+            return -1
+        raise Undecided("an enclosure contains 0")
+    return (v > 0) - (v < 0)
+
+
+def lower(v):
+    return v.lo if isinstance(v, Interval) else v
+
+
+def upper(v):
+    return v.hi if isinstance(v, Interval) else v
+
+
+def is_point(v) -> bool:
+    return not isinstance(v, Interval)
+
+
+# ----------------------------------------------------------------------------------------------
+# certified transcendental enclosures
+
+
+def _mpfr(q, prec, rnd):
+    with gmpy2.context(gmpy2.get_context(), precision=prec, round=rnd):
+        return gmpy2.mpfr(q)
+
+
+def _bound(fn, q, prec, rnd):
+    """fn evaluated on mpfr(q rounded the same way) with rounding ``rnd``: a one-sided bound for a
+    monotone increasing fn."""
+    with gmpy2.context(gmpy2.get_context(), precision=prec, round=rnd, emin=-(2**40), emax=2**40):
+        return mpq(fn(gmpy2.mpfr(q)))
+
+
+def _sig_down(q, prec):
+    with gmpy2.context(gmpy2.get_context(), precision=prec, round=gmpy2.RoundUp, emin=-(2**40), emax=2**40):
+        d = 1 + gmpy2.exp(gmpy2.mpfr(-q))
+    with gmpy2.context(gmpy2.get_context(), precision=prec, round=gmpy2.RoundDown, emin=-(2**40), emax=2**40):
+        return mpq(1 / d)
+
+
+def _sig_up(q, prec):
+    with gmpy2.context(gmpy2.get_context(), precision=prec, round=gmpy2.RoundDown, emin=-(2**40), emax=2**40):
+        d = 1 + gmpy2.exp(gmpy2.mpfr(-q))
+    with gmpy2.context(gmpy2.get_context(), precision=prec, round=gmpy2.RoundUp, emin=-(2**40), emax=2**40):
+        return mpq(1 / d)
+
+
+def _monotone(v, down, up, prec, exact_at=None):
+    lo, hi = lower(v), upper(v)
+    if exact_at is not None and lo == hi and lo in exact_at:
+        return exact_at[lo]
+    return mk(down(lo, prec), up(hi, prec))
+
+
+def sigmoid_enclosure(v, prec):
+    return _monotone(v, _sig_down, _sig_up, prec, {mpq(0): mpq(1, 2)})
+
+
+def tanh_enclosure(v, prec):
+    return _monotone(
+        v,
+        lambda q, p: _bound(gmpy2.tanh, q, p, gmpy2.RoundDown),
+        lambda q, p: _bound(gmpy2.tanh, q, p, gmpy2.RoundUp),
+        prec,
+        {mpq(0): mpq(0)},
+    )
+
+
+def exp_enclosure(v, prec):
+    return _monotone(
+        v,
+        lambda q, p: _bound(gmpy2.exp, q, p, gmpy2.RoundDown),
+        lambda q, p: _bound(gmpy2.exp, q, p, gmpy2.RoundUp),
+        prec,
+        {mpq(0): mpq(1)},
+    )
+
+
+def log_enclosure(v, prec):
+    if lower(v) <= 0:
+        raise Undecided("log of an enclosure that is not positive")
+    return _monotone(
+        v,
+        lambda q, p: _bound(gmpy2.log, q, p, gmpy2.RoundDown),
+        lambda q, p: _bound(gmpy2.log, q, p, gmpy2.RoundUp),
+        prec,
+        {mpq(1): mpq(0)},
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# the arithmetic
+
+
+def to_object(a) -> np.ndarray:
+    """float64 array (finite) -> object array of exact mpq."""
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("the exact semantics needs finite values")
+    out = np.empty(a.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, v in enumerate(a.reshape(-1).tolist()):
+        flat[i] = mpq(v)
+    return out
+
+
+def _int_matrix(a: np.ndarray):
+    """object array of mpq -> (object array of Python ints, common denominator) or None if the
+    array holds intervals."""
+    flat = a.reshape(-1)
+    den = mpz(1)
+    for v in flat:
+        if type(v) is not MPQ:
+            if isinstance(v, (int, MPZ)):
+                continue
+            return None
+        d = v.denominator
+        if d != 1 and den % d:
+            den = gmpy2.lcm(den, d)
+    out = np.empty(a.shape, dtype=object)
+    of = out.reshape(-1)
+    for i, v in enumerate(flat):
+        of[i] = v * den if type(v) is not MPQ else v.numerator * (den // v.denominator)
+    return out, den
+
+
+class ExactArith(ArrayArith):
+    exact = True
+    name = "exact"
+
+    def __init__(self, prec: int = 128):
+        self.prec = prec
+
+    def const(self, q):
+        if isinstance(q, float):
+            return mpq(q)
+        return mpq(q) if not isinstance(q, (MPQ, Interval)) else q
+
+    def from_floats(self, a):
+        return to_object(a)
+
+    def zeros(self, shape):
+        out = np.empty(shape, dtype=object)
+        out.fill(mpq(0))
+        return out
+
+    def add(self, a, b):
+        return a + b
+
+    def sub(self, a, b):
+        return a - b
+
+    def mul(self, a, b):
+        return a * b
+
+    def div(self, a, b):
+        return a / b
+
+    def neg(self, a):
+        return -a
+
+    def _map(self, fn, a):
+        a = np.asarray(a, dtype=object)
+        out = np.empty(a.shape, dtype=object)
+        of, af = out.reshape(-1), a.reshape(-1)
+        for i in range(af.size):
+            of[i] = fn(af[i], self.prec)
+        return out
+
+    def sigmoid(self, a):
+        return self._map(sigmoid_enclosure, a)
+
+    def tanh(self, a):
+        return self._map(tanh_enclosure, a)
+
+    def exp(self, a):
+        return self._map(exp_enclosure, a)
+
+    def log(self, a):
+        return self._map(log_enclosure, a)
+
+    def locate(self, a, kinks):
+        a = np.asarray(a, dtype=object)
+        piece = np.zeros(a.shape, dtype=np.int64)
+        kink = np.full(a.shape, -1, dtype=np.int64)
+        pf, kf = piece.reshape(-1), kink.reshape(-1)
+        ks = [k.at for k in kinks]
+        for i, v in enumerate(a.reshape(-1)):
+            p = 0
+            for j, k in enumerate(ks):
+                s = sign_of(v - k)
+                if s > 0:
+                    p = j + 1
+                elif s == 0:
+                    kf[i] = j
+                    break
+                else:
+                    break
+            pf[i] = p
+        return piece, kink
+
+    def cmp(self, a, b):
+        d = np.asarray(self.sub(a, b), dtype=object)
+        out = np.empty(d.shape, dtype=np.int8)
+        of = out.reshape(-1)
+        for i, v in enumerate(d.reshape(-1)):
+            of[i] = sign_of(v)
+        return out
+
+    def dot(self, W, x):
+        Wi = _int_matrix(np.asarray(W, dtype=object))
+        xi = _int_matrix(np.asarray(x, dtype=object))
+        if Wi is None or xi is None:
+            return np.asarray(x, dtype=object) @ np.asarray(W, dtype=object).T
+        (wn, wd), (xn, xd) = Wi, xi
+        num = xn @ wn.T
+        den = wd * xd
+        out = np.empty(num.shape, dtype=object)
+        of = out.reshape(-1)
+        for i, v in enumerate(num.reshape(-1)):
+            of[i] = mpq(v, den)
+        return out
+
+    def seq_sum(self, a, axis=-1):
+        return np.sum(np.asarray(a, dtype=object), axis=axis)
+
+    def accumulate_params(self, blocks, n_theta):
+        out = self.zeros((n_theta,))
+        for _, kind, payload, src, sign in blocks:
+            keep = src >= 0
+            if not keep.any():
+                continue
+            if kind == "outer":
+                g, x = payload
+                S = self.dot(np.ascontiguousarray(g.T), np.ascontiguousarray(x.T)).T.reshape(-1)
+            else:
+                S = np.sum(payload, axis=(0, 2))
+            for e in np.flatnonzero(keep):
+                v = S[e]
+                out[src[e]] = out[src[e]] + (v if sign[e] > 0 else -v)
+        return out
+
+    def max_first(self, windows):
+        m = windows[..., 0].copy()
+        for j in range(1, windows.shape[-1]):
+            gt = self.cmp(windows[..., j], m) > 0
+            m[gt] = windows[..., j][gt]
+        eq = self.cmp(windows, m[..., None]) == 0
+        return m, eq

@@ -1,0 +1,152 @@
+"""Machine (IEEE) semantics: the network as a program running in the file's dtype.
+
+Every operation is rounded to nearest-even in the format, with gradual underflow, IEEE signed zeros
+and overflow to infinity. Values are numpy arrays:
+- float16 / float32 / float64: numpy's own dtype, whose elementwise +, -, *, / are correctly rounded
+  (numpy computes float16 in float32 and rounds again, which is exact: 24 >= 2*11 + 2);
+- any other supported format (bfloat16, custom {exponent_bits, fraction_bits} with E <= 10, M <= 24):
+  float64 arrays, each operation computed in binary64 and rounded once more with
+  ``FloatFormat.round_array`` (innocuous double rounding, see formats.py).
+Transcendental primitives (sigmoid, tanh, exp, log) are *correctly rounded* (a documented choice:
+libm results differ between platforms): an exact enclosure is refined until both ends round to the
+same format value (Ziv's strategy).
+
+Evaluation order is fixed by ``arith.ArrayArith`` (dot products, sums, accumulations) and by the
+network program (``program.py``); see docs/semantics.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arith import ArrayArith
+from .formats import FloatFormat, exact
+
+
+class MachineArith(ArrayArith):
+    exact = False
+
+    def __init__(self, fmt: FloatFormat, *, force_generic: bool = False):
+        self.fmt = fmt
+        self.native = fmt.numpy_dtype is not None and not force_generic
+        self.dtype = np.dtype(fmt.numpy_dtype) if self.native else np.dtype(np.float64)
+        self.name = f"machine[{fmt.name}]"
+
+    # values are arrays of self.dtype
+    def _r(self, v):
+        if self.native:
+            return v
+        return self.fmt.round_array(np.asarray(v, dtype=np.float64))
+
+    def const(self, q):
+        if isinstance(q, float):
+            v = q if self.fmt.is_representable(q) else self.fmt.round_rational(exact(q))
+        else:
+            v = self.fmt.round_rational(q)
+        return self.dtype.type(v)
+
+    def from_floats(self, a):
+        return np.asarray(a, dtype=np.float64).astype(self.dtype)
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=self.dtype)
+
+    def add(self, a, b):
+        with np.errstate(all="ignore"):
+            return self._r(np.add(a, b, dtype=self.dtype))
+
+    def sub(self, a, b):
+        with np.errstate(all="ignore"):
+            return self._r(np.subtract(a, b, dtype=self.dtype))
+
+    def mul(self, a, b):
+        with np.errstate(all="ignore"):
+            return self._r(np.multiply(a, b, dtype=self.dtype))
+
+    def div(self, a, b):
+        with np.errstate(all="ignore"):
+            return self._r(np.divide(a, b, dtype=self.dtype))
+
+    def neg(self, a):
+        return np.negative(a, dtype=self.dtype)
+
+    def locate(self, a, kinks):
+        a = np.asarray(a, dtype=np.float64)
+        if np.isnan(a).any():
+            raise FloatingPointError("NaN reached a kink test in the machine run")
+        piece = np.zeros(a.shape, dtype=np.int64)
+        kink = np.full(a.shape, -1, dtype=np.int64)
+        for j, k in enumerate(kinks):
+            at = float(k.at)  # kinks are small rationals; compare exactly
+            if at != k.at:
+                above = np.array([exact(v) > k.at for v in a.reshape(-1)]).reshape(a.shape)
+                piece += above
+                continue
+            piece += a > at
+            kink[a == at] = j
+        return piece, kink
+
+    def cmp(self, a, b):
+        a = np.asarray(a)
+        b = np.asarray(b)
+        return (np.greater(a, b).astype(np.int8) - np.less(a, b).astype(np.int8)).astype(np.int8)
+
+    def max_first(self, windows):
+        m = windows[..., 0]
+        for j in range(1, windows.shape[-1]):
+            m = np.where(windows[..., j] > m, windows[..., j], m)
+        return m, windows == m[..., None]
+
+    # correctly rounded transcendental primitives
+    def _cr(self, a, enclosure):
+        from .exact import lower, upper
+
+        a = np.asarray(a)
+        out = np.empty(a.shape, dtype=self.dtype)
+        of = out.reshape(-1)
+        for i, v in enumerate(a.reshape(-1).tolist()):
+            of[i] = self.dtype.type(correctly_rounded(self.fmt, enclosure, v, lower, upper))
+        return out
+
+    def sigmoid(self, a):
+        from .exact import sigmoid_enclosure
+
+        return self._cr(a, sigmoid_enclosure)
+
+    def tanh(self, a):
+        from .exact import tanh_enclosure
+
+        return self._cr(a, tanh_enclosure)
+
+    def exp(self, a):
+        from .exact import exp_enclosure
+
+        return self._cr(a, exp_enclosure)
+
+    def log(self, a):
+        from .exact import log_enclosure
+
+        return self._cr(a, log_enclosure)
+
+
+def correctly_rounded(fmt, enclosure, v: float, lower, upper) -> float:
+    """fmt-rounding of f(v) for a monotone f given by a certified enclosure (Ziv's loop)."""
+    import math
+
+    if math.isnan(v):
+        return v
+    if math.isinf(v):
+        # limits: sigmoid(+-inf) = 1/0, tanh = +-1, exp(+inf)=inf, exp(-inf)=0, log(inf)=inf
+        big = fmt.max_finite * (1 if v > 0 else -1)
+        return correctly_rounded(fmt, enclosure, big, lower, upper) if enclosure.__name__ != "exp_enclosure" else (math.inf if v > 0 else 0.0)
+    if enclosure.__name__ == "log_enclosure" and v <= 0:
+        return -math.inf if v == 0 else math.nan
+    q = exact(v)
+    prec = 2 * fmt.precision + 16
+    for _ in range(12):
+        e = enclosure(q, prec)
+        lo, hi = fmt.round_rational(lower(e)), fmt.round_rational(upper(e))
+        if lo == hi and math.copysign(1, lo) == math.copysign(1, hi):
+            return lo
+        prec *= 2
+    raise ArithmeticError(f"could not round f({v!r}) correctly")  # pragma: no cover - irrational values separate

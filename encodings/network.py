@@ -1,0 +1,601 @@
+"""The network model and the loader for the network file, format version 1.
+
+``load(path_or_dict)`` validates everything (see shared/spec/network-format.md and docs/format.md)
+and returns a :class:`Network`. Any defect raises :class:`InputError` with one line naming the file
+and the place (tensor and index, layer and key). Nothing is evaluated here: the semantics live in
+``exact.py`` and ``machine.py``.
+
+Representation choices:
+- Every machine number of every supported format is exactly a binary64 value, so parameters,
+  inputs and targets are held as float64 numpy arrays (signed zeros and infinities included).
+- All parameters are concatenated into one flat vector ``theta`` (declaration order, row-major).
+  A weight or bias of a layer is a :class:`Ref`: per entry either a constant or ``sign *
+  theta[src]``; this covers whole named tensors, inline tied scalars (``"w"``, ``"-w"``) and
+  constants uniformly. The gradient is laid out over the trainable params in declaration order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import activations as _act
+from .conventions import TIE_BREAKS, load_convention
+from .errors import InputError
+from .formats import FloatFormat, FormatError, InvalidValue, parse_value
+
+TOP_KEYS = {"kinkcheck", "dtype", "params", "inputs", "targets", "layers", "loss", "convention", "rounding", "description"}
+ELEMENTWISE = ("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "identity", "sigmoid", "tanh")
+LAYER_KEYS = {
+    "linear": {"weight", "bias"},
+    "conv2d": {"weight", "bias", "stride", "padding"},
+    "maxpool1d": {"kernel", "stride", "tie_break"},
+    "maxpool2d": {"kernel", "stride", "tie_break"},
+    "avgpool2d": {"kernel", "stride"},
+    "flatten": set(),
+    **{op: {"kink_derivatives"} for op in ELEMENTWISE},
+}
+LAYER_KEYS["leaky_relu"] = {"kink_derivatives", "negative_slope"}
+LAYER_KEYS["hardtanh"] = {"kink_derivatives", "min_val", "max_val"}
+LOSSES = {"sum": set(), "dot": set(), "mse": {"reduction"}, "l1": {"reduction", "kink_derivatives"}, "cross_entropy": {"reduction"}}
+OP_DEFAULTS = {"leaky_relu": {"negative_slope": 0.01}, "hardtanh": {"min_val": -1, "max_val": 1}}
+
+
+@dataclass
+class Param:
+    name: str
+    shape: tuple
+    offset: int  # into theta
+    trainable: bool
+    grad_offset: int | None  # into the gradient vector (trainable params only)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+
+@dataclass
+class Ref:
+    """A weight/bias tensor: entry = const if src < 0 else sign * theta[src]."""
+
+    shape: tuple
+    src: np.ndarray  # int64
+    sign: np.ndarray  # float64, +1/-1
+    const: np.ndarray  # float64
+
+    def values(self, theta: np.ndarray) -> np.ndarray:
+        safe = np.where(self.src >= 0, self.src, 0)
+        return np.where(self.src >= 0, self.sign * theta[safe], self.const).reshape(self.shape)
+
+    @property
+    def has_params(self) -> bool:
+        return bool((self.src >= 0).any())
+
+
+@dataclass
+class Layer:
+    index: int
+    op: str
+    in_shape: tuple
+    out_shape: tuple
+    weight: Ref | None = None
+    bias: Ref | None = None
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    kernel: tuple = ()
+    act: object = None  # activations.Activation for elementwise ops
+    kink_derivatives: tuple | None = None  # per-layer override (entries, unresolved)
+    tie_break: str | None = None  # per-layer override
+
+    @property
+    def label(self) -> str:
+        return f"layer {self.index} ({self.op})"
+
+
+@dataclass
+class Loss:
+    op: str
+    reduction: str = "mean"
+    kink_derivatives: tuple | None = None
+
+
+@dataclass
+class Network:
+    source: str
+    fmt: FloatFormat
+    params: list
+    theta: np.ndarray
+    inputs: np.ndarray  # [N, *sample_shape] float64
+    targets: np.ndarray | None
+    layers: list
+    loss: Loss
+    convention: object
+    rounding: str
+    rounded: list = field(default_factory=list)  # places where "nearest" rounding changed a value
+    raw: dict = field(default_factory=dict)  # the parsed JSON document (for certificates and export)
+
+    @property
+    def batch(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def trainable_index(self) -> np.ndarray:
+        """theta indices of the gradient entries, in gradient order."""
+        parts = [np.arange(p.offset, p.offset + p.size) for p in self.params if p.trainable]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    @property
+    def n_grad(self) -> int:
+        return sum(p.size for p in self.params if p.trainable)
+
+    @property
+    def out_shape(self) -> tuple:
+        return self.layers[-1].out_shape if self.layers else tuple(self.inputs.shape[1:])
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def grad_labels(self) -> list:
+        """Human labels of the gradient entries: name or name[i,j]."""
+        out = []
+        for p in self.params:
+            if not p.trainable:
+                continue
+            if not p.shape:
+                out.append(p.name)
+            else:
+                for idx in np.ndindex(*p.shape):
+                    out.append(f"{p.name}[{','.join(map(str, idx))}]")
+        return out
+
+    def with_theta(self, theta: np.ndarray) -> "Network":
+        """A copy whose parameters are ``theta`` (float64, values of the format)."""
+        import copy
+
+        new = copy.copy(self)
+        new.theta = np.asarray(theta, dtype=np.float64).copy()
+        return new
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def _dup_check(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Dup(k)
+        out[k] = v
+    return out
+
+
+class _Dup(Exception):
+    pass
+
+
+class _NaNToken:
+    def __repr__(self):
+        return "NaN"
+
+
+def _parse_constant(tok):
+    return _NaNToken() if tok == "NaN" else (math.inf if tok == "Infinity" else -math.inf)
+
+
+def read_json(path) -> tuple[dict, str]:
+    src = str(path)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such file", source=src) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a network file", source=src) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc.__class__.__name__}: {exc}", source=src) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_dup_check, parse_constant=_parse_constant)
+    except _Dup as d:
+        raise InputError(f"duplicate key {d.args[0]!r}", source=src) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=src) from None
+    except RecursionError:
+        raise InputError("malformed JSON: nested too deeply", source=src) from None
+    return data, src
+
+
+def load(source, *, rounding: str | None = None, convention=None) -> Network:
+    """Load a network file (path) or an already-parsed document (dict)."""
+    if isinstance(source, (str, Path)):
+        data, src = read_json(source)
+    elif isinstance(source, dict):
+        data, src = source, "<network>"
+    else:
+        raise InputError(f"expected a path or a dict, got {type(source).__name__}")
+    try:
+        return _Loader(data, src, rounding, convention).build()
+    except InputError as exc:
+        if exc.source is None:
+            raise exc.located(src) from None
+        raise
+
+
+def _fmt_index(idx) -> str:
+    return "[" + ",".join(str(i) for i in idx) + "]" if idx else ""
+
+
+class _Loader:
+    def __init__(self, data, src, rounding, convention):
+        self.data = data
+        self.src = src
+        self.rounding_override = rounding
+        self.convention_override = convention
+        self.rounded = []
+
+    # -- helpers -------------------------------------------------------------------------
+    def value(self, token, where: str, rounding: str | None = None) -> float:
+        if isinstance(token, _NaNToken):
+            raise InputError(f"{where}: NaN is not allowed")
+        try:
+            v, was_rounded = parse_value(token, self.fmt, rounding or self.rounding)
+        except InvalidValue as exc:
+            raise InputError(f"{where}: {exc}") from None
+        if was_rounded and rounding is None:
+            self.rounded.append(where)
+        return v
+
+    def tensor_values(self, spec, shape, name) -> np.ndarray:
+        """Parse a nested list of values with the given shape."""
+        out = np.empty(shape, dtype=np.float64)
+
+        def walk(node, idx):
+            depth = len(idx)
+            if depth == len(shape):
+                if isinstance(node, list):
+                    raise InputError(f"{name}{_fmt_index(idx)}: expected a value, found a list (shape is {list(shape)})")
+                out[tuple(idx)] = self.value(node, f"{name}{_fmt_index(idx)}")
+                return
+            if not isinstance(node, list):
+                raise InputError(
+                    f"{name}{_fmt_index(idx)}: expected a list of length {shape[depth]} (shape {list(shape)}), found {json.dumps(node) if not isinstance(node, _NaNToken) else 'NaN'}"
+                )
+            if len(node) != shape[depth]:
+                raise InputError(
+                    f"{name}{_fmt_index(idx)}: expected {shape[depth]} entries along axis {depth} (shape {list(shape)}), found {len(node)}"
+                )
+            for i, child in enumerate(node):
+                walk(child, idx + [i])
+
+        walk(spec, [])
+        return out
+
+    def tensor(self, spec, name, *, allow_trainable) -> tuple[np.ndarray, bool]:
+        if not isinstance(spec, dict):
+            raise InputError(f"{name}: a tensor must be an object {{\"shape\": [...], \"values\": [...]}} or {{\"value\": x}}")
+        allowed = {"shape", "values", "value"} | ({"trainable"} if allow_trainable else set())
+        for k in spec:
+            if k not in allowed:
+                raise InputError(f"{name}: unknown key {k!r} (allowed: {', '.join(sorted(allowed))})")
+        trainable = spec.get("trainable", True)
+        if not isinstance(trainable, bool):
+            raise InputError(f"{name}: trainable must be true or false")
+        if "value" in spec:
+            if "values" in spec or ("shape" in spec and spec["shape"] != []):
+                raise InputError(f"{name}: give either \"value\" (a scalar) or \"shape\" and \"values\"")
+            return np.array(self.value(spec["value"], name), dtype=np.float64), trainable
+        if "shape" not in spec or "values" not in spec:
+            raise InputError(f"{name}: missing {'shape' if 'shape' not in spec else 'values'}")
+        shape = spec["shape"]
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise InputError(f"{name}: shape must be a list of non-negative integers, got {json.dumps(shape)}")
+        return self.tensor_values(spec["values"], tuple(shape), name), trainable
+
+    # -- top level -----------------------------------------------------------------------
+    def build(self) -> Network:
+        d = self.data
+        if not isinstance(d, dict):
+            raise InputError("the top level must be a JSON object")
+        for k in d:
+            if k not in TOP_KEYS:
+                raise InputError(f"unknown top-level key {k!r}")
+        if "kinkcheck" not in d:
+            raise InputError('missing "kinkcheck": 1 (format version)')
+        if d["kinkcheck"] != 1 or isinstance(d["kinkcheck"], bool):
+            raise InputError(f'unsupported format version {json.dumps(d["kinkcheck"])} (this kinkcheck reads version 1)')
+        for k in ("dtype", "params", "inputs", "layers", "loss"):
+            if k not in d:
+                raise InputError(f"missing required key {k!r}")
+        try:
+            self.fmt = FloatFormat.from_spec(d["dtype"])
+        except FormatError as exc:
+            raise InputError(f"dtype: {exc}") from None
+        rounding = self.rounding_override or d.get("rounding", "exact")
+        if rounding not in ("exact", "nearest"):
+            raise InputError(f'rounding must be "exact" or "nearest", got {json.dumps(rounding)}')
+        self.rounding = rounding
+
+        # params
+        if not isinstance(d["params"], dict):
+            raise InputError("params must be an object mapping names to tensors")
+        self.params: list[Param] = []
+        chunks = []
+        offset = goff = 0
+        for name, spec in d["params"].items():
+            if not isinstance(name, str) or not name or name.startswith("-"):
+                raise InputError(f"params: invalid parameter name {name!r}")
+            vals, trainable = self.tensor(spec, f"params.{name}", allow_trainable=True)
+            p = Param(name, tuple(vals.shape), offset, trainable, goff if trainable else None)
+            self.params.append(p)
+            chunks.append(vals.reshape(-1))
+            offset += p.size
+            if trainable:
+                goff += p.size
+        self.by_name = {p.name: p for p in self.params}
+        self.theta = np.concatenate(chunks) if chunks else np.zeros(0)
+
+        # data
+        inputs, _ = self.tensor(d["inputs"], "inputs", allow_trainable=False)
+        if inputs.ndim == 0 or inputs.shape[0] == 0:
+            raise InputError("inputs: empty batch (the first axis is the batch and must have at least one sample)")
+        self.inputs = inputs
+        # layers
+        if not isinstance(d["layers"], list):
+            raise InputError("layers must be a list")
+        layers = []
+        shape = tuple(inputs.shape[1:])
+        for i, spec in enumerate(d["layers"]):
+            layer = self.layer(i, spec, shape)
+            layers.append(layer)
+            shape = layer.out_shape
+        self.out_shape = shape
+        loss, targets = self.loss(d["loss"], d.get("targets"), shape)
+        conv_spec = self.convention_override if self.convention_override is not None else d.get("convention")
+        convention = load_convention(conv_spec, where="convention")
+        net = Network(
+            source=self.src,
+            fmt=self.fmt,
+            params=self.params,
+            theta=self.theta,
+            inputs=inputs,
+            targets=targets,
+            layers=layers,
+            loss=loss,
+            convention=convention,
+            rounding=rounding,
+            rounded=self.rounded,
+            raw=d,
+        )
+        return net
+
+    # -- weights -------------------------------------------------------------------------
+    def ref(self, spec, expected, where, what) -> Ref:
+        """Resolve a weight/bias spec. ``expected``: required shape (None entries are free)."""
+        if isinstance(spec, str):
+            if spec not in self.by_name:
+                raise InputError(f"{where}: {what} names unknown parameter {spec!r}")
+            p = self.by_name[spec]
+            if len(p.shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, p.shape)):
+                exp = "[" + ", ".join("?" if e is None else str(e) for e in expected) + "]"
+                raise InputError(f"{where}: {what} {spec!r} has shape {list(p.shape)}, expected {exp}")
+            n = p.size
+            return Ref(p.shape, np.arange(p.offset, p.offset + n, dtype=np.int64), np.ones(n), np.zeros(n))
+        if not isinstance(spec, list):
+            raise InputError(f"{where}: {what} must be a parameter name or a nested list")
+        # infer shape from nesting
+        shape = []
+        node = spec
+        while isinstance(node, list):
+            shape.append(len(node))
+            if not node:
+                break
+            node = node[0]
+        shape = tuple(shape)
+        if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape)):
+            exp = "[" + ", ".join("?" if e is None else str(e) for e in expected) + "]"
+            raise InputError(f"{where}: {what} has shape {list(shape)}, expected {exp}")
+        n = int(np.prod(shape, dtype=np.int64))
+        src = np.full(n, -1, dtype=np.int64)
+        sign = np.ones(n)
+        const = np.zeros(n)
+        flat = [0]
+
+        def walk(node, idx):
+            if len(idx) == len(shape):
+                at = f"{where}: {what}{_fmt_index(idx)}"
+                k = flat[0]
+                flat[0] += 1
+                if isinstance(node, list):
+                    raise InputError(f"{at}: expected a value, found a list")
+                if isinstance(node, str):
+                    neg = node.startswith("-")
+                    name = node[1:] if neg else node
+                    if name in self.by_name:
+                        p = self.by_name[name]
+                        if p.shape != ():
+                            raise InputError(f"{at}: {name!r} is not a scalar parameter (shape {list(p.shape)}); inline entries name scalar params")
+                        src[k] = p.offset
+                        sign[k] = -1.0 if neg else 1.0
+                        return
+                    try:
+                        const[k] = self.value(node, at)
+                        return
+                    except InputError:
+                        raise InputError(f"{at}: {node!r} is neither a scalar parameter nor a value") from None
+                const[k] = self.value(node, at)
+                return
+            if not isinstance(node, list) or len(node) != shape[len(idx)]:
+                raise InputError(f"{where}: {what}{_fmt_index(idx)}: ragged nested list (expected {shape[len(idx)]} entries)")
+            for i, c in enumerate(node):
+                walk(c, idx + [i])
+
+        walk(spec, [])
+        return Ref(shape, src, sign, const)
+
+    # -- layers --------------------------------------------------------------------------
+    def int_pair(self, val, where, key, minimum):
+        if isinstance(val, int) and not isinstance(val, bool):
+            val = [val, val]
+        if (
+            not isinstance(val, list)
+            or len(val) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in val)
+        ):
+            raise InputError(f"{where}: {key} must be an integer >= {minimum} or a pair of them, got {json.dumps(val)}")
+        return tuple(val)
+
+    def layer(self, i, spec, shape) -> Layer:
+        where = f"layers[{i}]"
+        if not isinstance(spec, dict) or "op" not in spec:
+            raise InputError(f"{where}: a layer must be an object with an \"op\"")
+        op = spec["op"]
+        if op not in LAYER_KEYS:
+            raise InputError(f"{where}: unknown op {json.dumps(op)} (known: {', '.join(LAYER_KEYS)})")
+        where = f"layers[{i}] ({op})"
+        for k in spec:
+            if k != "op" and k not in LAYER_KEYS[op]:
+                raise InputError(f"{where}: unknown key {k!r} (allowed: {', '.join(sorted(LAYER_KEYS[op])) or 'none'})")
+        L = Layer(index=i, op=op, in_shape=shape, out_shape=shape)
+        if op == "linear":
+            if len(shape) != 1:
+                raise InputError(f"{where}: expects a vector input, got shape {list(shape)} (add a flatten layer)")
+            if "weight" not in spec:
+                raise InputError(f"{where}: missing weight")
+            L.weight = self.ref(spec["weight"], (None, shape[0]), where, "weight")
+            out = L.weight.shape[0]
+            if out == 0:
+                raise InputError(f"{where}: weight has no rows")
+            if spec.get("bias") is not None:
+                L.bias = self.ref(spec["bias"], (out,), where, "bias")
+            L.out_shape = (out,)
+        elif op == "conv2d":
+            if len(shape) != 3:
+                raise InputError(f"{where}: expects a [C, H, W] input, got shape {list(shape)}")
+            if "weight" not in spec:
+                raise InputError(f"{where}: missing weight")
+            L.weight = self.ref(spec["weight"], (None, shape[0], None, None), where, "weight")
+            out, _, kh, kw = L.weight.shape
+            if out == 0 or kh == 0 or kw == 0:
+                raise InputError(f"{where}: weight has an empty axis {list(L.weight.shape)}")
+            if spec.get("bias") is not None:
+                L.bias = self.ref(spec["bias"], (out,), where, "bias")
+            L.stride = self.int_pair(spec.get("stride", 1), where, "stride", 1)
+            L.padding = self.int_pair(spec.get("padding", 0), where, "padding", 0)
+            H = (shape[1] + 2 * L.padding[0] - kh) // L.stride[0] + 1
+            W = (shape[2] + 2 * L.padding[1] - kw) // L.stride[1] + 1
+            if H < 1 or W < 1 or shape[1] + 2 * L.padding[0] < kh or shape[2] + 2 * L.padding[1] < kw:
+                raise InputError(f"{where}: kernel {kh}x{kw} does not fit the padded input {list(shape)}")
+            L.kernel = (kh, kw)
+            L.out_shape = (out, H, W)
+        elif op in ("maxpool1d", "maxpool2d", "avgpool2d"):
+            two = op != "maxpool1d"
+            if "kernel" not in spec:
+                raise InputError(f"{where}: missing kernel")
+            if two:
+                if len(shape) != 3:
+                    raise InputError(f"{where}: expects a [C, H, W] input, got shape {list(shape)}")
+                L.kernel = self.int_pair(spec["kernel"], where, "kernel", 1)
+                L.stride = self.int_pair(spec.get("stride", list(L.kernel)), where, "stride", 1)
+                H = (shape[1] - L.kernel[0]) // L.stride[0] + 1 if shape[1] >= L.kernel[0] else 0
+                W = (shape[2] - L.kernel[1]) // L.stride[1] + 1 if shape[2] >= L.kernel[1] else 0
+                if H < 1 or W < 1:
+                    raise InputError(f"{where}: kernel {list(L.kernel)} does not fit the input {list(shape)}")
+                L.out_shape = (shape[0], H, W)
+            else:
+                if len(shape) not in (1, 2):
+                    raise InputError(f"{where}: expects a [L] or [C, L] input, got shape {list(shape)}")
+                k = spec["kernel"]
+                s = spec.get("stride", k)
+                for key, v in (("kernel", k), ("stride", s)):
+                    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                        raise InputError(f"{where}: {key} must be a positive integer, got {json.dumps(v)}")
+                if shape[-1] < k:
+                    raise InputError(f"{where}: kernel {k} does not fit the input {list(shape)}")
+                L.kernel = (k,)
+                L.stride = (s,)
+                L.out_shape = shape[:-1] + ((shape[-1] - k) // s + 1,)
+            if "tie_break" in spec:
+                if spec["tie_break"] not in TIE_BREAKS:
+                    raise InputError(f"{where}: tie_break must be first, last or split, got {json.dumps(spec['tie_break'])}")
+                L.tie_break = spec["tie_break"]
+        elif op == "flatten":
+            L.out_shape = (int(np.prod(shape, dtype=np.int64)),)
+        else:  # elementwise
+            params = {}
+            for key, default in OP_DEFAULTS.get(op, {}).items():
+                from .formats import exact
+
+                v = self.value(spec.get(key, default), f"{where}: {key}", rounding="nearest")
+                if not math.isfinite(v):
+                    raise InputError(f"{where}: {key} must be finite")
+                params[key] = exact(v)
+            try:
+                L.act = _act.activation(op, **params)
+            except ValueError as exc:
+                raise InputError(f"{where}: {exc}") from None
+            if "kink_derivatives" in spec:
+                from .conventions import _check_entries, resolve_kink_derivatives
+
+                entries = _check_entries(op, spec["kink_derivatives"], where)
+                resolve_kink_derivatives(entries, L.act, self.fmt, where)  # validate now
+                L.kink_derivatives = entries
+        return L
+
+    # -- loss ----------------------------------------------------------------------------
+    def loss(self, spec, targets_spec, out_shape):
+        where = "loss"
+        if not isinstance(spec, dict) or "op" not in spec:
+            raise InputError(f"{where}: must be an object with an \"op\"")
+        op = spec["op"]
+        if op not in LOSSES:
+            raise InputError(f"{where}: unknown loss {json.dumps(op)} (known: {', '.join(LOSSES)})")
+        for k in spec:
+            if k != "op" and k not in LOSSES[op]:
+                raise InputError(f"{where} ({op}): unknown key {k!r}")
+        loss = Loss(op=op, reduction=spec.get("reduction", "mean"))
+        if loss.reduction not in ("mean", "sum"):
+            raise InputError(f"{where}: reduction must be \"mean\" or \"sum\"")
+        N = self.inputs.shape[0]
+        targets = None
+        if op in ("dot", "mse", "l1"):
+            if targets_spec is None:
+                raise InputError(f"{where}: {op} needs targets")
+            targets, _ = self.tensor(targets_spec, "targets", allow_trainable=False)
+            if targets.shape != (N,) + tuple(out_shape):
+                raise InputError(f"targets: shape {list(targets.shape)}, expected {[N] + list(out_shape)} (batch x network output)")
+        elif op == "cross_entropy":
+            if len(out_shape) != 1:
+                raise InputError(f"{where}: cross_entropy needs a vector output, got shape {list(out_shape)}")
+            if targets_spec is None:
+                raise InputError(f"{where}: cross_entropy needs targets (class indices)")
+            if not isinstance(targets_spec, dict) or not set(targets_spec) <= {"shape", "values"}:
+                raise InputError("targets: expected {\"shape\": [N], \"values\": [class indices]}")
+            vals = targets_spec.get("values")
+            if targets_spec.get("shape") != [N] or not isinstance(vals, list) or len(vals) != N:
+                raise InputError(f"targets: cross_entropy needs shape [{N}] of class indices")
+            cls = []
+            for i, v in enumerate(vals):
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < out_shape[0]:
+                    raise InputError(f"targets[{i}]: expected a class index in 0..{out_shape[0] - 1}, got {json.dumps(v)}")
+                cls.append(v)
+            targets = np.array(cls, dtype=np.int64)
+        elif targets_spec is not None:
+            targets, _ = self.tensor(targets_spec, "targets", allow_trainable=False)
+        if op == "l1":
+            act = _act.activation("abs")
+            if "kink_derivatives" in spec:
+                from .conventions import _check_entries, resolve_kink_derivatives
+
+                entries = _check_entries("l1", spec["kink_derivatives"], where)
+                resolve_kink_derivatives(entries, act, self.fmt, where)
+                loss.kink_derivatives = entries
+        return loss, targets

@@ -1,0 +1,195 @@
+"""The public Python API: ``load`` a network, ``verify`` it, get a :class:`Report`."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from . import __version__
+from .choice import choice_sensitivity
+from .differentiability import decide
+from .encodings import program as P
+from .encodings.conventions import load_convention
+from .encodings.errors import InputError, Undecided
+from .encodings.network import Network
+from .encodings.network import load as _load
+from .fmt import hexf, rat
+from .runs import run
+from .ties import compensation, describe_tie
+
+VALUES_AUTO_LIMIT = 200_000  # n_grad * batch above which AD values are only computed on request
+
+
+def load(source, *, rounding: str | None = None, convention=None) -> Network:
+    """Load a network file (path) or document (dict); raises InputError on bad input."""
+    return _load(source, rounding=rounding, convention=convention)
+
+
+@dataclass
+class Report:
+    network: str
+    dtype: str
+    convention: str
+    n_params: int
+    batch: int
+    differentiable: bool | None
+    ad_correct: bool | None
+    ad_in_clarke: bool | None
+    reason: str
+    gradient: list | None
+    ad: list | None
+    machine_ad: list | None
+    real_ties: list
+    float_ties: list
+    choice_sensitive: bool | None
+    choice_causes: list
+    compensation: bool | None
+    compensation_neurons: list
+    loss_exact: str | None
+    loss_machine: str
+    unknown: list = field(default_factory=list)
+    rounded_values: list = field(default_factory=list)
+    values_included: bool = True
+    time_s: float = 0.0
+    labels: list = field(default_factory=list)
+
+    @property
+    def findings(self) -> list:
+        out = []
+        if self.differentiable is False:
+            out.append("not differentiable")
+        if self.ad_correct is False:
+            out.append("AD is not the gradient")
+        if self.ad_in_clarke is False:
+            out.append("AD is not a Clarke subderivative")
+        if self.compensation:
+            out.append("compensation: the float run branches differently from the exact run")
+        if self.choice_sensitive:
+            out.append("choice-sensitive: the float AD output depends on the proxy choice")
+        return out
+
+    @property
+    def undecided(self) -> bool:
+        return any(v is None for v in (self.differentiable, self.ad_correct, self.ad_in_clarke, self.compensation, self.choice_sensitive))
+
+    @property
+    def exit_code(self) -> int:
+        if self.findings:
+            return 1
+        if self.undecided:
+            return 3
+        return 0
+
+    def to_dict(self) -> dict:
+        return {
+            "kinkcheck": __version__,
+            "network": self.network,
+            "dtype": self.dtype,
+            "convention": self.convention,
+            "n_params": self.n_params,
+            "batch": self.batch,
+            "differentiable": self.differentiable,
+            "ad_correct": self.ad_correct,
+            "ad_in_clarke": self.ad_in_clarke,
+            "reason": self.reason,
+            "gradient": self.gradient,
+            "ad": self.ad,
+            "machine_ad": self.machine_ad,
+            "real_ties": self.real_ties,
+            "float_ties": self.float_ties,
+            "n_real_ties": len(self.real_ties),
+            "n_float_ties": len(self.float_ties),
+            "choice_sensitive": self.choice_sensitive,
+            "choice_causes": self.choice_causes,
+            "compensation": self.compensation,
+            "compensation_neurons": self.compensation_neurons,
+            "loss": {"exact": self.loss_exact, "machine": self.loss_machine},
+            "findings": self.findings,
+            "unknown": self.unknown,
+            "rounded_values": self.rounded_values,
+            "values_included": self.values_included,
+            "time_s": round(self.time_s, 6),
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def verify(network, convention=None, *, values: bool | None = None, rounding: str | None = None) -> Report:
+    """Verify a network (a :class:`Network`, a path or a dict) at its parameters.
+
+    ``values``: include the exact and machine AD outputs (None: only for small problems)."""
+    t0 = time.perf_counter()
+    net = network if isinstance(network, Network) else load(network, rounding=rounding)
+    conv = load_convention(convention) if convention is not None else net.convention
+    proxies = P.resolve_proxies(net, conv)
+    runs = run(net, proxies)
+    mfw = runs.machine
+    unknown = []
+    float_ties = P.ties(net, mfw)
+    real_ties = P.ties(net, runs.exact) if runs.exact is not None else []
+    if runs.exact is None:
+        unknown.append(runs.exact_reason)
+    if values is None:
+        values = net.n_grad * net.batch <= VALUES_AUTO_LIMIT
+    verdict = decide(runs, real_ties)
+
+    # choice sensitivity (machine only)
+    try:
+        ch = choice_sensitivity(runs, float_ties)
+        choice = ch["choice_sensitive"]
+        causes = ch["causes"]
+        if ch.get("checked_singly", 0) < len(float_ties):
+            unknown.append(f"only the first {ch['checked_singly']} of {len(float_ties)} float ties were switched one at a time")
+    except (FloatingPointError, ArithmeticError) as exc:  # pragma: no cover - defensive
+        choice, causes = None, []
+        unknown.append(f"choice sensitivity: {exc}")
+
+    comp_neurons = compensation(net, runs.exact, mfw) if runs.exact is not None else []
+    comp = bool(comp_neurons) if runs.exact is not None else None
+
+    ad = gradient = None
+    if values and runs.exact is not None:
+        try:
+            ead = runs.exact_ad()
+            ad = [rat(v) for v in ead]
+            if verdict.gradient_is_ad:
+                gradient = ad
+        except Undecided as exc:
+            unknown.append(f"exact AD output undecided: {exc}")
+    machine_ad = [hexf(net.fmt, v) for v in runs.machine_ad()] if values else None
+
+    report = Report(
+        network=net.source,
+        dtype=net.fmt.name,
+        convention=conv.name,
+        n_params=net.n_grad,
+        batch=net.batch,
+        differentiable=verdict.differentiable,
+        ad_correct=verdict.ad_correct,
+        ad_in_clarke=verdict.ad_in_clarke,
+        reason=verdict.reason,
+        gradient=gradient,
+        ad=ad,
+        machine_ad=machine_ad,
+        real_ties=[describe_tie(net, t, runs.exact, mfw) for t in real_ties],
+        float_ties=[describe_tie(net, t, runs.exact, mfw) for t in float_ties],
+        choice_sensitive=choice,
+        choice_causes=[{"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit} for t in causes],
+        compensation=comp,
+        compensation_neurons=comp_neurons,
+        loss_exact=rat(runs.exact.loss) if runs.exact is not None else None,
+        loss_machine=hexf(net.fmt, mfw.loss),
+        unknown=unknown,
+        rounded_values=list(net.rounded),
+        values_included=bool(values),
+        labels=net.grad_labels() if values else [],
+    )
+    report.time_s = time.perf_counter() - t0
+    report._runs = runs  # for the decision procedures and certificates (not serialised)
+    report._net = net
+    return report
+
+
+__all__ = ["load", "verify", "Report", "InputError"]

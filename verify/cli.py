@@ -1,0 +1,128 @@
+"""The ``kinkcheck`` command line.
+
+Exit codes (every command): 0 everything holds; 1 a finding; 2 bad input or usage; 3 undecided.
+Bad input prints one line on stderr (``kinkcheck: FILE: where: what``) and never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .encodings.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Exact verification of AD at kinks for small networks.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+MAX_ROWS = 20
+
+
+def _fail(msg: str, code: int = 2):
+    err.print(f"kinkcheck: {msg}", markup=False)
+    raise typer.Exit(code)
+
+
+def _yn(v):
+    return {True: "[green]yes[/]", False: "[red]no[/]", None: "[yellow]undecided[/]"}[v]
+
+
+def _flag(v):
+    return {True: "[red]yes[/]", False: "[green]no[/]", None: "[yellow]undecided[/]"}[v]
+
+
+def _render(report) -> None:
+    d = report.to_dict()
+    t = Table(title=f"kinkcheck verify {d['network']}", show_header=False, title_justify="left")
+    t.add_column("question")
+    t.add_column("answer")
+    t.add_row("dtype / convention", f"{d['dtype']} / {d['convention']}")
+    t.add_row("parameters x batch", f"{d['n_params']} x {d['batch']}")
+    t.add_row("real ties / float ties", f"{d['n_real_ties']} / {d['n_float_ties']}")
+    t.add_row("differentiable", _yn(d["differentiable"]))
+    t.add_row("AD is the gradient", _yn(d["ad_correct"]))
+    t.add_row("AD is a Clarke subderivative", _yn(d["ad_in_clarke"]))
+    t.add_row("compensation (float branches differently)", _flag(d["compensation"]))
+    t.add_row("choice-sensitive (bifurcation zone)", _flag(d["choice_sensitive"]))
+    t.add_row("loss (exact / machine)", f"{d['loss']['exact']} / {d['loss']['machine']}")
+    t.add_row("reason", d["reason"])
+    out.print(t)
+    for key, title in (("real_ties", "Real ties"), ("float_ties", "Float ties")):
+        rows = d[key]
+        if not rows:
+            continue
+        tt = Table(title=title, title_justify="left")
+        for c in ("layer", "op", "sample", "unit", "kink", "exact", "machine"):
+            tt.add_column(c)
+        for r in rows[:MAX_ROWS]:
+            tt.add_row(str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), str(r["kink"]), str(r["exact"]), str(r["machine"]))
+        if len(rows) > MAX_ROWS:
+            tt.add_row("...", f"{len(rows) - MAX_ROWS} more", "", "", "", "", "")
+        out.print(tt)
+    if d["compensation_neurons"]:
+        tt = Table(title="Compensation (machine branch differs from exact)", title_justify="left")
+        for c in ("layer", "op", "sample", "unit", "kind", "exact", "machine"):
+            tt.add_column(c)
+        for r in d["compensation_neurons"][:MAX_ROWS]:
+            tt.add_row(str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), r["kind"], r["exact_branch"], r["machine_branch"])
+        out.print(tt)
+    if d["choice_causes"]:
+        out.print("choice-sensitive ties: " + ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']}" for c in d["choice_causes"][:MAX_ROWS]))
+    if d["values_included"] and d["ad"] is not None or d["machine_ad"] is not None:
+        tt = Table(title="AD output", title_justify="left")
+        tt.add_column("parameter")
+        tt.add_column("exact AD")
+        tt.add_column("machine AD")
+        tt.add_column("gradient")
+        labels = report.labels
+        n = len(d["machine_ad"] or [])
+        for i in range(min(n, 64)):
+            tt.add_row(labels[i], (d["ad"] or ["-"] * n)[i], d["machine_ad"][i], (d["gradient"] or ["-"] * n)[i])
+        if n > 64:
+            tt.add_row("...", f"{n - 64} more (use --json)", "", "")
+        out.print(tt)
+    for u in d["unknown"]:
+        out.print(f"[yellow]unknown:[/] {u}")
+    for f in d["findings"]:
+        out.print(f"[red]finding:[/] {f}")
+
+
+@app.command()
+def verify(
+    network: str = typer.Argument(..., help="network file (JSON, format version 1)"),
+    convention: Optional[str] = typer.Option(None, help="pytorch | jax | tensorflow | FILE.json"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    values: bool = typer.Option(False, "--values", help="always include the exact and machine AD outputs"),
+    rounding: Optional[str] = typer.Option(None, help="'nearest' rounds non-representable values (reported)"),
+):
+    """Verify a network at its parameters: ties, compensation, choice sensitivity, AD outputs."""
+    from .api import verify as _verify
+
+    if rounding not in (None, "exact", "nearest"):
+        _fail(f"--rounding must be 'exact' or 'nearest', got {rounding!r}")
+    try:
+        report = _verify(network, convention=convention, values=True if values else None, rounding=rounding)
+    except InputError as exc:
+        _fail(str(exc))
+    if json_out:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        _render(report)
+    raise typer.Exit(report.exit_code)
+
+
+@app.callback()
+def _main():
+    """kinkcheck: is f differentiable at w, is AD the gradient, is it Clarke, how does the float run branch."""
+
+
+def main():  # console script entry
+    try:
+        app(standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover
+        err.print("kinkcheck: interrupted")
+        sys.exit(130)

@@ -1,0 +1,113 @@
+"""Which neurons sit on a kink (real ties, float ties) and where the float run branches differently
+from the exact one (compensation zone, Boustany 2024).
+
+A neuron's *branch* is where its input lies relative to the kinks of its op: on which smooth piece,
+or on which kink. For a max-pool window it is the set of maximal entries; for an l1 residual the
+sign. The machine run *compensates* at a neuron when its branch differs from the exact run's: a
+float tie that is no real tie, a real tie that is no float tie, or a piece that rounding changed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .encodings import program as P
+from .fmt import hexf, rat
+
+
+def describe_tie(net, t: P.Tie, exact_fw, machine_fw) -> dict:
+    d = {"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit}
+    if t.op in ("maxpool1d", "maxpool2d"):
+        L = net.layers[t.layer]
+        d["index"] = list(np.unravel_index(t.unit, L.out_shape)) if L.out_shape else []
+        d["kink"] = "max"
+        d["kink_index"] = 0
+        d["entries"] = list(t.entries)
+        src_e = exact_fw.xs[t.layer] if exact_fw is not None else None
+        src_m = machine_fw.xs[t.layer]
+        e0 = t.entries[0]
+        d["exact"] = rat(src_e.reshape(src_e.shape[0], -1)[t.sample, e0]) if src_e is not None else None
+        d["machine"] = hexf(net.fmt, src_m.reshape(src_m.shape[0], -1)[t.sample, e0])
+        return d
+    if t.op == "l1":
+        d["index"] = list(np.unravel_index(t.unit, net.out_shape)) if net.out_shape else []
+        e = exact_fw.residual if exact_fw is not None else None
+        m = machine_fw.residual
+    else:
+        L = net.layers[t.layer]
+        d["index"] = [int(i) for i in np.unravel_index(t.unit, L.in_shape)] if L.in_shape else []
+        e = exact_fw.xs[t.layer] if exact_fw is not None else None
+        m = machine_fw.xs[t.layer]
+    d["kink"] = rat(t.at)
+    d["kink_index"] = t.kink
+    d["exact"] = rat(e.reshape(e.shape[0], -1)[t.sample, t.unit]) if e is not None else None
+    d["machine"] = hexf(net.fmt, m.reshape(m.shape[0], -1)[t.sample, t.unit])
+    d["index"] = [int(i) for i in d["index"]]
+    return d
+
+
+def _branch_maps(net, fw):
+    """{(layer, sample, unit): branch} for every kinked neuron, window and l1 residual."""
+    out = {}
+    for L in net.layers:
+        if L.index in fw.loc and not L.act.smooth:
+            piece, kink = fw.loc[L.index]
+            N = piece.shape[0]
+            out[L.index] = ("act", piece.reshape(N, -1), kink.reshape(N, -1))
+        elif L.index in fw.pools:
+            eq = fw.pools[L.index]
+            out[L.index] = ("pool", eq)
+    if fw.loss_loc is not None:
+        piece, kink = fw.loss_loc
+        out[len(net.layers)] = ("act", piece, kink)
+    return out
+
+
+def _name(kind, piece, kink, kinks=None):
+    if kink >= 0:
+        return f"on kink {kinks[kink]}" if kinks is not None else f"on kink {kink}"
+    return f"piece {piece}"
+
+
+def compensation(net, exact_fw, machine_fw) -> list:
+    """Neurons where the machine run takes another branch than the exact run."""
+    E = _branch_maps(net, exact_fw)
+    M = _branch_maps(net, machine_fw)
+    found = []
+    for layer, e in E.items():
+        m = M[layer]
+        op = net.layers[layer].op if layer < len(net.layers) else "l1"
+        if e[0] == "act":
+            kinks = [rat(k.at) for k in (net.layers[layer].act.kinks if layer < len(net.layers) else P._abs().kinks)]
+            diff = (e[1] != m[1]) | (e[2] != m[2])
+            for n, u in zip(*np.nonzero(diff)):
+                ek, mk = int(e[2][n, u]), int(m[2][n, u])
+                kind = "float tie only" if (mk >= 0 and ek < 0) else "real tie only" if (ek >= 0 and mk < 0) else "branch flipped"
+                found.append(
+                    {
+                        "layer": layer,
+                        "op": op,
+                        "sample": int(n),
+                        "unit": int(u),
+                        "kind": kind,
+                        "exact_branch": _name("act", int(e[1][n, u]), ek, kinks),
+                        "machine_branch": _name("act", int(m[1][n, u]), mk, kinks),
+                    }
+                )
+        else:
+            diff = (e[1] != m[1]).any(axis=-1)
+            for n, w in zip(*np.nonzero(diff)):
+                ce, cm = int(e[1][n, w].sum()), int(m[1][n, w].sum())
+                kind = "float tie only" if (cm >= 2 and ce < 2) else "real tie only" if (ce >= 2 and cm < 2) else "branch flipped"
+                found.append(
+                    {
+                        "layer": layer,
+                        "op": op,
+                        "sample": int(n),
+                        "unit": int(w),
+                        "kind": kind,
+                        "exact_branch": "maxima at window entries " + ",".join(map(str, np.flatnonzero(e[1][n, w]))),
+                        "machine_branch": "maxima at window entries " + ",".join(map(str, np.flatnonzero(m[1][n, w]))),
+                    }
+                )
+    return found
