@@ -460,9 +460,11 @@ class FloatFormat:
         a = abs(v)
         if a == 0:
             return self.min_subnormal
-        if a >= math.ldexp(1.0, self.emax + 1):
+        if math.isinf(a):
             return math.inf
-        _, e = math.frexp(a)
+        _, e = math.frexp(a)  # 2**(e-1) <= a < 2**e
+        if e - 1 > self.emax:
+            return math.inf
         return math.ldexp(1.0, max(e - 1, self.emin) - self.fraction_bits)
 
     def next_up(self, v: float) -> float:

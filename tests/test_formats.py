@@ -6,7 +6,9 @@ format, numpy's float16/float32 casts and arithmetic, and values built directly 
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import math
 import pickle
 import struct
@@ -33,7 +35,17 @@ from kinkcheck.encodings.formats import (
     to_hex,
 )
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Example counts are modest so the module runs in seconds; KINKCHECK_TEST_SCALE=20 (say)
+# multiplies them all for a thorough run.
+SCALE = float(os.environ.get("KINKCHECK_TEST_SCALE", "1"))
+
+
+def examples(n: int) -> settings:
+    return settings(max_examples=max(1, int(n * SCALE)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+SETTINGS = examples(40)
 
 E4M3 = FloatFormat.from_spec({"exponent_bits": 4, "fraction_bits": 3})
 E5M2 = FloatFormat.from_spec({"exponent_bits": 5, "fraction_bits": 2})
@@ -99,6 +111,7 @@ def build(fmt: FloatFormat, sign: int, field: int, frac: int) -> float:
     return -f if sign else f
 
 
+@functools.lru_cache(maxsize=None)
 def format_values(fmt: FloatFormat):
     """Strategy: any finite value of fmt (both zeros included)."""
     return st.builds(
@@ -109,6 +122,7 @@ def format_values(fmt: FloatFormat):
     )
 
 
+@functools.lru_cache(maxsize=None)
 def near_boundaries(fmt: FloatFormat):
     """Strategy: rationals at/near the interesting places of fmt (ties, subnormals, overflow)."""
     M, p = fmt.fraction_bits, fmt.precision
@@ -338,7 +352,7 @@ def test_mpfr_reference_agrees_with_numpy_float16(x):
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=fmt_ids)
-@settings(max_examples=120, deadline=None)
+@examples(60)
 @given(data=st.data())
 def test_round_rational_matches_mpfr(fmt, data):
     q = data.draw(near_boundaries(fmt))
@@ -437,7 +451,7 @@ def random_float64(rng: np.random.Generator, n: int, fmt: FloatFormat | None = N
 
 
 @pytest.mark.parametrize("fmt", [FLOAT16, FLOAT32], ids=fmt_ids)
-@settings(max_examples=20, deadline=None)
+@examples(5)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_round_array_matches_numpy_casts(fmt, seed):
     x = random_float64(np.random.default_rng(seed), 2000, fmt)
@@ -449,7 +463,7 @@ def test_round_array_matches_numpy_casts(fmt, seed):
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=fmt_ids)
-@settings(max_examples=8, deadline=None)
+@examples(3)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_round_array_matches_round_rational(fmt, seed):
     x = random_float64(np.random.default_rng(seed), 300, fmt)
@@ -543,7 +557,7 @@ def test_double_rounding_exhaustive_tiny_formats(fmt, op):
 
 @pytest.mark.parametrize("fmt", [FLOAT16, BFLOAT16, FLOAT32, E10M24], ids=fmt_ids)
 @pytest.mark.parametrize("op", list(OPS))
-@settings(max_examples=100, deadline=None)
+@examples(40)
 @given(data=st.data())
 def test_double_rounding_sampled(fmt, op, data):
     a = data.draw(format_values(fmt), label="a")
@@ -589,7 +603,7 @@ def test_double_rounding_bulk_vs_numpy(fmt, op):
         ("0x1.8p-3", 0.1875), ("-0X1P+0", -1.0), ("0x.8p1", 1.0), ("0x10", 16.0), ("0x1.", 1.0),
         ("+0x1p-2", 0.25), ("0xAbp0", 171.0), ("0x1.000000000000000000000p0", 1.0),
         ("0x0.00000000000000000000001p92", 1.0),
-        ("0.375", 0.375), ("-1e-3", None), ("1E5", 100000.0), ("5", 5.0), ("+5", 5.0), (".5", 0.5),
+        ("0.375", 0.375), ("-1e-3", None), ("1E4", 10000.0), ("5", 5.0), ("+5", 5.0), (".5", 0.5),
         ("5.", 5.0), ("1.5e+2", 150.0), ("0.0625e-0", 0.0625), ("00012.5000", 12.5), ("25e-2", 0.25),
         ("3/8", 0.375), ("-3/8", -0.375), ("+3/8", 0.375), ("6/16", 0.375), ("0/7", 0.0),
         ("inf", math.inf), ("+inf", math.inf), ("-inf", -math.inf), ("Infinity", math.inf),
@@ -653,7 +667,7 @@ def test_parse_ints_mean_nearest_binary64():
 @pytest.mark.parametrize(
     "token,fmt,below,above",
     [
-        ("0.1", FLOAT64, "0x1.999999999999ap-4", "0x1.999999999999bp-4"),
+        ("0.1", FLOAT64, "0x1.9999999999999p-4", "0x1.999999999999ap-4"),
         ("1/3", FLOAT32, "0x1.555554p-2", "0x1.555556p-2"),
         ("-1/3", FLOAT32, "-0x1.555556p-2", "-0x1.555554p-2"),
         ("0x1.00000000000001p0", FLOAT64, "0x1p+0", "0x1.0000000000001p+0"),
@@ -695,11 +709,16 @@ def test_parse_exact_values():
         parse_value("0x1.00000000000001p0", FLOAT64)
     assert ei.value.value == 1 + mpq(1, 2**56)
     assert parse_value("0x1.00000000000001p0", FLOAT64, "nearest") == (1.0, True)
-    assert parse_value("0x1.000000000000018p0", FLOAT64, "nearest") == (1 + 2.0**-52, True)
-    # exactly halfway between 1 and 1+2**-52: ties to even (1.0); just above -> up
-    assert parse_value("0x1.00000000000008p0", FLOAT64, "nearest") == (1.0, True)
-    assert parse_value("0x1.0000000000000800000000001p0", FLOAT64, "nearest") == (1 + 2.0**-52, True)
-    assert float.fromhex("0x1.0000000000000800000000001p0") == 1 + 2.0**-52
+    z13 = "0" * 13  # 1 + 2**-53 is 0x1.<13 zeros>8p0, halfway between 1 and 1 + 2**-52
+    assert parse_value(f"0x1.{z13}8p0", FLOAT64, "nearest") == (1.0, True)  # tie -> even
+    assert parse_value(f"0x1.{z13}8{'0' * 40}1p0", FLOAT64, "nearest") == (1 + 2.0**-52, True)
+    assert parse_value(f"0x1.{z13}7{'f' * 40}p0", FLOAT64, "nearest") == (1.0, True)
+    # 1 + 3 * 2**-53 is halfway between 1 + 2**-52 (odd) and 1 + 2**-51 (even)
+    assert parse_value(f"0x1.{z13[:-1]}18p0", FLOAT64, "nearest") == (1 + 2.0**-51, True)
+    assert parse_value(f"0x1.{z13[:-1]}1p0", FLOAT64) == (1 + 2.0**-52, False)
+    assert parse_value(f"0x1.{z13[:-1]}1{'0' * 100}p0", FLOAT64) == (1 + 2.0**-52, False)
+    # float.fromhex agrees on these (it rounds correctly too, but we parse exactly)
+    assert float.fromhex(f"0x1.{z13}8{'0' * 40}1p0") == 1 + 2.0**-52
     # a decimal with more digits than binary64 can hold, exactly a float16 value
     assert parse_value("0.000000059604644775390625", FLOAT16) == (2.0**-24, False)
     assert parse_value("5.9604644775390625e-8", FLOAT16) == (2.0**-24, False)
@@ -967,7 +986,8 @@ def test_all_finite_values_counts():
     h = h[np.isfinite(h)].astype(np.float64)
     v = FLOAT16.all_finite_values()
     assert np.array_equal(np.sort(h.view(np.uint64)), np.sort(v.view(np.uint64)))
-    for f in (FLOAT32, FLOAT64, E10M24, E7M12, FloatFormat(10, 10), FloatFormat(2, 18)):
+    for f in (FLOAT32, FLOAT64, E10M24, FloatFormat(10, 10), FloatFormat(2, 18), FloatFormat(8, 12)):
         with pytest.raises(FormatError):
             f.all_finite_values()
-    assert len(FloatFormat(2, 17).all_finite_values()) == 2 * 3 * 2**17  # 2**20 patterns: allowed
+    assert len(FloatFormat(2, 17).all_finite_values()) == 2 * 3 * 2**17
+    assert len(E7M12.all_finite_values()) == 2 * 127 * 2**12  # 1040384 <= 2**20 values: allowed

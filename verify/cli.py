@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .encodings.errors import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Exact verification of AD at kinks for small networks.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Exact verification of AD at kinks for small networks.")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -121,8 +121,17 @@ def _main():
 
 
 def main():  # console script entry
+    """Run the CLI. An unexpected exception is a kinkcheck bug: one line on stderr, exit 4
+    (KINKCHECK_DEBUG=1 shows the traceback)."""
+    import os
+
     try:
-        app(standalone_mode=True)
+        app(standalone_mode=True)  # click handles usage errors: message, exit 2
     except KeyboardInterrupt:  # pragma: no cover
-        err.print("kinkcheck: interrupted")
+        err.print("kinkcheck: interrupted", markup=False)
         sys.exit(130)
+    except Exception as exc:  # pragma: no cover - bugs only
+        if os.environ.get("KINKCHECK_DEBUG"):
+            raise
+        err.print(f"kinkcheck: internal error (a bug, please report it): {type(exc).__name__}: {exc}", markup=False)
+        sys.exit(4)

@@ -19,7 +19,7 @@ def describe_tie(net, t: P.Tie, exact_fw, machine_fw) -> dict:
     d = {"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit}
     if t.op in ("maxpool1d", "maxpool2d"):
         L = net.layers[t.layer]
-        d["index"] = list(np.unravel_index(t.unit, L.out_shape)) if L.out_shape else []
+        d["index"] = [int(i) for i in np.unravel_index(t.unit, L.out_shape)] if L.out_shape else []
         d["kink"] = "max"
         d["kink_index"] = 0
         d["entries"] = list(t.entries)
