@@ -70,6 +70,27 @@ class MachineArith(ArrayArith):
     def neg(self, a):
         return np.negative(a, dtype=self.dtype)
 
+    def dot(self, W, x):
+        """Same order as ArrayArith.dot (acc = W[:,0]*x[0]; acc = acc + W[:,j]*x[j]), with one
+        errstate and in-place buffers: native dtypes round every ufunc result to the dtype."""
+        x = np.asarray(x, dtype=self.dtype)
+        W = np.asarray(W, dtype=self.dtype)
+        WT = np.ascontiguousarray(W.T)
+        xs = np.ascontiguousarray(np.moveaxis(x, -1, 0))[..., None]  # [in, ..., 1]
+        with np.errstate(all="ignore"):
+            acc = np.multiply(xs[0], WT[0])
+            if self.native:
+                tmp = np.empty_like(acc)
+                for j in range(1, WT.shape[0]):
+                    np.multiply(xs[j], WT[j], out=tmp)
+                    np.add(acc, tmp, out=acc)
+                return acc
+            r = self.fmt.round_array
+            acc = r(acc)
+            for j in range(1, WT.shape[0]):
+                acc = r(acc + r(np.multiply(xs[j], WT[j])))
+            return acc
+
     def locate(self, a, kinks):
         a = np.asarray(a, dtype=np.float64)
         if np.isnan(a).any():

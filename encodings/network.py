@@ -155,6 +155,16 @@ class Network:
                     out.append(f"{p.name}[{','.join(map(str, idx))}]")
         return out
 
+    def subset(self, samples) -> "Network":
+        """The same network on a sub-batch (for evaluating a few samples exactly)."""
+        import copy
+
+        new = copy.copy(self)
+        idx = np.asarray(samples, dtype=np.int64)
+        new.inputs = self.inputs[idx]
+        new.targets = self.targets[idx] if self.targets is not None else None
+        return new
+
     def with_theta(self, theta: np.ndarray) -> "Network":
         """A copy whose parameters are ``theta`` (float64, values of the format)."""
         import copy
@@ -254,6 +264,9 @@ class _Loader:
 
     def tensor_values(self, spec, shape, name) -> np.ndarray:
         """Parse a nested list of values with the given shape."""
+        fast = self._fast_values(spec, shape)
+        if fast is not None:
+            return fast
         out = np.empty(shape, dtype=np.float64)
 
         def walk(node, idx):
@@ -276,6 +289,31 @@ class _Loader:
 
         walk(spec, [])
         return out
+
+    def _fast_values(self, spec, shape):
+        """Vectorised path for the common case: a rectangular nested list of JSON numbers that are
+        all exactly representable. Anything else (strings, bools, NaN, ragged lists, values that
+        need rounding or an error message) returns None and takes the element-wise path."""
+        if not shape or not isinstance(spec, list):
+            return None
+        try:
+            arr = np.array(spec, dtype=object)
+        except ValueError:
+            return None
+        if arr.shape != tuple(shape):
+            return None
+        flat = arr.reshape(-1)
+        if not set(map(type, flat)) <= {float, int}:
+            return None
+        try:
+            vals = flat.astype(np.float64)  # float(int) is correctly rounded: a JSON number's binary64 value
+        except OverflowError:
+            return None
+        with np.errstate(all="ignore"):
+            ok = np.isfinite(vals) & (self.fmt.round_array(vals) == vals)
+        if not ok.all():
+            return None
+        return vals.reshape(shape)
 
     def tensor(self, spec, name, *, allow_trainable) -> tuple[np.ndarray, bool]:
         if not isinstance(spec, dict):

@@ -154,6 +154,14 @@ class Forward:
     def out(self):
         return self.xs[-1]
 
+    def value_at(self, layer: int, sample: int, unit: int):
+        """The value entering ``layer`` (len(layers): the network output) for one sample/unit."""
+        x = self.xs[layer]
+        return x.reshape(x.shape[0], -1)[sample, unit]
+
+    def residual_at(self, sample: int, unit: int):
+        return self.residual.reshape(self.residual.shape[0], -1)[sample, unit]
+
 
 def forward(net: Network, A, *, theta=None, with_loss: bool = True) -> Forward:
     theta = net.theta if theta is None else theta

@@ -150,8 +150,10 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
     comp = bool(comp_neurons) if runs.exact is not None else None
 
     ad = gradient = None
+    loss_exact = None
     if values and runs.exact is not None:
         try:
+            loss_exact = rat(runs.exact_full().loss)
             ead = runs.exact_ad()
             ad = [rat(v) for v in ead]
             if verdict.gradient_is_ad:
@@ -179,7 +181,7 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         choice_causes=[{"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit} for t in causes],
         compensation=comp,
         compensation_neurons=comp_neurons,
-        loss_exact=rat(runs.exact.loss) if runs.exact is not None else None,
+        loss_exact=loss_exact,
         loss_machine=hexf(net.fmt, mfw.loss),
         unknown=unknown,
         rounded_values=list(net.rounded),

@@ -23,25 +23,23 @@ def describe_tie(net, t: P.Tie, exact_fw, machine_fw) -> dict:
         d["kink"] = "max"
         d["kink_index"] = 0
         d["entries"] = list(t.entries)
-        src_e = exact_fw.xs[t.layer] if exact_fw is not None else None
-        src_m = machine_fw.xs[t.layer]
         e0 = t.entries[0]
-        d["exact"] = rat(src_e.reshape(src_e.shape[0], -1)[t.sample, e0]) if src_e is not None else None
-        d["machine"] = hexf(net.fmt, src_m.reshape(src_m.shape[0], -1)[t.sample, e0])
+        d["exact"] = rat(exact_fw.value_at(t.layer, t.sample, e0)) if exact_fw is not None else None
+        d["machine"] = hexf(net.fmt, machine_fw.value_at(t.layer, t.sample, e0))
         return d
     if t.op == "l1":
         d["index"] = list(np.unravel_index(t.unit, net.out_shape)) if net.out_shape else []
-        e = exact_fw.residual if exact_fw is not None else None
-        m = machine_fw.residual
+        ev = exact_fw.residual_at(t.sample, t.unit) if exact_fw is not None else None
+        mv = machine_fw.residual_at(t.sample, t.unit)
     else:
         L = net.layers[t.layer]
         d["index"] = [int(i) for i in np.unravel_index(t.unit, L.in_shape)] if L.in_shape else []
-        e = exact_fw.xs[t.layer] if exact_fw is not None else None
-        m = machine_fw.xs[t.layer]
+        ev = exact_fw.value_at(t.layer, t.sample, t.unit) if exact_fw is not None else None
+        mv = machine_fw.value_at(t.layer, t.sample, t.unit)
     d["kink"] = rat(t.at)
     d["kink_index"] = t.kink
-    d["exact"] = rat(e.reshape(e.shape[0], -1)[t.sample, t.unit]) if e is not None else None
-    d["machine"] = hexf(net.fmt, m.reshape(m.shape[0], -1)[t.sample, t.unit])
+    d["exact"] = rat(ev) if ev is not None else None
+    d["machine"] = hexf(net.fmt, mv)
     d["index"] = [int(i) for i in d["index"]]
     return d
 
