@@ -32,7 +32,8 @@ Every value of every supported format is exactly a binary64 number, so machine n
 carried as Python floats / float64 arrays everywhere.  ``float64`` itself is the identity case.
 
 Values in files (see the network-format spec, "Tensors and values") are read by
-:func:`parse_value`.
+:func:`parse_value`: a JSON number means the binary64 number nearest to it, a string means its
+exact value (hex floats are parsed exactly, never through ``float.fromhex``).
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ def _to_mpq(x) -> mpq:
         raise TypeError("expected a number, not a bool")
     if type(x) is type(mpq(0)):
         return x
-    if isinstance(x, (int, type(mpz(0)))):
-        return mpq(x)
+    if isinstance(x, (int, type(mpz(0)), np.integer)):
+        return mpq(int(x))
     if isinstance(x, Fraction):
         return mpq(x.numerator, x.denominator)
     if isinstance(x, (float, np.floating)):
@@ -483,7 +484,7 @@ class FloatFormat:
             return -self.max_finite
         q = exact(v)
         lo, hi = self.neighbours(q)
-        if exact_or_none(hi) != q:
+        if _exact_or_none(hi) != q:
             return hi  # v not representable: the upper neighbour is > v
         # v representable: every representable number is a multiple of min_subnormal, so the
         # next one above v is the upper neighbour of v + min_subnormal / 2
@@ -515,7 +516,7 @@ class FloatFormat:
         return np.concatenate([-pos[::-1], pos])
 
 
-def exact_or_none(v: float):
+def _exact_or_none(v: float):
     """exact(v) for finite v, None for inf/nan (helper)."""
     return exact(v) if math.isfinite(v) else None
 
@@ -596,7 +597,8 @@ def parse_value(token, fmt: FloatFormat, rounding: str = "exact") -> tuple[float
 
     ``token`` is a JSON number as produced by ``json.load`` (float or int; it means the binary64
     number nearest to it) or a string meaning its exact value (hex float, decimal, integer ratio,
-    ``inf``/``-inf``, signed zeros).  A value representable in ``fmt`` is returned as
+    ``inf``/``-inf`` - also ``infinity``, any case -, signed zeros; exponents up to
+    ``EXPONENT_LIMIT`` in magnitude).  A value representable in ``fmt`` is returned as
     ``(float, False)``.  Otherwise ``rounding="exact"`` raises :class:`NotRepresentable` and
     ``rounding="nearest"`` returns ``(round-to-nearest-even value, True)``.  NaN, bools and other
     types raise :class:`InvalidValue`.

@@ -14,7 +14,7 @@ from .encodings.conventions import load_convention
 from .encodings.errors import InputError, Undecided
 from .encodings.network import Network
 from .encodings.network import load as _load
-from .fmt import hexf, rat
+from .fmt import hexf, is_exact, rat
 from .runs import run
 from .ties import compensation, describe_tie
 
@@ -156,8 +156,10 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
             loss_exact = rat(runs.exact_full().loss)
             ead = runs.exact_ad()
             ad = [rat(v) for v in ead]
-            if verdict.gradient_is_ad:
+            if verdict.gradient_is_ad and all(is_exact(v) for v in ead):
                 gradient = ad
+            elif verdict.gradient_is_ad:
+                unknown.append("the gradient is not rational (transcendental ops): `ad` holds certified enclosures [lo, hi]")
         except Undecided as exc:
             unknown.append(f"exact AD output undecided: {exc}")
     machine_ad = [hexf(net.fmt, v) for v in runs.machine_ad()] if values else None

@@ -7,12 +7,22 @@ from gmpy2 import mpq
 from .encodings.exact import Interval
 
 
+def _dec(q, rnd) -> str:
+    import gmpy2
+
+    with gmpy2.context(gmpy2.get_context(), precision=80, round=rnd):
+        return format(gmpy2.mpfr(q), ".20g") if q != 0 else "0"
+
+
 def rat(v) -> str | None:
-    """An exact value as "p/q" (or "p" for integers); an enclosure as "[lo, hi]"."""
+    """An exact value as "p/q" (or "p" for integers); a certified enclosure (transcendental ops) as
+    "[lo, hi]" with 20 significant decimal digits rounded outwards."""
+    import gmpy2
+
     if v is None:
         return None
     if isinstance(v, Interval):
-        return f"[{rat(v.lo)}, {rat(v.hi)}]"
+        return f"[{_dec(v.lo, gmpy2.RoundDown)}, {_dec(v.hi, gmpy2.RoundUp)}]"
     q = mpq(v)
     return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
 
@@ -23,3 +33,7 @@ def hexf(fmt, v) -> str:
 
 def parse_rat(s: str) -> mpq:
     return mpq(s)
+
+
+def is_exact(v) -> bool:
+    return v is not None and not isinstance(v, Interval)
