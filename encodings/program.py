@@ -325,14 +325,28 @@ def ties(net: Network, fw: Forward) -> list:
 # backward
 
 
-def _side_of_tie(side, only, key):
-    """Which derivative a tie uses: None (the convention) or 'left'/'right'."""
-    if only is not None:
-        return only[1] if key == only[0] else None
-    return side
+class Choice:
+    """Which derivative each tie uses: None (the convention's proxy), 'left' / 'right' (that
+    one-sided derivative; max-pool: first / last maximal entry) or, for a max-pool tie, the window
+    position (int) of the entry that takes the gradient.
+
+    ``side`` applies to every tie, ``only`` = (tie key, side) to one tie, ``choose`` = {tie key:
+    choice} to the ties it names (it wins over the others)."""
+
+    def __init__(self, side=None, only=None, choose=None):
+        self.side = side
+        self.only = only
+        self.choose = choose
+
+    def of(self, key):
+        if self.choose is not None and key in self.choose:
+            return self.choose[key]
+        if self.only is not None:
+            return self.only[1] if key == self.only[0] else None
+        return self.side
 
 
-def _elementwise_derivative(A, act, x, y, piece, kink, proxies, side, only, layer_key, net):
+def _elementwise_derivative(A, act, x, y, piece, kink, proxies, ch, layer_key, net):
     d = A.zeros(x.shape)
     for i, pc in enumerate(act.pieces):
         m = (piece == i) & (kink < 0)
@@ -344,35 +358,41 @@ def _elementwise_derivative(A, act, x, y, piece, kink, proxies, side, only, laye
         d2 = d.reshape(N, -1)
         for n, u in zip(*np.nonzero(k2 >= 0)):
             k = int(k2[n, u])
-            s = _side_of_tie(side, only, (layer_key, int(n), int(u)))
+            s = ch.of((layer_key, int(n), int(u)))
             v = proxies[k] if s is None else net.fmt.round_rational(act.one_sided(k, s))
             d2[n, u] = A.const(v)
         d = d2.reshape(x.shape)
     return d
 
 
-def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=None):
+def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=None, choose=None, seed=None):
     """The AD output (gradient over trainable params, backend values).
 
-    ``side`` = 'left'/'right' uses that one-sided derivative at every tie (max-pool: first/last);
-    ``only`` = (tie key, side) switches only that tie."""
+    Derivative choices at ties: see :class:`Choice`. ``seed`` = (layer, g) starts the backward pass
+    at the input of ``layer`` (len(layers): the network output) with cotangent g [N, *shape]
+    instead of the loss: the result is then the gradient of sum(g * value) - e.g. a one-hot g gives
+    the gradient of one pre-activation (a tie's tangent functional)."""
     N = net.batch
-    out = fw.out.reshape(N, -1)
-    g = _loss_seed(net, A, fw, out, proxies, side, only, N)
-    g = g.reshape(fw.out.shape)
+    ch = Choice(side, only, choose)
+    if seed is None:
+        out = fw.out.reshape(N, -1)
+        g = _loss_seed(net, A, fw, out, proxies, ch, N).reshape(fw.out.shape)
+        start = len(net.layers)
+    else:
+        start, g = seed
     blocks = []
-    for L in reversed(net.layers):
+    for L in reversed(net.layers[:start]):
         x = fw.xs[L.index]
         y = fw.xs[L.index + 1]
         need_gx = L.index > 0
-        g = _layer_backward(net, A, L, x, y, g, fw, proxies, side, only, blocks, need_gx, N)
+        g = _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N)
         if g is None:
             break
     grad_theta = A.accumulate_params(blocks, net.theta.size)
     return grad_theta[net.trainable_index]
 
 
-def _loss_seed(net, A, fw, out, proxies, side, only, N):
+def _loss_seed(net, A, fw, out, proxies, ch, N):
     loss = net.loss
     count = out.size
     mean = loss.reduction == "mean"
@@ -387,7 +407,7 @@ def _loss_seed(net, A, fw, out, proxies, side, only, N):
         return A.mul(fw.residual, c)
     if loss.op == "l1":
         piece, kink = fw.loss_loc
-        d = _elementwise_derivative(A, _abs(), fw.residual, None, piece, kink, proxies.kinks["loss"], side, only, len(net.layers), net)
+        d = _elementwise_derivative(A, _abs(), fw.residual, None, piece, kink, proxies.kinks["loss"], ch, len(net.layers), net)
         return A.mul(d, A.const(mpq(1, count))) if mean else d
     # cross_entropy
     e, S = fw.ce
@@ -398,7 +418,7 @@ def _loss_seed(net, A, fw, out, proxies, side, only, N):
     return A.mul(g, A.const(mpq(1, N))) if mean else g
 
 
-def _layer_backward(net, A, L, x, y, g, fw, proxies, side, only, blocks, need_gx, N):
+def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
     op = L.op
     if op == "linear":
         W, b = fw.params[L.index]
@@ -439,13 +459,22 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, side, only, blocks, need_gx
         sel_first = np.full(cnt.shape, rule == "first")
         sel_last = np.full(cnt.shape, rule == "last")
         sel_split = np.full(cnt.shape, rule == "split")
+        chosen = {}
         for n, w in zip(*np.nonzero(cnt >= 2)):
-            s = _side_of_tie(side, only, (L.index, int(n), int(w)))
-            if s is not None:
+            s = ch.of((L.index, int(n), int(w)))
+            if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+                sel_first[n, w], sel_last[n, w], sel_split[n, w] = False, False, False
+                chosen[(int(n), int(w))] = int(s)
+            elif s is not None:
                 sel_first[n, w], sel_last[n, w], sel_split[n, w] = s == "left", s == "right", False
         single = cnt < 2
         pick = np.where(sel_last & ~single, last, first)
         one = single | sel_first | sel_last
+        for (n, w), j in chosen.items():
+            if not eq[n, w, j]:
+                raise ValueError(f"layer {L.index} sample {n} window {w}: entry {j} is not a maximal entry")
+            pick[n, w] = j
+            one[n, w] = True
         nn, ww = np.nonzero(one)
         T[nn, ww, pick[nn, ww]] = gw[nn, ww]
         sp = sel_split & ~single
@@ -467,5 +496,5 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, side, only, blocks, need_gx
     if op == "flatten":
         return g.reshape((N,) + L.in_shape)
     piece, kink = fw.loc[L.index]
-    d = _elementwise_derivative(A, L.act, x, y, piece, kink, proxies.kinks[L.index], side, only, L.index, net)
+    d = _elementwise_derivative(A, L.act, x, y, piece, kink, proxies.kinks[L.index], ch, L.index, net)
     return A.mul(g, d)

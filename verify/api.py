@@ -52,6 +52,7 @@ class Report:
     rounded_values: list = field(default_factory=list)
     values_included: bool = True
     time_s: float = 0.0
+    decision: dict = field(default_factory=dict)
     labels: list = field(default_factory=list)
 
     @property
@@ -110,6 +111,7 @@ class Report:
             "rounded_values": self.rounded_values,
             "values_included": self.values_included,
             "time_s": round(self.time_s, 6),
+            "decision": self.decision,
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -156,7 +158,9 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
             loss_exact = rat(runs.exact_full().loss)
             ead = runs.exact_ad()
             ad = [rat(v) for v in ead]
-            if verdict.gradient_is_ad and all(is_exact(v) for v in ead):
+            if verdict.gradient is not None:
+                gradient = [rat(v) for v in verdict.gradient]
+            elif verdict.gradient_is_ad and all(is_exact(v) for v in ead):
                 gradient = ad
             elif verdict.gradient_is_ad:
                 unknown.append("the gradient is not rational (transcendental ops): `ad` holds certified enclosures [lo, hi]")
@@ -190,6 +194,16 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         values_included=bool(values),
         labels=net.grad_labels() if values else [],
     )
+    en = verdict.enumeration
+    report.decision = {
+        "method": verdict.method,
+        "n_real_ties": len(real_ties),
+        "time_s": round(verdict.time_s, 6),
+        "n_cells": len(en.cells) if en is not None else None,
+        "n_empty_patterns": len(en.pruned) if en is not None else None,
+        "limiting_gradients": [[rat(x) for x in g] for g in verdict.limiting] if values else None,
+    }
+    report._verdict = verdict
     report.time_s = time.perf_counter() - t0
     report._runs = runs  # for the decision procedures and certificates (not serialised)
     report._net = net

@@ -1,14 +1,29 @@
 """Is f differentiable at w, is the AD output the gradient, is it a Clarke subderivative?
 
-Decided here (exactly): with no real tie anywhere, every op is smooth on a neighbourhood of w, so f
-is C^1 near w, all three answers are yes and the gradient is the exact AD output. With real ties the
-answers need the directional-derivative analysis (the decision-procedure issue); until then they are
-``None`` (undecided) with the reason. Never a guess.
+- No real tie: every op is smooth near w, f is C^1 there, all three answers are yes and the
+  gradient is the exact AD output.
+- Real ties: f is piecewise C^1, hence differentiable at w exactly when d -> f'(w; d) is linear,
+  i.e. when every non-empty cell of the tie patterns (``cells.py``) has the same gradient.
+  The limiting (Bouligand) gradients are the cell gradients; the AD output is a Clarke
+  subderivative when it is a convex combination of them (certified by exact convex weights; always
+  sound). "Not in the Clarke subdifferential" additionally needs the list of cells to be complete:
+  first-order cells show every limiting gradient when the tie inputs are affine on each selection,
+  when there is a single parameter, or when the tie functionals of every cell are linearly
+  independent; otherwise the answer is ``None`` with the reason.
+Never a guess: budgets exceeded and solver time-outs give ``None`` with the reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+
+import z3
+from gmpy2 import mpq
+
+from .cells import Budget, _rat, enumerate_cells
+from .encodings.errors import Undecided
+from .encodings.exact import Interval
 
 
 @dataclass
@@ -18,17 +33,104 @@ class Verdict:
     ad_in_clarke: bool | None
     gradient_is_ad: bool  # the gradient equals the exact AD output
     reason: str
+    gradient: list | None = None  # exact gradient when differentiable (and ties exist)
+    method: str = ""
+    enumeration: object = None
+    clarke_weights: list | None = None  # convex weights over enumeration.cells
+    separator: list | None = None  # v with v.AD > v.g for every cell
+    witnesses: tuple | None = None  # (cell i, cell j) with different gradients
+    limiting: list = field(default_factory=list)  # distinct cell gradients
+    time_s: float = 0.0
+    n_ties: int = 0
 
 
-def decide(runs, real_ties) -> Verdict:
+def convex_weights(points, target, timeout_ms=20000):
+    """lambda >= 0, sum = 1, sum lambda_i p_i = target, or None."""
+    s = z3.Solver()
+    s.set("timeout", timeout_ms)
+    lam = [z3.Real(f"l{i}") for i in range(len(points))]
+    for v in lam:
+        s.add(v >= 0)
+    s.add(z3.Sum(lam) == 1)
+    for k in range(len(target)):
+        s.add(z3.Sum([z3.RealVal(str(p[k])) * lam[i] for i, p in enumerate(points)]) == z3.RealVal(str(target[k])))
+    r = s.check()
+    if r == z3.unknown:
+        raise Budget(f"Z3 unknown in the Clarke LP ({s.reason_unknown()})")
+    if r == z3.unsat:
+        return None
+    m = s.model()
+    return [_rat(m.eval(v, model_completion=True)) for v in lam]
+
+
+def separator(points, target, timeout_ms=20000):
+    """v with v.(target - p) >= 1 for every point p (certifies target outside their hull)."""
+    s = z3.Solver()
+    s.set("timeout", timeout_ms)
+    v = [z3.Real(f"v{k}") for k in range(len(target))]
+    for p in points:
+        s.add(z3.Sum([z3.RealVal(str(target[k] - p[k])) * v[k] for k in range(len(target)) if target[k] != p[k]] or [z3.RealVal(0)]) >= 1)
+    r = s.check()
+    if r != z3.sat:
+        raise Budget(f"no separating vector found (Z3: {r})")
+    m = s.model()
+    return [_rat(m.eval(x, model_completion=True)) for x in v]
+
+
+def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
+    t0 = time.perf_counter()
     if runs.exact is None:
         return Verdict(None, None, None, False, runs.exact_reason or "the exact run is unavailable")
     if not real_ties:
-        return Verdict(True, True, True, True, "no real tie: f is smooth near w, its gradient is the exact AD output")
-    return Verdict(
-        None,
-        None,
-        None,
-        False,
-        f"{len(real_ties)} real tie(s): deciding differentiability needs the directional-derivative analysis (not in this version)",
-    )
+        return Verdict(True, True, True, True, "no real tie: f is smooth near w, its gradient is the exact AD output", method="smooth")
+    v = _decide_ties(runs, real_ties, max_cells, time_limit)
+    v.time_s = time.perf_counter() - t0
+    v.n_ties = len(real_ties)
+    return v
+
+
+def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
+    try:
+        fw = runs.exact_full()
+        ad = list(runs.exact_ad())
+    except Undecided as exc:
+        return Verdict(None, None, None, False, f"exact evaluation undecided: {exc}")
+    if any(isinstance(v, Interval) for v in ad):
+        return Verdict(None, None, None, False, "real ties downstream of transcendental ops: the gradients are not rational (not decided)")
+    try:
+        en = enumerate_cells(runs, fw, real_ties, max_cells=max_cells, time_limit=time_limit)
+    except Budget as exc:
+        return Verdict(None, None, None, False, f"{len(real_ties)} real tie(s): cell enumeration stopped: {exc}")
+    except Undecided as exc:
+        return Verdict(None, None, None, False, f"exact evaluation undecided: {exc}")
+    grads = []
+    for c in en.cells:
+        if c.gradient not in grads:
+            grads.append(c.gradient)
+    base = f"{len(real_ties)} real tie(s), {len(en.cells)} cell(s), {len(en.pruned)} empty pattern(s)"
+    if len(grads) == 1:
+        g = grads[0]
+        correct = g == ad
+        if correct:
+            clarke, reason = True, f"{base}: f'(w;.) is linear, f is differentiable and AD is its gradient"
+        elif en.degenerate:
+            clarke, reason = None, f"{base}: f is differentiable but AD is not the gradient; Clarke membership undecided: {'; '.join(en.degenerate)}"
+        else:
+            clarke, reason = False, f"{base}: f is differentiable, AD is not the gradient and not in the Clarke subdifferential {{gradient}}"
+        v = Verdict(True, correct, clarke, correct, reason, gradient=g, method="cells", enumeration=en, limiting=grads)
+        if clarke is False:
+            v.separator = separator([g], ad)
+        return v
+    # not differentiable
+    i = next(k for k, c in enumerate(en.cells) if c.gradient == grads[0])
+    j = next(k for k, c in enumerate(en.cells) if c.gradient == grads[1])
+    try:
+        lam = convex_weights([c.gradient for c in en.cells], ad)
+    except Budget as exc:
+        return Verdict(False, False, None, False, f"{base}: not differentiable; Clarke membership undecided: {exc}", method="cells", enumeration=en, witnesses=(i, j), limiting=grads)
+    if lam is not None:
+        return Verdict(False, False, True, False, f"{base}: f is not differentiable; AD is a convex combination of limiting gradients (Clarke)", method="cells", enumeration=en, witnesses=(i, j), clarke_weights=lam, limiting=grads)
+    if en.degenerate:
+        return Verdict(False, False, None, False, f"{base}: not differentiable; AD is outside the hull of the cells found, but the list may miss cusp regions: {'; '.join(en.degenerate)}", method="cells", enumeration=en, witnesses=(i, j), limiting=grads)
+    sep = separator([c.gradient for c in en.cells], ad)
+    return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", method="cells", enumeration=en, witnesses=(i, j), separator=sep, limiting=grads)

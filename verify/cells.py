@@ -1,0 +1,270 @@
+"""The cells of the directional derivative d -> f'(w; d) at a point with real ties.
+
+f is piecewise C^1, so f'(w; d) is a piecewise-linear function of d that only the tied units make
+non-linear: an elementwise tie uses its left or right derivative by the sign of its input tangent
+a.d; a max-pool tie passes the largest tangent of its tied entries; an l1 residual tie uses the
+sign of the residual's tangent. A *pattern* fixes every tie's choice; its *cell* is the open cone of
+directions d where the tangents have those signs strictly: a set of strict linear inequalities
+c.d > 0. On a non-empty cell, f'(w; d) = g . d with g the gradient of that pattern's selection
+(a backward pass with the one-sided derivatives of the pattern).
+
+The ties are processed in layer order (a tie's tangent functional depends only on the choices at
+ties in earlier layers of the same sample); a depth-first search branches on each tie's choices
+and prunes empty cells with an exact LP (Z3 over the reals). Every branch is justified:
+- a non-empty cell by a rational witness direction d with every c.d >= 1;
+- an empty one by Gordan multipliers y >= 0, sum(y) = 1, sum_k y_k c_k = 0 (no d has all c.d > 0);
+- a tie whose tangent functional is identically zero (for max-pool: entries with equal functionals)
+  has no branch: every choice gives the same tangent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import z3
+from gmpy2 import mpq
+
+from .encodings import program as P
+from .linalg import is_zero, rank, sub
+
+
+class Budget(Exception):
+    """The enumeration exceeded its budget (cells, time or a solver time-out)."""
+
+
+@dataclass
+class Branch:
+    choice: object  # 'left' / 'right' / window position of the max entry
+    constraints: list  # list of vectors c (the branch needs c.d > 0)
+
+
+@dataclass
+class TieInfo:
+    tie: P.Tie
+    kind: str  # "act" | "pool" | "l1"
+    functionals: dict  # "a" -> vector, or window position -> vector (pool)
+    branches: list
+    zero: bool  # degenerate: every choice gives the same tangent
+
+
+@dataclass
+class Cell:
+    choices: dict  # tie key -> choice
+    witness: list  # rational direction strictly inside
+    gradient: list  # exact gradient of the pattern's selection
+    constraints: list = field(default_factory=list)
+
+
+@dataclass
+class Pruned:
+    choices: dict  # the prefix (tie key -> choice) whose cell is empty
+    constraints: list
+    multipliers: list  # Gordan certificate
+
+
+@dataclass
+class Enumeration:
+    cells: list
+    pruned: list
+    ties: list  # TieInfo per tie, for the last visited prefix (for reporting)
+    order: list  # tie keys in processing order
+    degenerate: list  # reasons why the first-order cells may miss cusp-shaped regions
+    zero_ties: list
+    n_params: int
+    time_s: float = 0.0
+
+
+def _onehot(net, fw, layer, sample, unit):
+    x = fw.xs[layer]
+    g = fw.A.zeros(x.shape)
+    g.reshape(x.shape[0], -1)[sample, unit] = mpq(1)
+    return (layer, g)
+
+
+def functional(runs, fw, layer, sample, unit, choose):
+    """Gradient over the trainable params of the value entering ``layer`` at (sample, unit)."""
+    net = runs.net
+    return list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=_onehot(net, fw, layer, sample, unit)))
+
+
+def tie_info(runs, fw, t: P.Tie, choose) -> TieInfo:
+    net = runs.net
+    if t.op in ("maxpool1d", "maxpool2d"):
+        L = net.layers[t.layer]
+        idx = P.pool_index(L)
+        window = list(idx[t.unit])
+        funcs = {}
+        for flat in t.entries:
+            pos = window.index(flat)
+            funcs[pos] = functional(runs, fw, t.layer, t.sample, flat, choose)
+        # group entries with identical functionals: they are interchangeable
+        groups = []
+        for pos, a in funcs.items():
+            for gr in groups:
+                if funcs[gr[0]] == a:
+                    gr.append(pos)
+                    break
+            else:
+                groups.append([pos])
+        reps = [gr[0] for gr in groups]
+        if len(reps) == 1:
+            return TieInfo(t, "pool", funcs, [Branch(reps[0], [])], True)
+        branches = [Branch(r, [sub(funcs[r], funcs[o]) for o in reps if o != r]) for r in reps]
+        return TieInfo(t, "pool", funcs, branches, False)
+    if t.op == "l1":
+        a = functional(runs, fw, len(net.layers), t.sample, t.unit, choose)
+        kind = "l1"
+    else:
+        a = functional(runs, fw, t.layer, t.sample, t.unit, choose)
+        kind = "act"
+    if is_zero(a):
+        return TieInfo(t, kind, {"a": a}, [Branch("left", [])], True)
+    return TieInfo(t, kind, {"a": a}, [Branch("left", [[-v for v in a]]), Branch("right", [a])], False)
+
+
+# ----------------------------------------------------------------------------------------------
+# exact LP through Z3
+
+
+def _rat(v) -> mpq:
+    f = v.as_fraction()
+    return mpq(f.numerator, f.denominator)
+
+
+def feasible(constraints, n, timeout_ms):
+    """A rational d with c.d >= 1 for every c, or None if none exists. Raises Budget on unknown."""
+    if not constraints:
+        return [mpq(0)] * n
+    s = z3.Solver()
+    s.set("timeout", int(timeout_ms))
+    d = [z3.Real(f"d{i}") for i in range(n)]
+    for c in constraints:
+        terms = [z3.RealVal(str(v)) * d[i] for i, v in enumerate(c) if v != 0]
+        s.add(z3.Sum(terms) >= 1 if terms else z3.BoolVal(False))
+    r = s.check()
+    if r == z3.unknown:
+        raise Budget(f"Z3 answered unknown ({s.reason_unknown()})")
+    if r == z3.unsat:
+        return None
+    m = s.model()
+    return [_rat(m.eval(x, model_completion=True)) for x in d]
+
+
+def gordan(constraints, n, timeout_ms):
+    """y >= 0 with sum(y) = 1 and sum_k y_k c_k = 0 (certifies that no d has all c.d > 0)."""
+    s = z3.Solver()
+    s.set("timeout", int(timeout_ms))
+    y = [z3.Real(f"y{k}") for k in range(len(constraints))]
+    for v in y:
+        s.add(v >= 0)
+    s.add(z3.Sum(y) == 1)
+    for i in range(n):
+        terms = [z3.RealVal(str(c[i])) * y[k] for k, c in enumerate(constraints) if c[i] != 0]
+        if terms:
+            s.add(z3.Sum(terms) == 0)
+    r = s.check()
+    if r != z3.sat:
+        raise Budget(f"no Gordan certificate found (Z3: {r})")
+    m = s.model()
+    return [_rat(m.eval(v, model_completion=True)) for v in y]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_ms=20000) -> Enumeration:
+    """All non-empty cells of f'(w; .), each with a witness and a gradient, and the empty prefixes
+    with their Gordan certificates."""
+    t0 = time.perf_counter()
+    net = runs.net
+    n = net.n_grad
+    order = sorted(ties, key=lambda t: (t.layer, t.sample, t.unit))
+    cells, pruned, zero_ties = [], [], set()
+    infos_seen: dict = {}
+
+    def visit(i, choose, constraints):
+        if time.perf_counter() - t0 > time_limit:
+            raise Budget(f"time limit {time_limit:.0f} s exceeded after {len(cells)} cells")
+        if i == len(order):
+            d = feasible(constraints, n, timeout_ms)
+            assert d is not None
+            g = list(P.backward(net, fw.A, fw, runs.proxies, choose=dict(choose)))
+            cells.append(Cell(dict(choose), d, g, [list(c) for c in constraints]))
+            if len(cells) > max_cells:
+                raise Budget(f"more than {max_cells} cells")
+            return
+        t = order[i]
+        info = tie_info(runs, fw, t, dict(choose))
+        infos_seen[t.key] = info
+        if info.zero:
+            zero_ties.add(t.key)
+        for br in info.branches:
+            cons = constraints + br.constraints
+            ch = dict(choose)
+            ch[t.key] = br.choice
+            if br.constraints and feasible(cons, n, timeout_ms) is None:
+                pruned.append(Pruned(ch, [list(c) for c in cons], gordan(cons, n, timeout_ms)))
+                continue
+            visit(i + 1, ch, cons)
+
+    visit(0, {}, [])
+    degenerate = _degeneracy(runs, order, cells, infos_seen, zero_ties)
+    return Enumeration(
+        cells=cells,
+        pruned=pruned,
+        ties=list(infos_seen.values()),
+        order=[t.key for t in order],
+        degenerate=degenerate,
+        zero_ties=sorted(zero_ties),
+        n_params=n,
+        time_s=time.perf_counter() - t0,
+    )
+
+
+def affine_tie_inputs(net) -> bool:
+    """True when every pre-activation is an affine function of the trainable params on each
+    selection (so the cells of first order are exactly the regions near w, no cusps): no layer
+    with trainable weights sees an input that depends on trainable params, and no op between the
+    first trainable layer and the end has a non-affine piece."""
+    first = None
+    for L in net.layers:
+        trainable_w = L.weight is not None and _has_trainable(net, L.weight)
+        trainable_b = L.bias is not None and _has_trainable(net, L.bias)
+        if trainable_w and first is not None:
+            return False
+        if (trainable_w or trainable_b) and first is None:
+            first = L.index
+        if first is not None and L.act is not None and L.act.name in ("hardswish", "sigmoid", "tanh"):
+            return False
+        if first is not None and L.op == "avgpool2d":
+            pass  # linear
+    return True
+
+
+def _has_trainable(net, ref) -> bool:
+    src = ref.src[ref.src >= 0]
+    if src.size == 0:
+        return False
+    trainable = np.zeros(net.theta.size, dtype=bool)
+    trainable[net.trainable_index] = True
+    return bool(trainable[src].any())
+
+
+def _degeneracy(runs, order, cells, infos, zero_ties) -> list:
+    """Reasons why first-order cells might not show every limiting gradient (empty list: they do)."""
+    net = runs.net
+    if net.n_grad <= 1:
+        return []  # in one dimension the two half-lines are all there is
+    if affine_tie_inputs(net):
+        return []  # tie inputs are affine on each selection: the regions are exactly the cells
+    reasons = []
+    if zero_ties:
+        reasons.append(f"{len(zero_ties)} tie(s) with an identically zero tangent functional and non-affine inputs")
+    for c in cells:
+        vecs = c.constraints
+        if vecs and rank(vecs) < len(vecs):
+            reasons.append("dependent tie functionals in a cell (cusp-shaped regions invisible to first order are possible)")
+            break
+    return reasons
