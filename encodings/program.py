@@ -359,7 +359,7 @@ def _elementwise_derivative(A, act, x, y, piece, kink, proxies, ch, layer_key, n
         for n, u in zip(*np.nonzero(k2 >= 0)):
             k = int(k2[n, u])
             s = ch.of((layer_key, int(n), int(u)))
-            v = proxies[k] if s is None else net.fmt.round_rational(act.one_sided(k, s))
+            v = proxies[k] if s is None else act.one_sided(k, s)  # exact; the machine arithmetic rounds it
             d2[n, u] = A.const(v)
         d = d2.reshape(x.shape)
     return d

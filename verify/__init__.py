@@ -2,12 +2,34 @@
 
 >>> import kinkcheck
 >>> report = kinkcheck.verify("proofs/examples/relu_minus_relu.json")
->>> report.real_ties, report.ad, report.machine_ad
+>>> report.differentiable, report.ad, report.gradient, report.machine_ad
+(True, ['0'], ['1'], ['0x0p+0'])
+
+The names are imported lazily, so that ``import kinkcheck.checker`` (the independent certificate
+checker) loads neither Z3 nor the decision code.
 """
 
 __version__ = "0.1.0"
 
-from .api import Report, load, verify  # noqa: E402
-from .encodings.errors import InputError, Undecided  # noqa: E402
+_LAZY = {
+    "load": "api",
+    "verify": "api",
+    "Report": "api",
+    "check_certificate": "checker",
+    "CheckFailed": "checker",
+}
 
-__all__ = ["load", "verify", "Report", "InputError", "Undecided", "__version__"]
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in ("InputError", "Undecided"):
+        from .encodings import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "__version__"]

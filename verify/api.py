@@ -117,6 +117,13 @@ class Report:
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def certificate(self) -> dict:
+        """The evidence behind the verdicts as a JSON-able dict (docs/certificate.md), for
+        :func:`kinkcheck.check_certificate`."""
+        from .certificate import build
+
+        return build(self)
+
 
 def verify(network, convention=None, *, values: bool | None = None, rounding: str | None = None) -> Report:
     """Verify a network (a :class:`Network`, a path or a dict) at its parameters.

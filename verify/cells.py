@@ -55,6 +55,7 @@ class Cell:
     witness: list  # rational direction strictly inside
     gradient: list  # exact gradient of the pattern's selection
     constraints: list = field(default_factory=list)
+    zero_ties: list = field(default_factory=list)  # ties with no branch on this cell's path
 
 
 @dataclass
@@ -184,14 +185,14 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
     cells, pruned, zero_ties = [], [], set()
     infos_seen: dict = {}
 
-    def visit(i, choose, constraints):
+    def visit(i, choose, constraints, zeros):
         if time.perf_counter() - t0 > time_limit:
             raise Budget(f"time limit {time_limit:.0f} s exceeded after {len(cells)} cells")
         if i == len(order):
             d = feasible(constraints, n, timeout_ms)
             assert d is not None
             g = list(P.backward(net, fw.A, fw, runs.proxies, choose=dict(choose)))
-            cells.append(Cell(dict(choose), d, g, [list(c) for c in constraints]))
+            cells.append(Cell(dict(choose), d, g, [list(c) for c in constraints], list(zeros)))
             if len(cells) > max_cells:
                 raise Budget(f"more than {max_cells} cells")
             return
@@ -207,9 +208,9 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
             if br.constraints and feasible(cons, n, timeout_ms) is None:
                 pruned.append(Pruned(ch, [list(c) for c in cons], gordan(cons, n, timeout_ms)))
                 continue
-            visit(i + 1, ch, cons)
+            visit(i + 1, ch, cons, zeros + ([t.key] if info.zero else []))
 
-    visit(0, {}, [])
+    visit(0, {}, [], [])
     degenerate = _degeneracy(runs, order, cells, infos_seen, zero_ties)
     return Enumeration(
         cells=cells,

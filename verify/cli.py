@@ -98,6 +98,7 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     values: bool = typer.Option(False, "--values", help="always include the exact and machine AD outputs"),
     rounding: Optional[str] = typer.Option(None, help="'nearest' rounds non-representable values (reported)"),
+    certificate: Optional[str] = typer.Option(None, "--certificate", help="write the certificate (JSON) to this file"),
 ):
     """Verify a network at its parameters: ties, compensation, choice sensitivity, AD outputs."""
     from .api import verify as _verify
@@ -108,11 +109,36 @@ def verify(
         report = _verify(network, convention=convention, values=True if values else None, rounding=rounding)
     except InputError as exc:
         _fail(str(exc))
+    if certificate:
+        from .certificate import write_atomic
+
+        try:
+            write_atomic(certificate, report.certificate())
+        except OSError as exc:
+            _fail(f"{certificate}: cannot write the certificate: {exc.strerror or exc}")
+        except ValueError as exc:
+            _fail(f"{network}: {exc}", 3)
     if json_out:
         sys.stdout.write(report.to_json() + "\n")
     else:
         _render(report)
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def check(certificate: str = typer.Argument(..., help="certificate written by kinkcheck verify --certificate")):
+    """Re-validate a certificate with exact arithmetic: exit 0 valid, 1 invalid (first failing step), 2 bad input."""
+    from .checker import CheckFailed, check_certificate
+
+    try:
+        res = check_certificate(certificate)
+    except InputError as exc:
+        _fail(str(exc))
+    except CheckFailed as exc:
+        out.print(f"[red]invalid:[/] {exc}", markup=True)
+        raise typer.Exit(1)
+    out.print(f"[green]valid[/]: {', '.join(res['steps'])}")
+    raise typer.Exit(0)
 
 
 @app.callback()

@@ -1,0 +1,93 @@
+"""Certificates: the evidence behind a report's verdicts, in a JSON document (schema version 1,
+docs/certificate.md) that ``checker.py`` re-validates with exact arithmetic alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .cells import affine_tie_inputs
+from .fmt import rat
+
+SCHEMA = 1
+
+
+def _key(k):
+    return [int(v) for v in k]
+
+
+def _choices(ch: dict):
+    return [{"tie": _key(k), "choice": (int(c) if not isinstance(c, str) else c)} for k, c in sorted(ch.items())]
+
+
+def build(report) -> dict:
+    net = report._net
+    v = report._verdict
+    runs = report._runs
+    if runs.exact is None:
+        raise ValueError("no certificate: the exact run is unavailable")
+    ad = [rat(x) for x in runs.exact_ad()]
+    conv = runs.proxies.convention.to_json()["ops"]
+    claims = {
+        "differentiable": v.differentiable,
+        "ad_correct": v.ad_correct,
+        "ad_in_clarke": v.ad_in_clarke,
+        "gradient": [rat(x) for x in v.gradient] if v.gradient is not None else (ad if v.gradient_is_ad else None),
+        "ad": ad,
+        "real_ties": [[t["layer"], t["sample"], t["unit"]] for t in report.real_ties],
+    }
+    evidence: dict = {}
+    en = v.enumeration
+    if en is not None:
+        evidence["order"] = [_key(k) for k in en.order]
+        evidence["cells"] = [
+            {
+                "choices": _choices(c.choices),
+                "witness": [rat(x) for x in c.witness],
+                "gradient": [rat(x) for x in c.gradient],
+                "zero_ties": [_key(k) for k in c.zero_ties],
+            }
+            for c in en.cells
+        ]
+        evidence["empty"] = [{"choices": _choices(p.choices), "multipliers": [rat(x) for x in p.multipliers]} for p in en.pruned]
+        if v.witnesses is not None:
+            evidence["witnesses"] = list(v.witnesses)
+        if v.clarke_weights is not None:
+            evidence["clarke_weights"] = [rat(x) for x in v.clarke_weights]
+        if v.separator is not None:
+            evidence["separator"] = [rat(x) for x in v.separator]
+            evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "affine" if affine_tie_inputs(net) else "independent"
+    claims["digest"] = digest(net.raw, conv)
+    return {
+        "kinkcheck_certificate": SCHEMA,
+        "tool": f"kinkcheck {report.to_dict()['kinkcheck']}",
+        "network": net.raw,
+        "convention": conv,
+        "claims": claims,
+        "evidence": evidence,
+    }
+
+
+def digest(network: dict, convention: dict) -> str:
+    """sha256 of the canonical JSON of the embedded network and convention."""
+    import hashlib
+
+    text = json.dumps({"network": network, "convention": convention}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_atomic(path, data: dict) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder: never half-written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent or "."))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,602 @@
+"""The independent certificate checker.
+
+It re-validates a kinkcheck certificate with exact rational arithmetic only. It imports neither Z3
+nor the decision code nor the semantics: it shares only the file loader (``encodings.network``,
+which parses the embedded network and its values). Its own code - a few hundred lines, meant to be
+read - re-evaluates the network exactly, sample by sample, with a forward tangent pass:
+
+- ``tangent(d, choice)`` computes the exact forward values and the directional derivative along a
+  rational direction d, where each tie differentiates by ``choice(key)``: "proxy" (the convention's
+  derivative; that is what AD uses), "left"/"right", a max-pool window position, or "auto" (by the
+  sign of its own input tangent - the true directional derivative f'(w; d)).
+- The AD output is the proxy tangent map along every unit vector; a cell's gradient is its fixed
+  pattern's tangent map along every unit vector; a witness direction is checked to lie strictly
+  inside its cell by the signs of the tie tangents ("auto").
+- Enumeration evidence (empty patterns with Gordan multipliers, non-empty cells with witnesses) is
+  re-walked tie by tie, so that "differentiable" and "AD not in Clarke" rest on a complete list.
+
+Its activation table is written here again on purpose (kinks, one-sided derivatives, values):
+a second, independent statement of the library's derived data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from gmpy2 import mpq
+
+from .encodings.errors import InputError
+from .encodings.network import load
+
+SCHEMA = 1
+
+
+class CheckFailed(Exception):
+    """The certificate is invalid: the message names the first failing step."""
+
+
+# ----------------------------------------------------------------------------------------------
+# the activation table (independent of the sympy library)
+
+H = mpq(1, 2)
+
+
+def _table(op, prm):
+    """(kinks, [(left, right) derivative per kink], value(x), derivative(x) off the kinks)."""
+    if op == "relu":
+        return [mpq(0)], [(mpq(0), mpq(1))], lambda x: x if x > 0 else mpq(0), lambda x: mpq(1) if x > 0 else mpq(0)
+    if op == "leaky_relu":
+        s = prm["negative_slope"]
+        if s == 1:
+            return [], [], lambda x: x, lambda x: mpq(1)
+        return [mpq(0)], [(s, mpq(1))], lambda x: x if x > 0 else s * x, lambda x: mpq(1) if x > 0 else s
+    if op in ("hardtanh", "relu6"):
+        lo, hi = (prm["min_val"], prm["max_val"]) if op == "hardtanh" else (mpq(0), mpq(6))
+        return (
+            [lo, hi],
+            [(mpq(0), mpq(1)), (mpq(1), mpq(0))],
+            lambda x: lo if x < lo else hi if x > hi else x,
+            lambda x: mpq(1) if lo < x < hi else mpq(0),
+        )
+    if op == "hardsigmoid":
+        return (
+            [mpq(-3), mpq(3)],
+            [(mpq(0), mpq(1, 6)), (mpq(1, 6), mpq(0))],
+            lambda x: mpq(0) if x <= -3 else mpq(1) if x >= 3 else x / 6 + H,
+            lambda x: mpq(1, 6) if -3 < x < 3 else mpq(0),
+        )
+    if op == "hardswish":
+        return (
+            [mpq(-3), mpq(3)],
+            [(mpq(0), mpq(-1, 2)), (mpq(3, 2), mpq(1))],
+            lambda x: mpq(0) if x <= -3 else x if x >= 3 else x * (x + 3) / 6,
+            lambda x: mpq(0) if x < -3 else mpq(1) if x > 3 else (2 * x + 3) / 6,
+        )
+    if op == "abs":
+        return [mpq(0)], [(mpq(-1), mpq(1))], lambda x: abs(x), lambda x: mpq(1) if x > 0 else mpq(-1)
+    if op == "identity":
+        return [], [], lambda x: x, lambda x: mpq(1)
+    raise CheckFailed(f"the checker does not handle op {op!r} (transcendental ops have no rational certificate)")
+
+
+def _proxies(net, conv):
+    """Per elementwise layer (and "loss"): proxy values (dtype-rounded), from the convention."""
+    out = {}
+
+    def resolve(entries, derivs, where):
+        if len(entries) != len(derivs):
+            if not derivs:
+                return []
+            raise CheckFailed(f"{where}: {len(entries)} kink derivatives for {len(derivs)} kinks")
+        vals = []
+        for k, e in enumerate(entries):
+            if e in ("left", "right"):
+                q = derivs[k][0 if e == "left" else 1]
+                vals.append(mpq(net.fmt.round_rational(q)))
+            else:
+                from .encodings.formats import parse_value
+
+                vals.append(mpq(parse_value(e, net.fmt, "nearest")[0]))
+        return vals
+
+    for L in net.layers:
+        if L.act is not None:
+            kinks, derivs, _, _ = _table(L.op, _params(L))
+            entries = L.kink_derivatives if L.kink_derivatives is not None else (conv.get(L.op) or [])
+            if L.kink_derivatives is None and len(entries) != len(kinks) and not kinks:
+                entries = []
+            out[L.index] = resolve(entries, derivs, f"layer {L.index}")
+    if net.loss.op == "l1":
+        entries = net.loss.kink_derivatives or conv.get("l1") or [0]
+        out["loss"] = resolve(entries, [(mpq(-1), mpq(1))], "loss")
+    return out
+
+
+def _params(L):
+    return {k: mpq(v) for k, v in (L.act.params.items() if L.act is not None else [])}
+
+
+def _ties_break(net, conv):
+    return {L.index: (L.tie_break or conv.get(L.op) or "first") for L in net.layers if L.op in ("maxpool1d", "maxpool2d")}
+
+
+# ----------------------------------------------------------------------------------------------
+# exact forward + tangent, one sample at a time
+
+
+def _q(a):
+    out = np.empty(np.shape(a), dtype=object)
+    for i, v in enumerate(np.asarray(a, dtype=np.float64).reshape(-1).tolist()):
+        out.reshape(-1)[i] = mpq(v)
+    return out
+
+
+class Model:
+    def __init__(self, net, conv):
+        self.net = net
+        self.conv = conv
+        self.proxy = _proxies(net, conv)
+        self.tie_break = _ties_break(net, conv)
+        self.trainable = np.zeros(net.theta.size, dtype=bool)
+        self.trainable[net.trainable_index] = True
+        self.gpos = np.full(net.theta.size, -1, dtype=np.int64)
+        self.gpos[net.trainable_index] = np.arange(net.n_grad)
+        self.W = {}
+        for L in net.layers:
+            if L.weight is not None:
+                self.W[L.index] = (_q(L.weight.values(net.theta)), _q(L.bias.values(net.theta)) if L.bias is not None else None)
+        self.inputs = _q(net.inputs)
+        self.targets = _q(net.targets) if net.targets is not None and net.targets.dtype.kind == "f" else None
+        self.count = int(np.prod(net.out_shape)) * net.batch
+        self.P = net.n_grad
+
+    def dref(self, ref, d):
+        """Tangent of a weight/bias tensor along direction d (over trainable params)."""
+        out = np.empty(ref.src.shape, dtype=object)
+        for e, (s, sg) in enumerate(zip(ref.src.tolist(), ref.sign.tolist())):
+            out[e] = (d[self.gpos[s]] * int(sg)) if s >= 0 and self.trainable[s] else mpq(0)
+        return out.reshape(ref.shape)
+
+    def tangent(self, d, choice):
+        """(f, f'(w; d) under ``choice``, records {tie key: input tangent(s)}, ties found)."""
+        net = self.net
+        dW = {L.index: (self.dref(L.weight, d), self.dref(L.bias, d) if L.bias is not None else None) for L in net.layers if L.weight is not None}
+        f = mpq(0)
+        df = mpq(0)
+        rec, ties = {}, []
+        for n in range(net.batch):
+            x = self.inputs[n].copy()
+            t = np.empty(x.shape, dtype=object)
+            t.fill(mpq(0))
+            for L in net.layers:
+                x, t = self._layer(L, n, x, t, dW, choice, rec, ties)
+            fn, dfn = self._loss(n, x.reshape(-1), t.reshape(-1), choice, rec, ties)
+            f += fn
+            df += dfn
+        if net.loss.reduction == "mean" and net.loss.op in ("mse", "l1"):
+            f, df = f / self.count, df / self.count
+        if net.loss.reduction == "mean" and net.loss.op == "cross_entropy":  # pragma: no cover
+            raise CheckFailed("cross_entropy has no rational certificate")
+        return f, df, rec, ties
+
+    def _layer(self, L, n, x, t, dW, choice, rec, ties):
+        op = L.op
+        if op == "linear":
+            W, b = self.W[L.index]
+            Wd, bd = dW[L.index]
+            y = W.dot(x)
+            ty = W.dot(t) + Wd.dot(x)
+            if b is not None:
+                y, ty = y + b, ty + bd
+            return y, ty
+        if op == "conv2d":
+            W, b = self.W[L.index]
+            Wd, bd = dW[L.index]
+            C, Hh, Ww = L.in_shape
+            (ph, pw), (sh, sw) = L.padding, L.stride
+            xp = np.empty((C, Hh + 2 * ph, Ww + 2 * pw), dtype=object)
+            xp.fill(mpq(0))
+            tp = xp.copy()
+            xp[:, ph : ph + Hh, pw : pw + Ww] = x
+            tp[:, ph : ph + Hh, pw : pw + Ww] = t
+            O, _, kh, kw = W.shape
+            Ho, Wo = L.out_shape[1:]
+            y = np.empty((O, Ho, Wo), dtype=object)
+            ty = np.empty((O, Ho, Wo), dtype=object)
+            for i in range(Ho):
+                for j in range(Wo):
+                    px = xp[:, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
+                    pt = tp[:, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
+                    y[:, i, j] = W.reshape(O, -1).dot(px)
+                    ty[:, i, j] = W.reshape(O, -1).dot(pt) + Wd.reshape(O, -1).dot(px)
+            if b is not None:
+                y = y + b[:, None, None]
+                ty = ty + bd[:, None, None]
+            return y, ty
+        if op in ("maxpool1d", "maxpool2d", "avgpool2d"):
+            return self._pool(L, n, x, t, choice, rec, ties)
+        if op == "flatten":
+            return x.reshape(-1), t.reshape(-1)
+        kinks, derivs, val, der = _table(op, _params(L))
+        y = np.empty(x.shape, dtype=object)
+        ty = np.empty(x.shape, dtype=object)
+        for u, (xv, tv) in enumerate(zip(x.reshape(-1), t.reshape(-1))):
+            y.reshape(-1)[u] = val(xv)
+            k = next((k for k, at in enumerate(kinks) if xv == at), None)
+            if k is None:
+                ty.reshape(-1)[u] = der(xv) * tv
+                continue
+            key = (L.index, n, u)
+            ties.append((key, "act", str(kinks[k])))
+            rec[key] = tv
+            c = choice(key)
+            if c == "proxy":
+                dv = self.proxy[L.index][k]
+            elif c == "auto":
+                dv = derivs[k][0] if tv < 0 else derivs[k][1]  # at tv == 0 both give 0
+            elif c in ("left", "right"):
+                dv = derivs[k][0 if c == "left" else 1]
+            else:
+                raise CheckFailed(f"tie {key}: invalid choice {c!r}")
+            ty.reshape(-1)[u] = dv * tv
+        return y, ty
+
+    def _windows(self, L):
+        if L.op == "maxpool1d":
+            shp = L.in_shape if len(L.in_shape) == 2 else (1,) + L.in_shape
+            C, Lin = shp
+            (k,), (s,) = L.kernel, L.stride
+            Lout = (Lin - k) // s + 1
+            return [[c * Lin + o * s + j for j in range(k)] for c in range(C) for o in range(Lout)]
+        C, Hh, Ww = L.in_shape
+        (kh, kw), (sh, sw) = L.kernel, L.stride
+        Ho, Wo = L.out_shape[1:]
+        return [[c * Hh * Ww + (y * sh + i) * Ww + (x * sw + j) for i in range(kh) for j in range(kw)] for c in range(C) for y in range(Ho) for x in range(Wo)]
+
+    def _pool(self, L, n, x, t, choice, rec, ties):
+        xf, tf = x.reshape(-1), t.reshape(-1)
+        ys, tys = [], []
+        for w, win in enumerate(self._windows(L)):
+            vals = [xf[i] for i in win]
+            tans = [tf[i] for i in win]
+            if L.op == "avgpool2d":
+                ys.append(sum(vals, mpq(0)) / len(win))
+                tys.append(sum(tans, mpq(0)) / len(win))
+                continue
+            m = max(vals)
+            tied = [p for p, v in enumerate(vals) if v == m]
+            ys.append(m)
+            if len(tied) == 1:
+                tys.append(tans[tied[0]])
+                continue
+            key = (L.index, n, w)
+            ties.append((key, "max", tuple(win[p] for p in tied)))
+            rec[key] = {p: tans[p] for p in tied}
+            c = choice(key)
+            if c == "proxy":
+                c = self.tie_break[L.index]
+                if c == "split":
+                    tys.append(sum((tans[p] for p in tied), mpq(0)) / len(tied))
+                    continue
+            if c == "auto":
+                tys.append(max(tans[p] for p in tied))
+            elif c == "first":
+                tys.append(tans[tied[0]])
+            elif c in ("last",):
+                tys.append(tans[tied[-1]])
+            elif c == "left":
+                tys.append(tans[tied[0]])
+            elif c == "right":
+                tys.append(tans[tied[-1]])
+            elif isinstance(c, int) and c in tied:
+                tys.append(tans[c])
+            else:
+                raise CheckFailed(f"tie {key}: invalid choice {c!r}")
+        shape = L.out_shape
+        return np.array(ys, dtype=object).reshape(shape), np.array(tys, dtype=object).reshape(shape)
+
+    def _loss(self, n, out, tout, choice, rec, ties):
+        op = self.net.loss.op
+        if op == "sum":
+            return sum(out, mpq(0)), sum(tout, mpq(0))
+        if op == "cross_entropy":
+            raise CheckFailed("cross_entropy has no rational certificate")
+        tg = self.targets[n].reshape(-1)
+        if op == "dot":
+            return sum(a * b for a, b in zip(tg, out)), sum(a * b for a, b in zip(tg, tout))
+        r = [o - y for o, y in zip(out, tg)]
+        if op == "mse":
+            return sum(v * v for v in r), sum(2 * v * tv for v, tv in zip(r, tout))
+        f = sum(abs(v) for v in r)
+        df = mpq(0)
+        for u, (v, tv) in enumerate(zip(r, tout)):
+            if v != 0:
+                df += (1 if v > 0 else -1) * tv
+                continue
+            key = (len(self.net.layers), n, u)
+            ties.append((key, "l1", "0"))
+            rec[key] = tv
+            c = choice(key)
+            dv = self.proxy["loss"][0] if c == "proxy" else (mpq(-1) if (c == "left" or (c == "auto" and tv < 0)) else mpq(1))
+            df += dv * tv
+        return f, df
+
+    def unit(self, i):
+        d = [mpq(0)] * self.P
+        d[i] = mpq(1)
+        return d
+
+    def linear_map(self, choice):
+        return [self.tangent(self.unit(i), choice)[1] for i in range(self.P)]
+
+
+# ----------------------------------------------------------------------------------------------
+# checking
+
+
+def _key(k):
+    return tuple(int(v) for v in k)
+
+
+def _qs(strings, what):
+    try:
+        return [mpq(s) for s in strings]
+    except (ValueError, TypeError, ZeroDivisionError):
+        raise CheckFailed(f"{what}: not a list of exact rationals") from None
+
+
+def _choices(obj):
+    out = {}
+    for item in obj:
+        c = item["choice"]
+        out[_key(item["tie"])] = c
+    return out
+
+
+def check_certificate(cert) -> dict:
+    """Validate a certificate (dict or path). Returns a summary; raises CheckFailed (invalid) or
+    InputError (unreadable)."""
+    if isinstance(cert, (str, Path)):
+        try:
+            cert = json.loads(Path(cert).read_text())
+        except FileNotFoundError:
+            raise InputError("no such file", source=str(cert)) from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read certificate: {exc}", source=str(cert)) from None
+    if not isinstance(cert, dict) or cert.get("kinkcheck_certificate") != SCHEMA:
+        raise InputError(f"not a kinkcheck certificate (schema version {SCHEMA})")
+    try:
+        return _check(cert)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckFailed(f"malformed certificate: {type(exc).__name__}: {exc}") from None
+
+
+def _check(cert) -> dict:
+    conv = cert["convention"]
+    if not isinstance(conv, dict):
+        raise CheckFailed("convention must be an object")
+    try:
+        net = load(cert["network"], convention={"ops": conv, "base": "pytorch"})
+    except InputError as exc:
+        raise CheckFailed(f"embedded network: {exc}") from None
+    M = Model(net, conv)
+    claims = cert["claims"]
+    import hashlib
+
+    text = json.dumps({"network": cert["network"], "convention": conv}, sort_keys=True, separators=(",", ":"))
+    if claims.get("digest") != "sha256:" + hashlib.sha256(text.encode()).hexdigest():
+        raise CheckFailed("step 0 (digest): the embedded network or convention does not match the claims' digest")
+    ev = cert["evidence"]
+    # step 1: the real ties
+    _, _, _, ties = M.tangent([mpq(0)] * M.P, lambda k: "proxy")
+    found = sorted(_key(t[0]) for t in ties)
+    claimed = sorted(_key(t) for t in claims["real_ties"])
+    if found != claimed:
+        raise CheckFailed(f"step 1 (real ties): the network has ties {found}, the certificate claims {claimed}")
+    # step 2: the AD output
+    ad = M.linear_map(lambda k: "proxy")
+    if ad != _qs(claims["ad"], "claims.ad"):
+        raise CheckFailed("step 2 (AD output): the exact AD output differs from the claimed one")
+    diff, correct, clarke = claims["differentiable"], claims["ad_correct"], claims["ad_in_clarke"]
+    grad = _qs(claims["gradient"], "claims.gradient") if claims.get("gradient") is not None else None
+    steps = ["real ties", "AD output"]
+    if not found:
+        if not (diff is True and correct is True and clarke is True and grad == ad):
+            raise CheckFailed("step 3 (smooth): without real ties f is C^1 near w: the claims must be true, true, true with gradient = AD")
+        return {"valid": True, "steps": steps + ["smooth"]}
+    order = [_key(k) for k in ev["order"]]
+    if sorted(order) != found or order != sorted(order, key=lambda k: (k[0], k[1], k[2])):
+        raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")
+    cells = []
+    for i, c in enumerate(ev["cells"]):
+        cells.append(_check_cell(M, c, found, f"cells[{i}]"))
+    steps.append(f"{len(cells)} cells")
+    complete = False
+    if diff is True or clarke is False:
+        _check_tree(M, order, ev, cells)
+        complete = True
+        steps.append("enumeration complete")
+    grads = [g for _, g in cells]
+    if diff is True:
+        if grad is None or any(g != grad for g in grads) or not grads:
+            raise CheckFailed("step 4 (differentiable): every cell must have the claimed gradient")
+        if correct is not (ad == grad):
+            raise CheckFailed(f"step 4 (AD correct): AD {'equals' if ad == grad else 'differs from'} the gradient")
+    elif diff is False:
+        i, j = ev["witnesses"]
+        if grads[i] == grads[j]:
+            raise CheckFailed("step 4 (not differentiable): the two witness cells have the same gradient")
+        if correct is not False:
+            raise CheckFailed("step 4: AD cannot be the gradient of a non-differentiable f")
+    if clarke is True:
+        if diff is True and ad == grad:
+            pass
+        else:
+            lam = _qs(ev["clarke_weights"], "evidence.clarke_weights")
+            if len(lam) != len(grads) or any(v < 0 for v in lam) or sum(lam) != 1:
+                raise CheckFailed("step 5 (Clarke): the weights must be >= 0 and sum to 1, one per cell")
+            comb = [sum((lam[c] * grads[c][k] for c in range(len(grads))), mpq(0)) for k in range(M.P)]
+            if comb != ad:
+                raise CheckFailed("step 5 (Clarke): the convex combination of cell gradients is not the AD output")
+        steps.append("Clarke membership")
+    elif clarke is False:
+        v = _qs(ev["separator"], "evidence.separator")
+        for c, g in enumerate(grads):
+            if sum((v[k] * (ad[k] - g[k]) for k in range(M.P)), mpq(0)) <= 0:
+                raise CheckFailed(f"step 5 (not Clarke): the separator does not separate AD from cell {c}")
+        _check_complete_by(M, ev.get("complete_by"), cells)
+        steps.append("AD separated from every limiting gradient")
+    return {"valid": True, "steps": steps, "complete": complete}
+
+
+def _check_cell(M, c, found, where):
+    ch = _choices(c["choices"])
+    if sorted(ch) != found:
+        raise CheckFailed(f"{where}: the pattern must give a choice for every tie")
+    d = _qs(c["witness"], f"{where}.witness")
+    if len(d) != M.P:
+        raise CheckFailed(f"{where}: witness has the wrong length")
+    _, _, rec, ties = M.tangent(d, lambda k: "auto")
+    kinds = {_key(t[0]): t[1] for t in ties}
+    zero = {_key(k) for k in c.get("zero_ties", [])}
+    for key, cv in ch.items():
+        tv = rec[key]
+        if kinds[key] == "max":
+            best = max(tv.values())
+            top = [p for p, v in tv.items() if v == best]
+            if key in zero:
+                if len(set(tv.values())) != 1:
+                    raise CheckFailed(f"{where}: tie {key} is claimed degenerate but its tangents differ")
+                continue
+            if cv not in top:
+                raise CheckFailed(f"{where}: witness is not inside the cell at max-pool tie {key}")
+            if len(top) > 1:  # entries with identical functionals are one branch
+                F = _functionals(M, key, ch)
+                if any(F[p] != F[cv] for p in top):
+                    raise CheckFailed(f"{where}: witness is not strictly inside the cell at max-pool tie {key}")
+        else:
+            if key in zero:
+                if tv != 0:
+                    raise CheckFailed(f"{where}: tie {key} is claimed degenerate but its tangent is not 0")
+                continue
+            if tv == 0 or (tv < 0) != (cv == "left"):
+                raise CheckFailed(f"{where}: witness is not strictly inside the cell at tie {key}")
+    g = M.linear_map(lambda k: ch[k])
+    if g != _qs(c["gradient"], f"{where}.gradient"):
+        raise CheckFailed(f"{where}: the claimed gradient is not the pattern's gradient")
+    return ch, g
+
+
+def _functionals(M, key, prefix):
+    """Tangent functional(s) of a tie's input(s) under the choices of ``prefix``."""
+    cols = []
+    for i in range(M.P):
+        _, _, rec, _ = M.tangent(M.unit(i), lambda k: prefix.get(k, "left"))
+        cols.append(rec[key])
+    if isinstance(cols[0], dict):
+        return {p: [col[p] for col in cols] for p in cols[0]}
+    return cols
+
+
+def _check_tree(M, order, ev, cells):
+    """Every pattern is a listed cell or extends a listed empty prefix (Gordan-certified)."""
+    empty = []
+    for e in ev["empty"]:
+        y = _qs(e["multipliers"], "evidence.empty.multipliers")
+        empty.append((_choices(e["choices"]), y))
+    cell_patterns = [ch for ch, _ in cells]
+    used_cells = set()
+
+    def walk(i, prefix, cons):
+        if i == len(order):
+            for k, ch in enumerate(cell_patterns):
+                if all(ch[key] == prefix[key] for key in prefix):
+                    used_cells.add(k)
+                    return
+            raise CheckFailed(f"enumeration: the non-empty pattern {sorted(prefix.items())} is not a listed cell")
+        key = order[i]
+        F = _functionals(M, key, prefix)
+        if isinstance(F, dict):
+            groups = []
+            for p, a in F.items():
+                for gr in groups:
+                    if F[gr[0]] == a:
+                        gr.append(p)
+                        break
+                else:
+                    groups.append([p])
+            reps = [gr[0] for gr in groups]
+            if len(reps) == 1:
+                branches = [(reps[0], [])]
+            else:
+                branches = [(r, [[x - y for x, y in zip(F[r], F[o])] for o in reps if o != r]) for r in reps]
+        else:
+            if all(v == 0 for v in F):
+                branches = [("left", [])]
+            else:
+                branches = [("left", [[-v for v in F]]), ("right", [F])]
+        for choice, bc in branches:
+            p2 = dict(prefix)
+            p2[key] = choice
+            c2 = cons + bc
+            hit = next((y for ch, y in empty if ch == p2), None)
+            if hit is not None:
+                if len(hit) != len(c2) or any(v < 0 for v in hit) or sum(hit) != 1:
+                    raise CheckFailed(f"enumeration: bad Gordan multipliers for {sorted(p2.items())}")
+                for k in range(M.P):
+                    if sum((hit[j] * c2[j][k] for j in range(len(c2))), mpq(0)) != 0:
+                        raise CheckFailed(f"enumeration: Gordan multipliers for {sorted(p2.items())} do not cancel")
+                continue
+            walk(i + 1, p2, c2)
+
+    walk(0, {}, [])
+
+
+def _check_complete_by(M, how, cells):
+    net = M.net
+    if how == "one-parameter":
+        if M.P != 1:
+            raise CheckFailed("completeness: more than one parameter")
+    elif how == "affine":
+        first = None
+        for L in net.layers:
+            tw = L.weight is not None and bool(M.trainable[L.weight.src[L.weight.src >= 0]].any())
+            tb = L.bias is not None and bool(M.trainable[L.bias.src[L.bias.src >= 0]].any())
+            if tw and first is not None:
+                raise CheckFailed("completeness: a layer with trainable weights sees trainable inputs (not affine)")
+            if (tw or tb) and first is None:
+                first = L.index
+            if first is not None and L.op in ("hardswish", "sigmoid", "tanh"):
+                raise CheckFailed("completeness: a non-affine op after the first trainable layer")
+    elif how == "independent":
+        for ch, _ in cells:
+            vecs, zero = [], False
+            for key in sorted(ch):
+                F = _functionals(M, key, ch)
+                if isinstance(F, dict):
+                    ps = sorted(F)
+                    vecs += [[x - y for x, y in zip(F[ps[0]], F[p])] for p in ps[1:]]
+                else:
+                    vecs.append(F)
+            if any(all(v == 0 for v in vec) for vec in vecs) or _rank(vecs) < len(vecs):
+                raise CheckFailed("completeness: dependent tie functionals in a cell")
+    else:
+        raise CheckFailed(f"completeness: unsupported argument {how!r}")
+
+
+def _rank(vectors):
+    rows = [list(v) for v in vectors]
+    r = 0
+    for c in range(len(rows[0]) if rows else 0):
+        piv = next((i for i in range(r, len(rows)) if rows[i][c] != 0), None)
+        if piv is None:
+            continue
+        rows[r], rows[piv] = rows[piv], rows[r]
+        for i in range(len(rows)):
+            if i != r and rows[i][c] != 0:
+                f = rows[i][c] / rows[r][c]
+                rows[i] = [a - f * b for a, b in zip(rows[i], rows[r])]
+        r += 1
+    return r
