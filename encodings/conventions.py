@@ -47,12 +47,19 @@ class Convention:
         return {"name": self.name, "ops": ops}
 
 
+def _show(v) -> str:
+    try:
+        return json.dumps(v)
+    except (TypeError, ValueError):
+        return repr(v)
+
+
 def _check_entries(op, entries, where):
     if not isinstance(entries, (list, tuple)):
-        raise InputError(f"{where}: kink derivatives of {op} must be a list, got {json.dumps(entries)}")
+        raise InputError(f"{where}: kink derivatives of {op} must be a list, got {_show(entries)}")
     for i, e in enumerate(entries):
         if isinstance(e, bool) or not isinstance(e, (int, float, str)):
-            raise InputError(f"{where}: {op}[{i}]: expected a number, \"left\" or \"right\", got {json.dumps(e)}")
+            raise InputError(f"{where}: {op}[{i}]: expected a number, \"left\" or \"right\", got {_show(e)}")
     return tuple(entries)
 
 
@@ -71,7 +78,7 @@ def _parse_ops(ops: dict, where: str, base: Convention | None, name: str, origin
                 raise InputError(f"{where}: entry {op!r} has neither kink_derivatives nor tie_break")
         if op in POOL_OPS:
             if val not in TIE_BREAKS:
-                raise InputError(f"{where}: {op}: tie_break must be one of first, last, split, got {json.dumps(val)}")
+                raise InputError(f"{where}: {op}: tie_break must be one of first, last, split, got {_show(val)}")
             ties[op] = val
         elif op in KINK_OPS or op in SMOOTH_OPS:
             kinks[op] = _check_entries(op, val, where)

@@ -186,7 +186,13 @@ def log_enclosure(v, prec):
 
 
 def to_object(a) -> np.ndarray:
-    """float64 array (finite) -> object array of exact mpq."""
+    """float64 array (finite) -> object array of exact mpq. An object array (exact values, e.g.
+    parameters off the machine grid for tests) is converted element-wise."""
+    if isinstance(a, np.ndarray) and a.dtype == object:
+        out = np.empty(a.shape, dtype=object)
+        for i, v in enumerate(a.reshape(-1)):
+            out.reshape(-1)[i] = mpq(v) if not isinstance(v, (MPQ, Interval)) else v
+        return out
     a = np.asarray(a, dtype=np.float64)
     if not np.isfinite(a).all():
         raise ValueError("the exact semantics needs finite values")

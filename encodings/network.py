@@ -69,7 +69,9 @@ class Ref:
 
     def values(self, theta: np.ndarray) -> np.ndarray:
         safe = np.where(self.src >= 0, self.src, 0)
-        return np.where(self.src >= 0, self.sign * theta[safe], self.const).reshape(self.shape)
+        vals = theta[safe]
+        vals = np.where(self.sign < 0, -vals, vals)  # negation is exact (also for exact objects)
+        return np.where(self.src >= 0, vals, self.const).reshape(self.shape)
 
     @property
     def has_params(self) -> bool:
@@ -191,13 +193,10 @@ class _Dup(Exception):
     pass
 
 
-class _NaNToken:
-    def __repr__(self):
-        return "NaN"
-
-
 def _parse_constant(tok):
-    return _NaNToken() if tok == "NaN" else (math.inf if tok == "Infinity" else -math.inf)
+    # JSON has no NaN/Infinity; Python's reader accepts them: NaN is rejected where a value is
+    # expected (with its place), and the infinities are the infinities
+    return math.nan if tok == "NaN" else (math.inf if tok == "Infinity" else -math.inf)
 
 
 def read_json(path) -> tuple[dict, str]:
@@ -219,6 +218,8 @@ def read_json(path) -> tuple[dict, str]:
         raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=src) from None
     except RecursionError:
         raise InputError("malformed JSON: nested too deeply", source=src) from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's limit
+        raise InputError(f"malformed JSON: {exc}", source=src) from None
     return data, src
 
 
@@ -238,6 +239,36 @@ def load(source, *, rounding: str | None = None, convention=None) -> Network:
         raise
 
 
+MAX_AXES = 16
+MAX_VALUES = 50_000_000  # per tensor
+MAX_SIZE = 2**16  # kernel, stride, padding
+MAX_WORK = 200_000_000  # entries of a conv2d patch matrix (batch x positions x receptive field)
+
+
+def _conv_where(conv) -> str:
+    origin = conv.origin if conv.origin and conv.origin != "convention" and conv.name not in ("pytorch", "jax", "tensorflow") else ""
+    return f"convention {origin}".strip() if origin else f"convention ({conv.name})"
+
+
+def check_convention(net: "Network", conv) -> None:
+    """Validate a convention against a loaded network (raises InputError naming the convention)."""
+    loader = _Loader.__new__(_Loader)
+    loader.fmt = net.fmt
+    try:
+        loader.check_convention(conv, net.layers, net.loss)
+    except InputError as exc:
+        raise exc.located(net.source) if exc.source is None else exc from None
+
+
+def _show(node) -> str:
+    """A JSON value for an error message (NaN allowed)."""
+    try:
+        text = json.dumps(node)
+    except (TypeError, ValueError):
+        text = repr(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _fmt_index(idx) -> str:
     return "[" + ",".join(str(i) for i in idx) + "]" if idx else ""
 
@@ -252,7 +283,7 @@ class _Loader:
 
     # -- helpers -------------------------------------------------------------------------
     def value(self, token, where: str, rounding: str | None = None) -> float:
-        if isinstance(token, _NaNToken):
+        if isinstance(token, float) and math.isnan(token):
             raise InputError(f"{where}: NaN is not allowed")
         try:
             v, was_rounded = parse_value(token, self.fmt, rounding or self.rounding)
@@ -278,7 +309,7 @@ class _Loader:
                 return
             if not isinstance(node, list):
                 raise InputError(
-                    f"{name}{_fmt_index(idx)}: expected a list of length {shape[depth]} (shape {list(shape)}), found {json.dumps(node) if not isinstance(node, _NaNToken) else 'NaN'}"
+                    f"{name}{_fmt_index(idx)}: expected a list of length {shape[depth]} (shape {list(shape)}), found {_show(node)}"
                 )
             if len(node) != shape[depth]:
                 raise InputError(
@@ -333,7 +364,11 @@ class _Loader:
             raise InputError(f"{name}: missing {'shape' if 'shape' not in spec else 'values'}")
         shape = spec["shape"]
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise InputError(f"{name}: shape must be a list of non-negative integers, got {json.dumps(shape)}")
+            raise InputError(f"{name}: shape must be a list of non-negative integers, got {_show(shape)}")
+        if len(shape) > MAX_AXES:
+            raise InputError(f"{name}: {len(shape)} axes (at most {MAX_AXES})")
+        if math.prod(shape) > MAX_VALUES:
+            raise InputError(f"{name}: shape {shape} has {math.prod(shape)} values (at most {MAX_VALUES})")
         return self.tensor_values(spec["values"], tuple(shape), name), trainable
 
     # -- top level -----------------------------------------------------------------------
@@ -346,8 +381,8 @@ class _Loader:
                 raise InputError(f"unknown top-level key {k!r}")
         if "kinkcheck" not in d:
             raise InputError('missing "kinkcheck": 1 (format version)')
-        if d["kinkcheck"] != 1 or isinstance(d["kinkcheck"], bool):
-            raise InputError(f'unsupported format version {json.dumps(d["kinkcheck"])} (this kinkcheck reads version 1)')
+        if type(d["kinkcheck"]) is not int or d["kinkcheck"] != 1:
+            raise InputError(f'unsupported format version {_show(d["kinkcheck"])} (this kinkcheck reads version 1, the integer 1)')
         for k in ("dtype", "params", "inputs", "layers", "loss"):
             if k not in d:
                 raise InputError(f"missing required key {k!r}")
@@ -357,7 +392,7 @@ class _Loader:
             raise InputError(f"dtype: {exc}") from None
         rounding = self.rounding_override or d.get("rounding", "exact")
         if rounding not in ("exact", "nearest"):
-            raise InputError(f'rounding must be "exact" or "nearest", got {json.dumps(rounding)}')
+            raise InputError(f'rounding must be "exact" or "nearest", got {_show(rounding)}')
         self.rounding = rounding
 
         # params
@@ -397,6 +432,7 @@ class _Loader:
         loss, targets = self.loss(d["loss"], d.get("targets"), shape)
         conv_spec = self.convention_override if self.convention_override is not None else d.get("convention")
         convention = load_convention(conv_spec, where="convention")
+        self.check_convention(convention, layers, loss)
         net = Network(
             source=self.src,
             fmt=self.fmt,
@@ -412,6 +448,19 @@ class _Loader:
             raw=d,
         )
         return net
+
+    def check_convention(self, conv, layers, loss):
+        """Every convention entry the network uses must resolve (count and values)."""
+        from .conventions import resolve_kink_derivatives
+
+        for L in layers:
+            if L.act is not None and L.kink_derivatives is None:
+                entries = conv.kink_entries(L.op) or ()
+                if len(entries) != len(L.act.kinks) and L.act.smooth:
+                    continue
+                resolve_kink_derivatives(entries, L.act, self.fmt, f"{_conv_where(conv)}: {L.op}")
+        if loss.op == "l1" and loss.kink_derivatives is None and conv.kink_entries("l1") is not None:
+            resolve_kink_derivatives(conv.kink_entries("l1"), _act.activation("abs"), self.fmt, f"{_conv_where(conv)}: l1")
 
     # -- weights -------------------------------------------------------------------------
     def ref(self, spec, expected, where, what) -> Ref:
@@ -484,9 +533,9 @@ class _Loader:
         if (
             not isinstance(val, list)
             or len(val) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in val)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= MAX_SIZE for v in val)
         ):
-            raise InputError(f"{where}: {key} must be an integer >= {minimum} or a pair of them, got {json.dumps(val)}")
+            raise InputError(f"{where}: {key} must be an integer in {minimum}..{MAX_SIZE} or a pair of them, got {_show(val)}")
         return tuple(val)
 
     def layer(self, i, spec, shape) -> Layer:
@@ -494,8 +543,8 @@ class _Loader:
         if not isinstance(spec, dict) or "op" not in spec:
             raise InputError(f"{where}: a layer must be an object with an \"op\"")
         op = spec["op"]
-        if op not in LAYER_KEYS:
-            raise InputError(f"{where}: unknown op {json.dumps(op)} (known: {', '.join(LAYER_KEYS)})")
+        if not isinstance(op, str) or op not in LAYER_KEYS:
+            raise InputError(f"{where}: unknown op {_show(op)} (known: {', '.join(LAYER_KEYS)})")
         where = f"layers[{i}] ({op})"
         for k in spec:
             if k != "op" and k not in LAYER_KEYS[op]:
@@ -532,6 +581,9 @@ class _Loader:
                 raise InputError(f"{where}: kernel {kh}x{kw} does not fit the padded input {list(shape)}")
             L.kernel = (kh, kw)
             L.out_shape = (out, H, W)
+            work = self.inputs.shape[0] * H * W * shape[0] * kh * kw
+            if work > MAX_WORK:
+                raise InputError(f"{where}: too large for exact verification ({work} patch entries; at most {MAX_WORK})")
         elif op in ("maxpool1d", "maxpool2d", "avgpool2d"):
             two = op != "maxpool1d"
             if "kernel" not in spec:
@@ -552,8 +604,8 @@ class _Loader:
                 k = spec["kernel"]
                 s = spec.get("stride", k)
                 for key, v in (("kernel", k), ("stride", s)):
-                    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                        raise InputError(f"{where}: {key} must be a positive integer, got {json.dumps(v)}")
+                    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIZE:
+                        raise InputError(f"{where}: {key} must be an integer in 1..{MAX_SIZE}, got {_show(v)}")
                 if shape[-1] < k:
                     raise InputError(f"{where}: kernel {k} does not fit the input {list(shape)}")
                 L.kernel = (k,)
@@ -561,7 +613,7 @@ class _Loader:
                 L.out_shape = shape[:-1] + ((shape[-1] - k) // s + 1,)
             if "tie_break" in spec:
                 if spec["tie_break"] not in TIE_BREAKS:
-                    raise InputError(f"{where}: tie_break must be first, last or split, got {json.dumps(spec['tie_break'])}")
+                    raise InputError(f"{where}: tie_break must be first, last or split, got {_show(spec['tie_break'])}")
                 L.tie_break = spec["tie_break"]
         elif op == "flatten":
             L.out_shape = (int(np.prod(shape, dtype=np.int64)),)
@@ -592,8 +644,8 @@ class _Loader:
         if not isinstance(spec, dict) or "op" not in spec:
             raise InputError(f"{where}: must be an object with an \"op\"")
         op = spec["op"]
-        if op not in LOSSES:
-            raise InputError(f"{where}: unknown loss {json.dumps(op)} (known: {', '.join(LOSSES)})")
+        if not isinstance(op, str) or op not in LOSSES:
+            raise InputError(f"{where}: unknown loss {_show(op)} (known: {', '.join(LOSSES)})")
         for k in spec:
             if k != "op" and k not in LOSSES[op]:
                 raise InputError(f"{where} ({op}): unknown key {k!r}")
@@ -623,7 +675,7 @@ class _Loader:
                 if isinstance(v, float) and v.is_integer():
                     v = int(v)
                 if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < out_shape[0]:
-                    raise InputError(f"targets[{i}]: expected a class index in 0..{out_shape[0] - 1}, got {json.dumps(v)}")
+                    raise InputError(f"targets[{i}]: expected a class index in 0..{out_shape[0] - 1}, got {_show(v)}")
                 cls.append(v)
             targets = np.array(cls, dtype=np.int64)
         elif targets_spec is not None:

@@ -229,6 +229,10 @@ def _apply_pieces(A, act, x, piece):
         m = piece == i
         if m.any():
             y[m] = pc.value_program(x[m], A)
+    if not A.exact:
+        nan = np.isnan(x)
+        if nan.any():  # a NaN input propagates (it lies on no piece)
+            y[nan] = x[nan]
     return y
 
 

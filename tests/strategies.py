@@ -90,11 +90,12 @@ def value_token(draw, v: float):
 
 
 @st.composite
-def machine_value(draw, fmt: R.Fmt, *, tiny: bool = False, extreme: bool = False) -> float:
+def machine_value(draw, fmt: R.Fmt, *, tiny: bool = False, extreme: bool = False, wide: bool = True) -> float:
     """A small value exactly representable in ``fmt`` (a float).
 
     ``tiny``: from {0, +-1, +-2, 1/2} (many equal values, exact arithmetic);
-    ``extreme``: occasionally near the underflow or overflow threshold."""
+    ``extreme``: occasionally near the underflow or overflow threshold;
+    ``wide``: often a full-precision significand (so that rounding happens in every format)."""
     if tiny:
         return draw(st.sampled_from([0.0, 1.0, -1.0, 2.0, 0.5, -2.0, 1.0, 0.0, -0.0]))
     if extreme and draw(st.integers(0, 9)) == 0:
@@ -104,10 +105,16 @@ def machine_value(draw, fmt: R.Fmt, *, tiny: bool = False, extreme: bool = False
         if math.isinf(v):
             v = float(fmt.max_finite)
         return -v if draw(st.booleans()) else v
-    kmax = min(2**fmt.p - 1, 7)
-    k = draw(st.integers(-kmax, kmax))
-    e = draw(st.integers(-2, 0))
-    v = math.ldexp(float(k), e)
+    if wide and draw(st.integers(0, 2)) == 0:
+        # a full-precision significand: sums and products round even in float32/float64
+        k = draw(st.integers(2**fmt.M, 2**fmt.p - 1))
+        v = math.ldexp(float(k), draw(st.integers(-2, 1)) - fmt.M)
+        v = -v if draw(st.booleans()) else v
+    else:
+        kmax = min(2**fmt.p - 1, 7)
+        k = draw(st.integers(-kmax, kmax))
+        e = draw(st.integers(-2, 0))
+        v = math.ldexp(float(k), e)
     if v == 0 and draw(st.integers(0, 4)) == 0:
         v = -0.0
     assert fmt.representable(Fraction(v))
@@ -285,7 +292,7 @@ def _conv_arch(b: _B, activations, max_width):
         layers.append(b.activation(activations))
     pool = b.draw(st.sampled_from([None, "maxpool2d", "avgpool2d", "maxpool2d"]))
     if pool:
-        ph, pw = b.draw(st.integers(1, min(2, H))), b.draw(st.integers(1, min(2, W)))
+        ph, pw = b.draw(st.integers(1, min(3, H))), b.draw(st.integers(1, min(3, W)))  # sizes 3, 6, 9 round
         sh, sw = b.draw(st.integers(1, ph)), b.draw(st.integers(1, pw))
         spec = {"op": pool, "kernel": [ph, pw], "stride": [sh, sw]}
         if pool == "maxpool2d":
@@ -379,6 +386,9 @@ def networks(
                     nk = {"hardtanh": 2, "relu6": 2, "hardsigmoid": 2, "hardswish": 2}.get(op, 1)
                     ops[op] = [draw(st.sampled_from(_KINK_DERIVS)) for _ in range(nk)]
             conv = ops
+            if draw(st.booleans()):  # the file schema, on top of a named base
+                conv = {"convention": "mine", "base": draw(st.sampled_from(["pytorch", "jax", "tensorflow"])),
+                        "ops": {op: ({"tie_break": v} if isinstance(v, str) else {"kink_derivatives": v}) for op, v in ops.items()}}
         if conv is not None:
             doc["convention"] = conv
     if ties:

@@ -186,8 +186,6 @@ def test_spec_example_json(tmp_path):
     assert code == 1  # a finding (choice-sensitive; AD not the gradient)
 
 
-@pytest.mark.xfail(strict=True, reason="decision procedure at real ties not implemented yet: differentiable, "
-                   "ad_correct, ad_in_clarke are null ('needs the directional-derivative analysis')")
 def test_spec_example_verdicts(tmp_path):
     code, rep = run_json(write(tmp_path, SPEC_EXAMPLE))
     # f(w) = w: differentiable, gradient 1, Clarke set {1}; AD = 0 is neither

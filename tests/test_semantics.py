@@ -421,6 +421,70 @@ def test_abs_at_zero_sign_of_output():
     assert [R.bits(v) for v in xs[1][0]] == [R.bits(v) for v in ref.xs[1][0]]
 
 
+def test_mse_seed_uses_rounded_two_over_count():
+    # E5M2 (M = 2), mse mean over 9 outputs (count 9 is not representable: fl(9) = 8, a tie
+    # between 8 = 1.00b*2^3 and 10 = 1.01b*2^3 going to the even significand).
+    # y_0 = s * x_0 with s = 1, y_j = 1 * x_j (constants) for j > 0; x = 1, targets 0 -> r = 1.
+    # Seed c = fl(2/9): 2/9 = 0.2222 between 0.21875 (1.11b*2^-3) and 0.25 -> 0.21875.
+    # (The other reading fl(2)/fl(9) = 2/8 = 0.25 would differ.) grad s = fl(fl(r*c) * x_0) = 0.21875.
+    # Loss: nine terms 1, summed: 1, 2, ..., 8, then 8 + 1 = 9 -> 8 (tie, even); 8 / fl(9) = 8/8 = 1.
+    # Exact: grad 2/9, loss 9/9 = 1.
+    W = [["s" if (i, j) == (0, 0) else (1 if i == j else 0) for j in range(9)] for i in range(9)]
+    doc = _doc({"exponent_bits": 5, "fraction_bits": 2}, {"s": {"value": 1}},
+               {"shape": [1, 9], "values": [[1] * 9]}, [{"op": "linear", "weight": W}], {"op": "mse"},
+               targets={"shape": [1, 9], "values": [[0] * 9]})
+    (_, loss, _, _, ad), (_, eloss, _, _, ead) = _both(doc)
+    assert ad == [0.21875] and ead == [Fraction(2, 9)]
+    assert loss == 1.0 and eloss == 1
+
+
+def test_avgpool_divides_the_sum_by_rounded_size():
+    # float16: conv2d 1x1 weight "s" = 1 on a 1x1x3 input [1, 2, 2], avgpool2d kernel [1, 3], sum.
+    # Forward: (1 + 2 + 2) / 3 = 5/3 -> float16 1 + 683/1024 = 0x1.aacp+0 (682.67 -> 683).
+    # Backward: each entry gets fl(1/3) = 1365/4096 = 0x1.554p-2. grad s = sum over output
+    # positions p of fl(g[p] * x[p]): a = 1365/4096, then 2a, 2a (exact products).
+    #   a + 2a = 4095/4096: spacing 2^-11 in [1/2, 1): 2047.5 ulps, tie -> even 2048 -> 1.0;
+    #   1.0 + 2a = 1 + 682.5/1024: spacing 2^-10, tie -> even 682 -> 1 + 682/1024 = 0x1.aa8p+0.
+    # Exact: loss 5/3, grad (1 + 2 + 2)/3 = 5/3.
+    doc = _doc("float16", {"s": {"value": 1}}, {"shape": [1, 1, 1, 3], "values": [[[[1, 2, 2]]]]},
+               [{"op": "conv2d", "weight": [[[["s"]]]]}, {"op": "avgpool2d", "kernel": [1, 3]}, {"op": "flatten"}],
+               {"op": "sum"})
+    (_, loss, _, _, ad), (_, eloss, _, _, ead) = _both(doc)
+    assert loss == float.fromhex("0x1.aacp+0") and eloss == Fraction(5, 3)
+    assert ad == [float.fromhex("0x1.aa8p+0")] and ead == [Fraction(5, 3)]
+
+
+def test_tied_scalar_weight_terms_before_bias_terms():
+    # E5M2: y = w*4 + w*0.5 + w (weight [["w", "w"]], bias ["w"]), w = 1, x = [4, 0.5], sum loss.
+    # Forward: 4 + 0.5 = 4.5 -> tie between 4 (1.00b*2^2) and 5 (1.01b*2^2) -> 4; 4 + 1 = 5.
+    # AD: terms ordered weight entries (0,0), (0,1), then the bias: 4, 0.5, 1 ->
+    #   4 + 0.5 -> 4; 4 + 1 = 5. (Bias first would give 1 + 4 = 5, 5 + 0.5 = 5.5 -> 6.)
+    # Exact: 5.5 for both.
+    doc = _doc({"exponent_bits": 5, "fraction_bits": 2}, {"w": {"value": 1}}, {"shape": [1, 2], "values": [[4, 0.5]]},
+               [{"op": "linear", "weight": [["w", "w"]], "bias": ["w"]}], {"op": "sum"})
+    (_, loss, _, _, ad), (_, eloss, _, _, ead) = _both(doc)
+    assert loss == 5.0 and ad == [5.0]
+    assert eloss == Fraction(11, 2) and ead == [Fraction(11, 2)]
+
+
+def test_overlapping_pool_gradient_signed_zero():
+    # float64: y = [2, s*1, 0] (linear, s = 1 at entry (1,1), constants elsewhere), x = [2, 1, 0].
+    # maxpool1d kernel 2 stride 1: windows [2, 1] -> 2 (first entry), [1, 0] -> 1 (first entry).
+    # Then linear v = [[1, "-0"]] (non-trainable), sum loss: 1*2 + (-0)*1 = 2 + -0 = 2.
+    # Backward: g_pool = [1*1, -0*1] = [1, -0]. Window 0 sends 1 to y_0 and +0 to y_1; window 1
+    # sends -0 to y_1 and +0 to y_2. y_1 sums its contributions in window order: +0 + -0 = +0.
+    # grad s = g_y1 * x_1 = +0 * 1 = +0. (Had non-maximal entries contributed nothing, y_1 would
+    # get -0 and grad s would be -0.)
+    doc = _doc("float64", {"s": {"value": 1}, "v": {"shape": [1, 2], "values": [[1, "-0"]], "trainable": False}},
+               {"shape": [1, 3], "values": [[2, 1, 0]]},
+               [{"op": "linear", "weight": [[1, 0, 0], [0, "s", 0], [0, 0, 1]]},
+                {"op": "maxpool1d", "kernel": 2, "stride": 1}, {"op": "linear", "weight": "v"}],
+               {"op": "sum"})
+    (_, loss, ties, _, ad), _ = _both(doc)
+    assert loss == 2.0 and ties == set()
+    assert [R.bits(v) for v in ad] == [R.bits(0.0)]
+
+
 # ----------------------------------------------------------------------------------------------
 # discrepancies found (kinkcheck side); strict xfails so that a fix is noticed
 

@@ -12,7 +12,7 @@ from .differentiability import decide
 from .encodings import program as P
 from .encodings.conventions import load_convention
 from .encodings.errors import InputError, Undecided
-from .encodings.network import Network
+from .encodings.network import Network, check_convention
 from .encodings.network import load as _load
 from .fmt import hexf, is_exact, rat
 from .runs import run
@@ -130,8 +130,18 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
 
     ``values``: include the exact and machine AD outputs (None: only for small problems)."""
     t0 = time.perf_counter()
-    net = network if isinstance(network, Network) else load(network, rounding=rounding)
-    conv = load_convention(convention) if convention is not None else net.convention
+    if isinstance(network, Network):
+        net = network
+        conv = net.convention
+        if convention is not None:
+            try:
+                conv = load_convention(convention)
+            except InputError as exc:
+                raise exc.located(net.source) if exc.source is None else exc from None
+            check_convention(net, conv)
+    else:
+        net = load(network, rounding=rounding, convention=convention)
+        conv = net.convention
     proxies = P.resolve_proxies(net, conv)
     runs = run(net, proxies)
     mfw = runs.machine

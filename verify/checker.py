@@ -491,6 +491,9 @@ def _check_cell(M, c, found, where):
 
 def _functionals(M, key, prefix):
     """Tangent functional(s) of a tie's input(s) under the choices of ``prefix``."""
+    if M.P == 0:
+        rec = M.tangent([], lambda k: prefix.get(k, "left"))[2][key]
+        return {p: [] for p in rec} if isinstance(rec, dict) else []
     cols = []
     for i in range(M.P):
         _, _, rec, _ = M.tangent(M.unit(i), lambda k: prefix.get(k, "left"))

@@ -1,0 +1,135 @@
+"""Differential tests of the decision procedure (differentiability, AD correctness, Clarke).
+
+Random small networks with ties engineered on purpose are decided, then cross-checked against
+exact evaluation near w:
+- every limiting gradient the procedure reports must be met: the gradient at w + t*d (t tiny,
+  d inside a reported cell) equals that cell's gradient;
+- every gradient sampled at w + t*d for random directions d (points where f is smooth) must be one
+  of the reported limiting gradients - so the list of cells is complete;
+- "differentiable" must agree with the samples (all equal), and the certificate must check.
+"""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from gmpy2 import mpq
+from hypothesis import HealthCheck, assume, given, settings
+
+import kinkcheck
+from kinkcheck.encodings import program as P
+from kinkcheck.encodings.exact import ExactArith
+from strategies import networks
+
+def margin(net):
+    """Smallest non-zero distance of an exact value to a kink (units), between distinct pool
+    entries (windows) or of an l1 residual to 0: perturbations far below it only move ties."""
+    A = ExactArith()
+    fw = P.forward(net, A)
+    gaps = []
+    for L in net.layers:
+        x = fw.xs[L.index].reshape(-1)
+        if L.act is not None:
+            gaps += [abs(v - k.at) for v in x for k in L.act.kinks if v != k.at]
+        elif L.op.startswith("maxpool"):
+            win = x.reshape(net.batch, -1)[:, P.pool_index(L)]
+            gaps += [abs(a - b) for row in win.reshape(-1, win.shape[-1]) for a in row for b in row if a != b]
+    if fw.residual is not None:
+        gaps += [abs(v) for v in fw.residual.reshape(-1) if v != 0]
+    return min(gaps + [mpq(1)])
+
+
+def limit_gradient(net, proxies, direction):
+    """lim_{t -> 0+} of the gradient at w + t*direction: along the ray the gradient of the active
+    selection is a polynomial in t (degree <= 3 here), so exact Lagrange extrapolation from six
+    tiny t gives the limit exactly (None if one of the points is not smooth)."""
+    scale = margin(net) / (1 + sum(abs(v) for v in direction)) / 2**40
+    TS = [scale / 2**i for i in range(6)]
+    ys = [gradient_at(net, proxies, direction, t) for t in TS]
+    if any(y is None for y in ys):
+        return None
+    out = []
+    for k in range(len(ys[0])):
+        v = mpq(0)
+        for i, ti in enumerate(TS):
+            w = mpq(1)
+            for j, tj in enumerate(TS):
+                if j != i:
+                    w *= (0 - tj) / (ti - tj)
+            v += ys[i][k] * w
+        out.append(v)
+    return out
+
+
+def gradient_at(net, proxies, direction, t):
+    """Exact AD output at w + t*direction (a smooth point for a generic direction)."""
+    theta = np.empty(net.theta.size, dtype=object)
+    for i, v in enumerate(net.theta.tolist()):
+        theta[i] = mpq(v)
+    for k, i in enumerate(net.trainable_index.tolist()):
+        theta[i] = theta[i] + t * direction[k]
+    A = ExactArith()
+    fw = P.forward(net, A, theta=theta)
+    if P.ties(net, fw):
+        return None  # not a smooth point: skip this sample
+    return list(P.backward(net, A, fw, proxies))
+
+
+def decide(doc):
+    net = kinkcheck.load(doc)
+    assume(net.n_grad <= 24)
+    r = kinkcheck.verify(net, values=True)
+    assume(0 < len(r.real_ties) <= 6)
+    return net, r
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
+@given(networks(dtypes=["float32", "float64"], archs=["mlp", "pool1d"], ties=True, extreme=False, max_width=4, max_batch=2, activations=("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "abs", "identity")))
+def test_decisions_against_nearby_gradients(doc):
+    net, r = decide(doc)
+    v = r._verdict
+    assume(v.enumeration is not None)
+    proxies = r._runs.proxies
+    limiting = [tuple(c.gradient) for c in v.enumeration.cells]
+    # each reported cell is met at a point inside it
+    for c in v.enumeration.cells:
+        g = limit_gradient(net, proxies, c.witness)
+        if g is not None:
+            assert tuple(g) == tuple(c.gradient)
+    # random directions land in reported cells
+    rng = random.Random(0)
+    for _ in range(6):
+        d = [mpq(rng.randint(-7, 7), rng.randint(1, 5)) for _ in range(net.n_grad)]
+        g = limit_gradient(net, proxies, d)
+        if g is not None:
+            assert tuple(g) in limiting
+    if r.differentiable is True:
+        assert len(set(limiting)) == 1
+        assert [mpq(x) for x in r.gradient] == list(limiting[0])
+    elif r.differentiable is False:
+        assert len(set(limiting)) >= 2
+    # the certificate checks
+    cert = json.loads(json.dumps(r.certificate()))
+    assert kinkcheck.check_certificate(cert)["valid"]
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
+@given(networks(dtypes=["float32"], archs=["mlp"], ties=True, extreme=False, max_width=4, max_batch=2, losses=["sum", "dot"]))
+def test_clarke_verdict_is_consistent(doc):
+    net, r = decide(doc)
+    v = r._verdict
+    assume(v.enumeration is not None and r.ad_in_clarke is not None)
+    ad = [mpq(x) for x in r.ad]
+    grads = [c.gradient for c in v.enumeration.cells]
+    if r.ad_in_clarke:
+        if v.clarke_weights is not None:
+            lam = v.clarke_weights
+            assert all(x >= 0 for x in lam) and sum(lam) == 1
+            assert [sum(lam[i] * grads[i][k] for i in range(len(grads))) for k in range(len(ad))] == ad
+        else:
+            assert all(g == ad for g in grads)
+    else:
+        sep = v.separator
+        for g in grads:
+            assert sum(sep[k] * (ad[k] - g[k]) for k in range(len(ad))) > 0
