@@ -790,7 +790,8 @@ def _backward_sample(net, A, n, xs, loc, pools, g, kinks, ties, side, terms):
                     if side is None:
                         d = A.const(kinks[L.index][k])
                     else:
-                        d = A.const(net.fmt.round_const(act.one_sided[k][0 if side == "left" else 1]))
+                        # the true one-sided derivative: exact in the exact run, fl() in the machine run
+                        d = A.const(act.one_sided[k][0 if side == "left" else 1])
                 else:
                     d = act.derivs[pc](v, A)
                 gi.append(A.mul(g[u], d))
@@ -846,7 +847,11 @@ def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = N
     """Run one semantics (``"exact"`` or ``"machine"``) of a network document.
 
     ``convention`` overrides the document's; ``side`` = "left"/"right" uses that one-sided
-    derivative at every tie (max-pool: first / last maximal entry) instead of the proxies."""
+    derivative at every tie (max-pool: first / last maximal entry) instead of the proxies.
+    docs/semantics.md only uses ``side`` for machine runs (choice sensitivity); for the exact run
+    this reference follows kinkcheck's choice: the one-sided derivative is the exact real number
+    (e.g. 1/6 for hardsigmoid), not its dtype rounding (proxies from the convention, including
+    its "left"/"right" entries, are dtype-rounded in both semantics)."""
     net = parse(doc)
     conv = resolve_convention(convention if convention is not None else net.convention)
     kinks, ties = _layer_proxies(net, conv)
@@ -902,7 +907,7 @@ def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = N
                         if side is None:
                             d = A.const(kinks["loss"][0])
                         else:
-                            d = A.const(net.fmt.round_const(absact.one_sided[0][0 if side == "left" else 1]))
+                            d = A.const(absact.one_sided[0][0 if side == "left" else 1])
                     else:
                         d = absact.derivs[pc](r, A)
                     sn.append(A.mul(d, A.const(Fraction(1, count))) if mean else d)

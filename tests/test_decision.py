@@ -133,3 +133,37 @@ def test_clarke_verdict_is_consistent(doc):
         sep = v.separator
         for g in grads:
             assert sum(sep[k] * (ad[k] - g[k]) for k in range(len(ad))) > 0
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
+@given(networks(dtypes=["float32"], archs=["mlp"], ties=True, extreme=False, max_width=5, max_batch=3,
+                activations=("relu", "leaky_relu", "hardtanh", "abs", "hardsigmoid"), losses=["sum", "dot", "l1"]))
+def test_hinge_path_agrees_with_cell_enumeration(doc):
+    """The fast hinge decomposition (ties in one layer) and the general enumeration agree."""
+    from kinkcheck import differentiability as D
+    from kinkcheck import hinge
+
+    net = kinkcheck.load(doc)
+    assume(net.n_grad <= 24)
+    r = kinkcheck.verify(net, values=True)
+    ties = P.ties(net, r._runs.exact_full())
+    assume(0 < len(ties) <= 6 and hinge.applies(net, ties))
+    runs = r._runs
+    ad = list(runs.exact_ad())
+    h = D._decide_hinge(runs, runs.exact_full(), ties, ad)
+    assume(h is not None)
+    old = D.HINGE_FROM
+    D.HINGE_FROM = 10**9  # force the general procedure
+    try:
+        g = D._decide_ties(runs, ties, 4096, 60.0)
+    finally:
+        D.HINGE_FROM = old
+    assert g.method == "cells"
+    assert h.differentiable == g.differentiable
+    assert h.ad_correct == g.ad_correct
+    if h.ad_in_clarke is not None and g.ad_in_clarke is not None:
+        assert h.ad_in_clarke == g.ad_in_clarke
+    if h.gradient is not None:
+        assert h.gradient == g.gradient
+    cert = json.loads(json.dumps(r.certificate()))
+    assert kinkcheck.check_certificate(cert)["valid"]

@@ -27,7 +27,7 @@ from fractions import Fraction
 import gmpy2
 import numpy as np
 import pytest
-from hypothesis import assume, given, note, reject, settings
+from hypothesis import event, given, note, reject, settings
 from hypothesis import strategies as st
 
 import kinkcheck
@@ -103,7 +103,23 @@ def assert_matches(doc, semantics, *, convention=None, side=None):
     assert len(ad) == len(ref.ad), where
     d = _first_diff(ad, ref.ad, exact)
     assert d is None, f"{where}: AD output entry {d[0]}: kinkcheck {_show(d[1])}, reference {_show(d[2])}\nkinkcheck {ad}\nreference {ref.ad}"
+    _events(ref, semantics)
     return ref
+
+
+def _events(ref, semantics):
+    """Coverage statistics (``pytest --hypothesis-show-statistics``)."""
+    kinds = {"elementwise" if (l, n, u) not in ref.pool_entries else "pool" for (l, n, u, _) in ref.ties}
+    for k in sorted(kinds):
+        event(f"{semantics}: {k} ties")
+    if not ref.ties:
+        event(f"{semantics}: no ties")
+    if semantics == "machine":
+        vals = list(ref.ad) + [v for x in ref.xs for row in x for v in row]
+        if any(v == 0 and math.copysign(1, v) < 0 for v in vals):
+            event("machine: a -0 value")
+        if any(math.isinf(v) for v in vals):
+            event("machine: an infinite value")
 
 
 # ----------------------------------------------------------------------------------------------

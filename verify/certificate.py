@@ -40,6 +40,11 @@ def build(report) -> dict:
     }
     evidence: dict = {}
     en = v.enumeration
+    if v.method == "hinge":
+        evidence["method"] = "hinge"
+        evidence["order"] = sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties)
+        if v.mu is not None:
+            evidence["mu"] = [rat(x) for x in v.mu]
     if en is not None:
         evidence["order"] = [_key(k) for k in en.order]
         evidence["cells"] = [

@@ -406,6 +406,11 @@ def _check(cert) -> dict:
         if not (diff is True and correct is True and clarke is True and grad == ad):
             raise CheckFailed("step 3 (smooth): without real ties f is C^1 near w: the claims must be true, true, true with gradient = AD")
         return {"valid": True, "steps": steps + ["smooth"]}
+    if diff is None and correct is None and clarke is None:
+        return {"valid": True, "steps": steps + ["undecided verdicts: nothing more to check"], "complete": False}
+    if ev.get("method") == "hinge":
+        _check_hinge(M, ev, claims, ad, ties, found)
+        return {"valid": True, "steps": steps + ["hinge decomposition"], "complete": True}
     order = [_key(k) for k in ev["order"]]
     if sorted(order) != found or order != sorted(order, key=lambda k: (k[0], k[1], k[2])):
         raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")
@@ -603,3 +608,99 @@ def _rank(vectors):
                 rows[i] = [a - f * b for a, b in zip(rows[i], rows[r])]
         r += 1
     return r
+
+
+def _solve(cols, target):
+    """x with sum_k x_k cols[k] = target (columns independent), or None."""
+    n, K = len(target), len(cols)
+    rows = [[cols[k][i] for k in range(K)] + [target[i]] for i in range(n)]
+    r, piv = 0, []
+    for c in range(K):
+        p = next((i for i in range(r, n) if rows[i][c] != 0), None)
+        if p is None:
+            continue
+        rows[r], rows[p] = rows[p], rows[r]
+        for i in range(n):
+            if i != r and rows[i][c] != 0:
+                f = rows[i][c] / rows[r][c]
+                rows[i] = [x - f * y for x, y in zip(rows[i], rows[r])]
+        piv.append(c)
+        r += 1
+    if any(rows[i][K] != 0 for i in range(r, n)):
+        return None
+    x = [mpq(0)] * K
+    for i, c in enumerate(piv):
+        x[c] = rows[i][K] / rows[i][c]
+    return x
+
+
+def _check_hinge(M, ev, claims, ad, ties, found):
+    """Recompute the hinge decomposition (every tie in one layer, no max-pool tie): see hinge.py."""
+    kinds = {_key(t[0]): t[1] for t in ties}
+    if len({k[0] for k in found}) != 1 or any(kinds[k] == "max" for k in found):
+        raise CheckFailed("hinge: the ties must all lie in one layer and not be max-pool ties")
+    order = sorted(found)
+    base = M.linear_map(lambda k: "left")
+    lines = []  # [normal, members [(lambda, delta, jump)], C]
+    jumps = {}
+    for key in order:
+        a = _functionals(M, key, {})
+        g = M.linear_map(lambda k, key=key: "right" if k == key else "left")
+        jump = [x - y for x, y in zip(g, base)]
+        jumps[key] = jump
+        if all(v == 0 for v in a):
+            if any(v != 0 for v in jump):
+                raise CheckFailed(f"hinge: tie {key} has a zero functional but a non-zero jump")
+            continue
+        i0 = next(i for i, v in enumerate(a) if v != 0)
+        lam = a[i0]
+        na = [v / lam for v in a]
+        dj = jump[i0] / na[i0]
+        if [dj * v for v in na] != jump:
+            raise CheckFailed(f"hinge: the jump of tie {key} is not parallel to its functional")
+        for ln in lines:
+            if ln[0] == na:
+                ln[1].append((lam, dj, key))
+                break
+        else:
+            lines.append([na, [(lam, dj, key)], None])
+    G = list(base)
+    for ln in lines:
+        C = mpq(0)
+        for lam, dj, key in ln[1]:
+            if lam > 0:
+                C += dj
+            else:
+                C -= dj
+                G = [x + y for x, y in zip(G, jumps[key])]
+        ln[2] = C
+    active = [ln for ln in lines if ln[2] != 0]
+    diff, correct, clarke = claims["differentiable"], claims["ad_correct"], claims["ad_in_clarke"]
+    if diff is not (not active):
+        raise CheckFailed(f"hinge: f is {'not ' if active else ''}differentiable (active hinge lines: {len(active)})")
+    if diff:
+        if _qs(claims["gradient"], "claims.gradient") != G:
+            raise CheckFailed("hinge: the claimed gradient is not g_L + sum of the negative-side jumps")
+        if correct is not (ad == G):
+            raise CheckFailed("hinge: ad_correct does not match")
+    elif correct is not False:
+        raise CheckFailed("hinge: AD cannot be the gradient of a non-differentiable f")
+    cols = [[ln[2] * v for v in ln[0]] for ln in active]
+    target = [x - y for x, y in zip(ad, G)]
+    if clarke is True:
+        if ad == G:
+            return
+        mu = _qs(ev["mu"], "evidence.mu")
+        if len(mu) != len(cols) or any(m < 0 or m > 1 for m in mu):
+            raise CheckFailed("hinge: mu must have one entry in [0, 1] per active line")
+        if [sum((mu[k] * cols[k][i] for k in range(len(cols))), mpq(0)) for i in range(M.P)] != target:
+            raise CheckFailed("hinge: AD - G is not sum mu_k C_k a_k")
+    elif clarke is False:
+        if _rank([ln[0] for ln in active]) != len(active) if active else False:
+            raise CheckFailed("hinge: the active lines are dependent (the zonotope may not be the Clarke set)")
+        net = M.net
+        if not (M.P <= 1 or all(len(ln[1]) == 1 for ln in lines)):
+            _check_complete_by(M, "affine", [])
+        mu = _solve(cols, target) if cols else ([] if target == [0] * len(target) else None)
+        if mu is not None and all(0 <= m <= 1 for m in mu):
+            raise CheckFailed("hinge: AD is in the zonotope of limiting gradients")

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 import z3
 from gmpy2 import mpq
 
+from . import hinge
 from .cells import Budget, _rat, enumerate_cells
+
+HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
 from .encodings.errors import Undecided
 from .encodings.exact import Interval
 
@@ -42,6 +45,8 @@ class Verdict:
     limiting: list = field(default_factory=list)  # distinct cell gradients
     time_s: float = 0.0
     n_ties: int = 0
+    hinge: object = None
+    mu: list | None = None
 
 
 def convex_weights(points, target, timeout_ms=20000):
@@ -97,6 +102,10 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
         return Verdict(None, None, None, False, f"exact evaluation undecided: {exc}")
     if any(isinstance(v, Interval) for v in ad):
         return Verdict(None, None, None, False, "real ties downstream of transcendental ops: the gradients are not rational (not decided)")
+    if hinge.applies(runs.net, real_ties) and len(real_ties) > HINGE_FROM:
+        v = _decide_hinge(runs, fw, real_ties, ad)
+        if v is not None:
+            return v
     try:
         en = enumerate_cells(runs, fw, real_ties, max_cells=max_cells, time_limit=time_limit)
     except Budget as exc:
@@ -134,3 +143,26 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
         return Verdict(False, False, None, False, f"{base}: not differentiable; AD is outside the hull of the cells found, but the list may miss cusp regions: {'; '.join(en.degenerate)}", method="cells", enumeration=en, witnesses=(i, j), limiting=grads)
     sep = separator([c.gradient for c in en.cells], ad)
     return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", method="cells", enumeration=en, witnesses=(i, j), separator=sep, limiting=grads)
+
+
+def _decide_hinge(runs, fw, ties, ad):
+    h = hinge.solve(runs, fw, ties)
+    if h is None:
+        return None
+    base = f"{len(ties)} real tie(s) in one layer, {len(h.lines)} hinge line(s), {sum(1 for ln in h.lines if ln[2] != 0)} active"
+    complete = hinge.complete_for_clarke_no(runs.net, h)
+    if h.differentiable:
+        g = h.gradient
+        if g == ad:
+            return Verdict(True, True, True, True, f"{base}: f'(w;.) is linear, f is differentiable and AD is its gradient", gradient=g, method="hinge", hinge=h)
+        clarke = False if complete else None
+        why = "not in the Clarke subdifferential {gradient}" if complete else "Clarke membership undecided (parallel tie functionals with non-affine inputs may hide cusp regions)"
+        return Verdict(True, False, clarke, False, f"{base}: f is differentiable, AD is not the gradient; {why}", gradient=g, method="hinge", hinge=h)
+    if not h.independent:
+        return None  # dependent hinge lines: enumerate the cells instead
+    mu = hinge.zonotope_coordinates(h, ad)
+    if mu is not None and all(0 <= m <= 1 for m in mu):
+        return Verdict(False, False, True, False, f"{base}: f is not differentiable; AD is in the zonotope of limiting gradients (Clarke)", method="hinge", hinge=h, mu=mu)
+    if complete:
+        return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", method="hinge", hinge=h, mu=mu)
+    return Verdict(False, False, None, False, f"{base}: f is not differentiable; Clarke membership undecided (parallel tie functionals with non-affine inputs)", method="hinge", hinge=h, mu=mu)

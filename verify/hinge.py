@@ -1,0 +1,143 @@
+"""Fast exact path: every real tie in one layer (elementwise ties) or all at the l1 loss.
+
+No tie then sits downstream of another, so each tie j only switches its own derivative: with g_L
+the gradient with every tie on its left derivative, a_j the tie's input functional and
+Delta_j = g(tie j right, others left) - g_L (necessarily kappa_j * a_j),
+
+    f'(w; d) = g_L.d + sum_j [a_j.d > 0] Delta_j.d .
+
+Grouping the ties by the line of a_j (a_j = lambda_j * a_k), each line k contributes a hinge
+C_k * max(a_k.d, 0) with C_k = sum_{lambda>0} delta_j - sum_{lambda<0} delta_j (Delta_j = delta_j a_k)
+plus a linear term. Hinges on distinct lines are linearly independent modulo linear maps, so f is
+differentiable at w exactly when every C_k = 0, with gradient G = g_L + sum_{lambda_j<0} Delta_j.
+Otherwise, when the active lines are linearly independent, every sign pattern of them is a cell:
+the limiting gradients are G + sum_{k in S} C_k a_k and their hull is the zonotope
+G + sum_k [0, 1] C_k a_k, so AD is a Clarke subderivative iff AD - G = sum_k mu_k C_k a_k with
+0 <= mu_k <= 1 (mu unique). This takes 2m + 1 backward passes instead of up to 2^m cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gmpy2 import mpq
+
+from .cells import affine_tie_inputs, functional
+from .encodings import program as P
+from .linalg import rank
+
+
+@dataclass
+class Hinge:
+    base: list  # g_L
+    functionals: list  # a_j
+    jumps: list  # Delta_j
+    lines: list  # [(normal a_k, [(j, lambda_j)], C_k)]
+    gradient: list  # G
+    differentiable: bool
+    independent: bool  # active lines linearly independent
+    mu: list | None = None  # zonotope coordinates of AD - G (None: not in the span)
+
+
+def applies(net, ties) -> bool:
+    if not ties:
+        return False
+    layers = {t.layer for t in ties}
+    if len(layers) != 1:
+        return False
+    return all(t.op not in ("maxpool1d", "maxpool2d") for t in ties)
+
+
+def _normalize(a):
+    k = next(i for i, v in enumerate(a) if v != 0)
+    lam = a[k]
+    return [v / lam for v in a], lam
+
+
+def solve(runs, fw, ties) -> Hinge | None:
+    """The hinge decomposition, or None when its premises fail (then enumerate cells)."""
+    net = runs.net
+    order = sorted(ties, key=lambda t: (t.layer, t.sample, t.unit))
+    left = {t.key: "left" for t in order}
+    base = list(P.backward(net, fw.A, fw, runs.proxies, choose=left))
+    funcs, jumps = [], []
+    for t in order:
+        layer = len(net.layers) if t.op == "l1" else t.layer
+        a = functional(runs, fw, layer, t.sample, t.unit, {})
+        ch = dict(left)
+        ch[t.key] = "right"
+        g = list(P.backward(net, fw.A, fw, runs.proxies, choose=ch))
+        delta = [x - y for x, y in zip(g, base)]
+        funcs.append(a)
+        jumps.append(delta)
+    lines = []  # [normal, members, C]
+    for j, (a, delta) in enumerate(zip(funcs, jumps)):
+        if all(v == 0 for v in a):
+            if any(v != 0 for v in delta):
+                return None  # impossible for a continuous f'; stay on the general path
+            continue
+        na, lam = _normalize(a)
+        # delta_j: Delta_j = delta_j * na
+        k = next(i for i, v in enumerate(na) if v != 0)
+        dj = delta[k] / na[k]
+        if [dj * v for v in na] != delta:
+            return None
+        for ln in lines:
+            if ln[0] == na:
+                ln[1].append((j, lam, dj))
+                break
+        else:
+            lines.append([na, [(j, lam, dj)], None])
+    grad = list(base)
+    for ln in lines:
+        C = mpq(0)
+        for j, lam, dj in ln[1]:
+            if lam > 0:
+                C += dj
+            else:
+                C -= dj
+                grad = [x + y for x, y in zip(grad, jumps[j])]
+        ln[2] = C
+    active = [ln for ln in lines if ln[2] != 0]
+    diff = not active
+    indep = rank([ln[0] for ln in active]) == len(active) if active else True
+    h = Hinge(base, funcs, jumps, [(ln[0], [(j, lam) for j, lam, _ in ln[1]], ln[2]) for ln in lines], grad, diff, indep)
+    return h
+
+
+def zonotope_coordinates(h: Hinge, ad):
+    """mu with AD - G = sum_k mu_k C_k a_k over the active lines (independent), or None."""
+    active = [(a, C) for a, _, C in h.lines if C != 0]
+    target = [x - y for x, y in zip(ad, h.gradient)]
+    cols = [[C * v for v in a] for a, C in active]
+    # least squares is not needed: independent columns, solve exactly by elimination
+    n, K = len(target), len(cols)
+    rows = [[cols[k][i] for k in range(K)] + [target[i]] for i in range(n)]
+    r = 0
+    piv_cols = []
+    for c in range(K):
+        p = next((i for i in range(r, n) if rows[i][c] != 0), None)
+        if p is None:
+            continue
+        rows[r], rows[p] = rows[p], rows[r]
+        for i in range(n):
+            if i != r and rows[i][c] != 0:
+                f = rows[i][c] / rows[r][c]
+                rows[i] = [x - f * y for x, y in zip(rows[i], rows[r])]
+        piv_cols.append(c)
+        r += 1
+    if any(rows[i][K] != 0 for i in range(r, n)):
+        return None  # AD - G is not in the span of the hinge jumps
+    mu = [mpq(0)] * K
+    for i, c in enumerate(piv_cols):
+        mu[c] = rows[i][K] / rows[i][c]
+    return mu
+
+
+def complete_for_clarke_no(net, h: Hinge) -> bool:
+    """The zonotope is all of conv(limiting gradients): no cusp-shaped regions are possible."""
+    if not h.independent:
+        return False
+    if net.n_grad <= 1 or affine_tie_inputs(net):
+        return True
+    return all(len(members) == 1 for _, members, C in h.lines)
