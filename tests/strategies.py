@@ -133,12 +133,13 @@ class _B:
         self.ties = ties
         self.extreme = extreme
         self.overrides = overrides
+        self.wide = not ties or draw(st.booleans())  # engineered ties: often short significands
         self.params: dict = {}
         self.scalars: list = []
         self.named: dict = {}  # shape -> [names of named weight tensors]
 
     def val(self, tiny=False):
-        return self.draw(machine_value(self.fmt, tiny=tiny, extreme=self.extreme))
+        return self.draw(machine_value(self.fmt, tiny=tiny, extreme=self.extreme, wide=self.wide))
 
     def tok(self, v):
         return self.draw(value_token(v))
@@ -214,7 +215,7 @@ class _B:
 
 def _linear(b: _B, n_in, n_out):
     spec = {"op": "linear", "weight": b.weight((n_out, n_in))}
-    if b.draw(st.integers(0, 3)) > 0:
+    if b.ties or b.draw(st.integers(0, 3)) > 0:
         spec["bias"] = b.weight((n_out,), bias=True)
     return spec
 
@@ -280,7 +281,7 @@ def _conv_arch(b: _B, activations, max_width):
     kw = b.draw(st.integers(1, min(3, W + 2 * p)))
     s = b.draw(st.integers(1, 2))
     spec = {"op": "conv2d", "weight": b.weight((O, C, kh, kw))}
-    if b.draw(st.integers(0, 3)) > 0:
+    if b.ties or b.draw(st.integers(0, 3)) > 0:
         spec["bias"] = b.weight((O,), bias=True)
     if s != 1 or b.draw(st.booleans()):
         spec["stride"] = s if b.draw(st.booleans()) else [s, s]
@@ -424,7 +425,7 @@ def _engineer_ties(draw, doc, b: _B):
             continue
         nxt = doc["layers"][i + 1]["op"] if i + 1 < n_layers else None
         nxt2 = doc["layers"][i + 2]["op"] if i + 2 < n_layers else None
-        for _ in range(draw(st.integers(0, 2))):
+        for _ in range(draw(st.integers(1, 3))):
             try:
                 ex = R.ref_exact(doc)
                 net = R.parse(doc)
