@@ -18,9 +18,13 @@ number, so this is exact, and it keeps signed zeros and infinities.
 Entry points: :func:`ref_exact`, :func:`ref_machine` (both return a :class:`RefResult`),
 :func:`evaluate` (either), :func:`parse` (the document, as a :class:`RefNet`), :class:`Fmt`.
 
-Not covered: ``sigmoid``, ``tanh`` and ``cross_entropy`` (transcendental, correctly rounded in the
-machine semantics and enclosures in the exact one; an independent implementation of those would be
-a second copy of the same mpfr machinery, so they raise :class:`Unsupported`).
+Transcendental ops (``sigmoid``, ``tanh``, ``exp``/``log`` in ``cross_entropy``) are computed
+*approximately*: gmpy2.mpfr at ``TRANSCENDENTAL_BITS`` bits, round-to-nearest (no certified
+enclosure, no Ziv loop). The machine run rounds that approximation once more into the format with
+:meth:`Fmt.round`, which is the correctly rounded value unless the true value lies within
+2^-590 (relative) of a rounding boundary - never for the test data. The exact run keeps the
+approximation as a Fraction and flags the result ``approximate``: compare it to kinkcheck's
+certified enclosures by containment, with a slack (see ``RefResult.approximate``).
 """
 
 from __future__ import annotations
@@ -195,6 +199,44 @@ class ExactArith:
             raise Unsupported("the exact semantics is undefined for infinite values")
         return Fraction(x)
 
+    approximate = False  # set when a transcendental op was evaluated (approximately)
+
+    def _tr(self, name, x):
+        self.approximate = True
+        return _transcendental(name, x)
+
+    def sigmoid(self, x):
+        return self._tr("sigmoid", x)
+
+    def tanh(self, x):
+        return self._tr("tanh", x)
+
+    def exp(self, x):
+        return self._tr("exp", x)
+
+    def log(self, x):
+        return self._tr("log", x)
+
+
+TRANSCENDENTAL_BITS = 600
+
+
+def _transcendental(name, x) -> Fraction:
+    """f(x) for a finite rational x, as a Fraction: mpfr at TRANSCENDENTAL_BITS bits (RN)."""
+    with gmpy2.context(precision=TRANSCENDENTAL_BITS, emin=-(2**40), emax=2**40, round=gmpy2.RoundToNearest):
+        v = gmpy2.mpfr(gmpy2.mpq(x.numerator, x.denominator))
+        if name == "sigmoid":
+            r = 1 / (1 + gmpy2.exp(-v))
+        elif name == "tanh":
+            r = gmpy2.tanh(v)
+        elif name == "exp":
+            r = gmpy2.exp(v)
+        else:
+            r = gmpy2.log(v)
+        if not gmpy2.is_finite(r):  # log(0) is impossible here (S >= 1)
+            raise ArithmeticError(f"{name}({x}) is not finite")
+        return Fraction(*r.as_integer_ratio())
+
 
 class NumpyArith:
     """float16 / float32 / float64 by numpy scalar operations."""
@@ -229,6 +271,30 @@ class NumpyArith:
 
     def val(self, x: float):
         return x
+
+    # transcendental primitives, correctly rounded (see the module docstring)
+    def _cr(self, name, x):
+        if math.isnan(x):
+            return x
+        if math.isinf(x):
+            lim = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "exp": (0.0, math.inf), "log": (math.nan, math.inf)}[name]
+            return lim[1] if x > 0 else lim[0]
+        if name == "log" and x <= 0:
+            return -math.inf if x == 0 else math.nan
+        q = _transcendental(name, Fraction(x)) if x != 0 or name in ("sigmoid", "exp") else Fraction(0)
+        return self.fmt.round(q, neg_zero=(q == 0 and math.copysign(1, x) < 0))
+
+    def sigmoid(self, x):
+        return self._cr("sigmoid", x)
+
+    def tanh(self, x):
+        return self._cr("tanh", x)
+
+    def exp(self, x):
+        return self._cr("exp", x)
+
+    def log(self, x):
+        return self._cr("log", x)
 
 
 class MpfrArith(NumpyArith):
@@ -329,6 +395,12 @@ def make_act(op, *, slope=None, lo=None, hi=None) -> Act:
         return Act(op, [Z], [lambda x, A: A.neg(x), ident], [c(-1), c(1)], [(-1, 1)])
     if op == "identity":
         return Act(op, [], [ident], [c(1)], [])
+    if op == "sigmoid":  # derivative program fl(fl(1 - y) * y), y = sigmoid(x) (recomputed: same value)
+        return Act(op, [], [lambda x, A: A.sigmoid(x)],
+                   [lambda x, A: (lambda y: A.mul(A.sub(A.const(1), y), y))(A.sigmoid(x))], [])
+    if op == "tanh":  # fl(1 - fl(y * y))
+        return Act(op, [], [lambda x, A: A.tanh(x)],
+                   [lambda x, A: (lambda y: A.sub(A.const(1), A.mul(y, y)))(A.tanh(x))], [])
     raise Unsupported(f"activation {op!r} is not in the reference")
 
 
@@ -528,8 +600,6 @@ def parse(doc: dict) -> RefNet:
             ]
         elif op == "flatten":
             L.out_shape = (_prod(shape),)
-        elif op in ("sigmoid", "tanh"):
-            raise Unsupported(op)
         else:
             kw_ = {}
             if op == "leaky_relu":
@@ -541,9 +611,11 @@ def parse(doc: dict) -> RefNet:
         layers.append(L)
         shape = L.out_shape
     loss = dict(doc["loss"])
-    if loss["op"] not in ("sum", "dot", "mse", "l1"):
+    if loss["op"] not in ("sum", "dot", "mse", "l1", "cross_entropy"):
         raise Unsupported(f"loss {loss['op']!r}")
     targets = None
+    if loss["op"] == "cross_entropy":
+        targets = [int(t) for t in doc["targets"]["values"]]
     if loss["op"] in ("dot", "mse", "l1"):
         tshape, tvals = _tensor(doc["targets"], fmt)
         assert tshape == (N,) + shape
@@ -597,6 +669,7 @@ class RefResult:
     pool_entries: dict  # (layer, sample, window) -> tuple of tied flat input positions
     ad: list  # gradient over the trainable params (declaration order, row-major)
     residual: list | None = None
+    approximate: bool = False  # exact run through a transcendental op: values are approximations
 
 
 def _seq_sum(A, terms):
@@ -887,6 +960,19 @@ def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = N
         T = [[A.val(t) for t in tn] for tn in net.targets]
         loss = _seq_sum(A, [A.mul(t, v) for tn, o in zip(T, outs) for t, v in zip(tn, o)])
         seeds = T
+    elif lop == "cross_entropy":
+        # per sample: m = max, e_i = exp(x_i - m), S = e_0 + e_1 + ..., (m + log S) - x_t
+        per = []
+        for o, t in zip(outs, net.targets):
+            m, _ = _pool_max(A, o)  # the first maximal value
+            e = [A.exp(A.sub(v, m)) for v in o]
+            S = _seq_sum(A, e)
+            per.append(A.sub(A.add(m, A.log(S)), o[t]))
+            g = [A.sub(A.div(ei, S), A.const(1 if i == t else 0)) for i, ei in enumerate(e)]
+            seeds.append([A.mul(gi, A.const(Fraction(1, N))) for gi in g] if mean else g)
+        loss = _seq_sum(A, per)
+        if mean:
+            loss = A.div(loss, A.const(N))
     else:
         T = [[A.val(t) for t in tn] for tn in net.targets]
         residual = [[A.sub(v, t) for v, t in zip(o, tn)] for o, tn in zip(outs, T)]
@@ -924,7 +1010,7 @@ def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = N
     for key, ti, v in sorted(terms, key=lambda t: t[0]):
         by_param.setdefault(ti, []).append(v)
     ad = [(_seq_sum(A, by_param[ti]) if ti in by_param else A.const(0)) for ti in net.trainable_index]
-    return RefResult(semantics, loss, xs, ties_set, pool_entries, ad, residual)
+    return RefResult(semantics, loss, xs, ties_set, pool_entries, ad, residual, bool(getattr(A, "approximate", False)))
 
 
 def ref_exact(doc: dict, *, convention=None, side: str | None = None) -> RefResult:

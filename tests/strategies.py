@@ -11,10 +11,11 @@ Main entry point: :func:`networks`. Example::
 
 Every document is valid (parameters, inputs and targets exactly representable in its dtype),
 small (at most about 8 units per layer, batch 1-3) so that exact evaluation is fast, and uses only
-the ops the independent reference (tests/reference.py) implements: linear (with and without bias,
+the ops the independent reference (tests/reference.py) implements exactly: linear (with and without bias,
 named tensors or inline lists with tied scalars ``"w"`` / ``"-w"`` and constants), conv2d (padding,
 stride), maxpool1d / maxpool2d (overlapping windows when stride < kernel), avgpool2d, flatten, the
-piecewise-linear activations and the losses sum / dot / mse / l1. Values are written in every
+piecewise-linear activations and the losses sum / dot / mse / l1 (sigmoid, tanh and
+cross_entropy on request; the reference only approximates them in the exact semantics). Values are written in every
 syntax of the format (JSON numbers, hex strings, decimal strings, ratios, ``"-0"``).
 
 In ``ties`` mode the document is post-processed to sit exactly on kinks on purpose: biases equal
@@ -35,7 +36,8 @@ except ImportError:  # pragma: no cover - the usual case under pytest's rootdir 
     import reference as R  # type: ignore
 
 __all__ = [
-    "networks", "DTYPES", "ACTIVATIONS", "KINKED", "LOSSES", "ARCHS", "machine_value", "value_token",
+    "networks", "DTYPES", "ACTIVATIONS", "KINKED", "SMOOTH_TRANSCENDENTAL", "LOSSES", "ARCHS", "machine_value",
+    "value_token",
 ]
 
 DTYPES = (
@@ -48,7 +50,8 @@ DTYPES = (
 )
 ACTIVATIONS = ("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "identity")
 KINKED = tuple(a for a in ACTIVATIONS if a != "identity")
-LOSSES = ("sum", "dot", "mse", "l1")
+SMOOTH_TRANSCENDENTAL = ("sigmoid", "tanh")  # opt-in: activations=ACTIVATIONS + SMOOTH_TRANSCENDENTAL
+LOSSES = ("sum", "dot", "mse", "l1")  # opt-in: losses=LOSSES + ("cross_entropy",)
 ARCHS = ("mlp", "pool1d", "conv")
 
 _SLOPES = (None, 0.01, 0.25, "0.1", "1/3", 0.5, 2)
@@ -202,7 +205,7 @@ class _B:
             mm = self.draw(st.sampled_from(_HARDTANH))
             if mm is not None:
                 spec["min_val"], spec["max_val"] = mm
-        nk = {"identity": 0, "hardtanh": 2, "relu6": 2, "hardsigmoid": 2, "hardswish": 2}.get(op, 1)
+        nk = {"identity": 0, "sigmoid": 0, "tanh": 0, "hardtanh": 2, "relu6": 2, "hardsigmoid": 2, "hardswish": 2}.get(op, 1)
         if nk and self.overrides and self.draw(st.integers(0, 4)) == 0:
             spec["kink_derivatives"] = [self.draw(st.sampled_from(_KINK_DERIVS)) for _ in range(nk)]
         return spec
@@ -339,8 +342,10 @@ def networks(
     archs: any of ``"mlp"`` (1-3 linear layers with activations), ``"pool1d"`` (maxpool1d with
         kernel 2-3 and stride <= kernel, on [C, L] inputs or after linear + activation) and
         ``"conv"`` (conv2d with padding/stride, activation, maxpool2d/avgpool2d, flatten, linear).
-    activations: elementwise ops to draw from (see ACTIVATIONS; all piecewise linear/quadratic).
-    losses: loss ops to draw from (``sum``, ``dot``, ``mse``, ``l1``; mean or sum reduction).
+    activations: elementwise ops to draw from (default ACTIVATIONS, all piecewise
+        linear/quadratic; add SMOOTH_TRANSCENDENTAL for sigmoid and tanh).
+    losses: loss ops to draw from (default ``sum``, ``dot``, ``mse``, ``l1``, mean or sum
+        reduction; ``cross_entropy`` with class-index targets on request).
     max_batch: batch size 1..max_batch. max_width: widest hidden linear layer.
     ties: True engineers ties on purpose (biases placing units exactly on kinks, equal pool
         entries, l1 targets equal to the outputs, duplicated samples, inputs from a tiny set);
@@ -366,13 +371,16 @@ def networks(
     doc = {"kinkcheck": 1, "dtype": dtype, "params": b.params, "inputs": inputs, "layers": layers}
     loss_op = draw(st.sampled_from(list(losses)))
     loss = {"op": loss_op}
-    if loss_op in ("mse", "l1"):
+    if loss_op in ("mse", "l1", "cross_entropy"):
         red = draw(st.sampled_from([None, "mean", "sum"]))
         if red:
             loss["reduction"] = red
     if loss_op == "l1" and overrides and draw(st.integers(0, 3)) == 0:
         loss["kink_derivatives"] = [draw(st.sampled_from(_KINK_DERIVS))]
     doc["loss"] = loss
+    if loss_op == "cross_entropy":
+        (C,) = _out_shape(doc)  # every architecture here ends in a vector
+        doc["targets"] = {"shape": [N], "values": [draw(st.integers(0, C - 1)) for _ in range(N)]}
     if loss_op in ("dot", "mse", "l1"):
         out = list(_out_shape(doc))
         doc["targets"] = {"shape": [N, *out], "values": b.nested([N, *out], lambda: b.tok(b.val(tiny=tiny)))}

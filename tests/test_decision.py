@@ -167,3 +167,39 @@ def test_hinge_path_agrees_with_cell_enumeration(doc):
         assert h.gradient == g.gradient
     cert = json.loads(json.dumps(r.certificate()))
     assert kinkcheck.check_certificate(cert)["valid"]
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
+@given(networks(dtypes=["float32"], archs=["mlp"], ties=True, extreme=False, max_width=4, max_batch=3,
+                activations=("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "abs")))
+def test_sufficient_conditions_agree_with_the_general_procedure(doc):
+    """Whenever a paper's sufficient condition holds, the general procedure finds AD in Clarke."""
+    net = kinkcheck.load(doc)
+    assume(net.n_grad <= 24)
+    r = kinkcheck.verify(net, values=True)
+    assume(0 < len(r.real_ties) <= 6 and r.decision["theorems"])
+    v = r._verdict
+    if v.clarke_by is None:
+        assert r.ad_in_clarke is True, (r.decision["theorems"], r.reason)
+
+
+def test_theorem_decides_when_the_enumeration_runs_out(monkeypatch):
+    """Budget exhausted (forced): the private-bias condition still gives 'AD in Clarke', and the
+    certificate carries the premises, which the checker re-verifies."""
+    from kinkcheck import cells
+
+    def boom(*a, **k):
+        raise cells.Budget("forced for the test")
+
+    monkeypatch.setattr("kinkcheck.differentiability.enumerate_cells", boom)
+    r = kinkcheck.verify(str(__import__("conftest").EXAMPLES / "bias_relu_clarke.json"))
+    assert r.differentiable is None and r.ad_in_clarke is True
+    cert = json.loads(json.dumps(r.certificate()))
+    assert cert["evidence"]["theorem"] == "private-bias"
+    assert kinkcheck.check_certificate(cert)["valid"]
+    # the same claim on the shared-bias counterexample is refused by the checker
+    bad = kinkcheck.verify(str(__import__("conftest").EXAMPLES / "hardsigmoid_shared_bias.json")).certificate()
+    bad["claims"]["ad_in_clarke"] = True
+    bad["evidence"] = {"theorem": "private-bias"}
+    with pytest.raises(kinkcheck.CheckFailed):
+        kinkcheck.check_certificate(json.loads(json.dumps(bad)))

@@ -15,7 +15,9 @@ loops over Fractions (exact) and numpy scalars / gmpy2.mpfr format emulation (ma
 * ``kinkcheck.verify`` report fields (``ad``, ``machine_ad``, ``loss``, tie lists) on a few docs;
 * hand-computed regression cases.
 
-Not covered: sigmoid, tanh, cross_entropy (the reference raises Unsupported for them).
+sigmoid, tanh and cross_entropy: the machine semantics bit for bit (both sides correctly rounded;
+the reference rounds a 600-bit mpfr value); the exact semantics by containment of the reference's
+600-bit approximations in kinkcheck's certified enclosures (with a 2^-400 relative slack).
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from hypothesis import strategies as st
 
 import kinkcheck
 from kinkcheck.encodings import program as P
-from kinkcheck.encodings.exact import ExactArith
+from kinkcheck.encodings.errors import Undecided
+from kinkcheck.encodings.exact import ExactArith, Interval
 from kinkcheck.encodings.machine import MachineArith
 from kinkcheck.encodings.network import load
 
 import reference as R
-from strategies import DTYPES, networks
+from strategies import ACTIVATIONS, DTYPES, LOSSES, SMOOTH_TRANSCENDENTAL, networks
 
 CONVENTION_ARGS = (None, "pytorch", "jax", "tensorflow", {"relu": [1], "abs": ["right"], "maxpool1d": "split", "maxpool2d": "last", "l1": ["left"], "hardtanh": [0.5, "left"]})
 
@@ -193,6 +196,69 @@ def test_verify_report_matches_reference(doc):
     assert {(t["layer"], t["sample"], t["unit"], t["kink_index"]) for t in rep.real_ties} == ref_e.ties
     assert {(t["layer"], t["sample"], t["unit"], t["kink_index"]) for t in rep.float_ties} == ref_m.ties
     assert fmt.to_hex(ref_m.loss) == rep.loss_machine
+
+
+# ----------------------------------------------------------------------------------------------
+# transcendental ops (sigmoid, tanh, cross_entropy): machine bit for bit (both correctly rounded);
+# exact: kinkcheck's certified enclosures must contain the reference's 600-bit approximations
+
+TRANS = dict(activations=ACTIVATIONS + SMOOTH_TRANSCENDENTAL, losses=LOSSES + ("cross_entropy",))
+
+
+def _enclosure(v):
+    if isinstance(v, Interval):
+        return Fraction(int(v.lo.numerator), int(v.lo.denominator)), Fraction(int(v.hi.numerator), int(v.hi.denominator))
+    q = Fraction(int(v.numerator), int(v.denominator))
+    return q, q
+
+
+def _contains(enc, q):
+    slack = Fraction(1, 2**400) * (1 + abs(q))  # the reference's approximation error is far below
+    return enc[0] - slack <= q <= enc[1] + slack
+
+
+def _transcendental_events(doc):
+    ops = {l["op"] for l in doc["layers"]} | {doc["loss"]["op"]}
+    for op in sorted(ops & {"sigmoid", "tanh", "cross_entropy"}):
+        event(f"has {op}")
+
+
+@given(doc=networks(**TRANS))
+def test_transcendental_machine_matches_reference(doc):
+    note(repr(doc))
+    _transcendental_events(doc)
+    assert_matches(doc, "machine")
+
+
+@given(doc=networks(**TRANS, extreme=False), side=st.sampled_from([None, "left", "right"]))
+def test_transcendental_exact_enclosures_contain_reference(doc, side):
+    note(repr(doc))
+    _transcendental_events(doc)
+    ref = R.ref_exact(doc, side=side)
+    net = load(doc)
+    proxies = P.resolve_proxies(net)
+    for prec in (128, 512, 2048):
+        try:
+            A = ExactArith(prec)
+            fw = P.forward(net, A)
+            ties = P.ties(net, fw)
+            grad = P.backward(net, A, fw, proxies, side=side)
+            break
+        except Undecided:
+            continue
+    else:
+        reject()
+    N = net.batch
+    for i, x in enumerate(fw.xs):
+        for n, row in enumerate(_flat(x, N)):
+            for u, v in enumerate(row):
+                assert _contains(_enclosure(v), ref.xs[i][n][u]), f"xs[{i}] sample {n} unit {u}: {v} vs {ref.xs[i][n][u]}"
+    assert _contains(_enclosure(fw.loss), ref.loss), f"loss {fw.loss} vs {ref.loss}"
+    assert {(t.layer, t.sample, t.unit, t.kink) for t in ties} == ref.ties
+    for j, (v, q) in enumerate(zip(np.asarray(grad).reshape(-1), ref.ad)):
+        assert _contains(_enclosure(v), q), f"AD output entry {j}: {v} vs {q}"
+    if not ref.approximate:  # no transcendental value: exactly equal
+        assert _enclosure(fw.loss) == (ref.loss, ref.loss)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,6 +502,19 @@ def test_abs_at_zero_sign_of_output():
     assert [R.bits(v) for v in ref.xs[1][0]] == [R.bits(-0.0), R.bits(0.0), R.bits(2.0)]
     assert [R.bits(v) for v in xs[1][0]] == [R.bits(v) for v in ref.xs[1][0]]
 
+
+def test_one_sided_derivatives_exact_in_exact_run():
+    # hardsigmoid at x = 3 (kink 1): left derivative 1/6, right 0; pytorch proxy 0.
+    # y = hardsigmoid(s * 3) with s = 1, sum loss: grad s = d * 3.
+    # Exact run: proxy -> 0; side="left" -> the real 1/6 * 3 = 1/2 (kinkcheck's choice; the doc
+    # only defines side= for machine runs); machine side="left": fl(1/6) = 0x1.555556p-3 (float32),
+    # times 3 -> fl(3 * 0x1.555556p-3) = 0x1p-1 (3 * 0xaaaaab * 2^-26 = 0x2000001 * 2^-26 -> 1/2).
+    doc = _doc("float32", {"s": {"value": 1}}, {"shape": [1, 1], "values": [[3]]},
+               [{"op": "linear", "weight": [["s"]]}, {"op": "hardsigmoid"}], {"op": "sum"})
+    assert kc_run(doc, "exact")[4] == [0]
+    assert kc_run(doc, "exact", side="left")[4] == [Fraction(1, 2)]
+    assert kc_run(doc, "machine", side="left")[4] == [0.5]
+    assert kc_run(doc, "exact", convention={"hardsigmoid": [0, "left"]})[4] == [3 * Fraction(float.fromhex("0x1.555556p-3"))]
 
 def test_mse_seed_uses_rounded_two_over_count():
     # E5M2 (M = 2), mse mean over 9 outputs (count 9 is not representable: fl(9) = 8, a tie

@@ -219,6 +219,7 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         "n_cells": len(en.cells) if en is not None else None,
         "n_empty_patterns": len(en.pruned) if en is not None else None,
         "limiting_gradients": [[rat(x) for x in g] for g in verdict.limiting] if values else None,
+        "theorems": list(verdict.theorems),
     }
     report._verdict = verdict
     report.time_s = time.perf_counter() - t0

@@ -406,6 +406,15 @@ def _check(cert) -> dict:
         if not (diff is True and correct is True and clarke is True and grad == ad):
             raise CheckFailed("step 3 (smooth): without real ties f is C^1 near w: the claims must be true, true, true with gradient = AD")
         return {"valid": True, "steps": steps + ["smooth"]}
+    if "theorem" in ev:
+        if clarke is not True:
+            raise CheckFailed("theorem evidence only supports ad_in_clarke: true")
+        _check_theorem(M, ev["theorem"], ties, found)
+        steps.append(f"Clarke by the {ev['theorem']} condition")
+        if diff is None and correct is None:
+            return {"valid": True, "steps": steps, "complete": False}
+        claims = dict(claims, ad_in_clarke=None)  # the rest of the evidence need not prove it again
+        clarke = None
     if diff is None and correct is None and clarke is None:
         return {"valid": True, "steps": steps + ["undecided verdicts: nothing more to check"], "complete": False}
     if ev.get("method") == "hinge":
@@ -704,3 +713,49 @@ def _check_hinge(M, ev, claims, ad, ties, found):
         mu = _solve(cols, target) if cols else ([] if target == [0] * len(target) else None)
         if mu is not None and all(0 <= m <= 1 for m in mu):
             raise CheckFailed("hinge: AD is in the zonotope of limiting gradients")
+
+
+def _check_theorem(M, name, ties, found):
+    """Premises of the private-bias / per-layer-lambda conditions (see verify/theorems.py)."""
+    net = M.net
+    kinds = {_key(t[0]): t[1] for t in ties}
+    if any(kinds[k] != "act" for k in found):
+        raise CheckFailed("theorem: only elementwise ties are covered")
+    uses = {}
+    for L in net.layers:
+        for ref in (L.weight, L.bias):
+            if ref is not None:
+                for s in ref.src[ref.src >= 0].tolist():
+                    uses[s] = uses.get(s, 0) + 1
+    owner = {}
+    per_sample = name == "per-layer-lambda"
+    if name not in ("private-bias", "per-layer-lambda"):
+        raise CheckFailed(f"theorem: unknown condition {name!r}")
+    for key in found:
+        layer, n, u = key
+        prev = net.layers[layer - 1] if layer > 0 else None
+        if prev is None or prev.op not in ("linear", "conv2d") or prev.bias is None:
+            raise CheckFailed(f"theorem: tie {key} is not fed directly by a layer with a bias")
+        ch = u if prev.op == "linear" else u // int(np.prod(prev.out_shape[1:]))
+        b = int(prev.bias.src[ch])
+        if b < 0 or not M.trainable[b] or uses.get(b) != 1:
+            raise CheckFailed(f"theorem: the bias of tie {key} is not a trainable scalar used once")
+        who = (layer, u) if per_sample else key
+        if owner.setdefault(b, who) != who:
+            raise CheckFailed(f"theorem: two ties share the bias of tie {key}")
+    for layer in {k[0] for k in found}:
+        L = net.layers[layer]
+        _, derivs, _, _ = _table(L.op, _params(L))
+        lam = None
+        for (l, r), p in zip(derivs, M.proxy[layer]):
+            if name == "private-bias":
+                if not min(l, r) <= p <= max(l, r):
+                    raise CheckFailed(f"theorem: layer {layer}: a proxy is outside its Clarke interval")
+            elif l == r:
+                if p != l:
+                    raise CheckFailed(f"theorem: layer {layer}: a proxy is not the derivative at a smooth breakpoint")
+            else:
+                v = (p - r) / (l - r)
+                if not 0 <= v <= 1 or (lam is not None and v != lam):
+                    raise CheckFailed(f"theorem: layer {layer}: the proxies are not one lambda-mix of the one-sided derivatives")
+                lam = v

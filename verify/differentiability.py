@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import z3
 from gmpy2 import mpq
 
-from . import hinge
+from . import hinge, theorems
 from .cells import Budget, _rat, enumerate_cells
 
 HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
@@ -47,6 +47,8 @@ class Verdict:
     n_ties: int = 0
     hinge: object = None
     mu: list | None = None
+    theorems: list = field(default_factory=list)  # sufficient conditions that hold
+    clarke_by: str | None = None  # a theorem decided ad_in_clarke
 
 
 def convex_weights(points, target, timeout_ms=20000):
@@ -89,6 +91,11 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
     if not real_ties:
         return Verdict(True, True, True, True, "no real tie: f is smooth near w, its gradient is the exact AD output", method="smooth")
     v = _decide_ties(runs, real_ties, max_cells, time_limit)
+    v.theorems = theorems.check(runs.net, runs.proxies, real_ties)
+    if v.ad_in_clarke is None and v.theorems:
+        v.ad_in_clarke = True
+        v.clarke_by = v.theorems[0]
+        v.reason += f"; AD is a Clarke subderivative by {v.theorems[0]}"
     v.time_s = time.perf_counter() - t0
     v.n_ties = len(real_ties)
     return v
