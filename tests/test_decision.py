@@ -203,3 +203,19 @@ def test_theorem_decides_when_the_enumeration_runs_out(monkeypatch):
     bad["evidence"] = {"theorem": "private-bias"}
     with pytest.raises(kinkcheck.CheckFailed):
         kinkcheck.check_certificate(json.loads(json.dumps(bad)))
+
+
+@pytest.mark.parametrize("name", ["private-bias", "per-layer-lambda", "independent-activations"])
+def test_checker_verifies_each_theorem_premise(name):
+    from conftest import EXAMPLES
+
+    good = kinkcheck.verify(str(EXAMPLES / "bias_relu_clarke.json")).certificate()
+    good["evidence"] = {"theorem": name}
+    good["claims"].update(differentiable=None, ad_correct=None, ad_in_clarke=True)
+    assert kinkcheck.check_certificate(json.loads(json.dumps(good)))["valid"]
+    for bad_example in ("hardsigmoid_shared_bias.json", "relu_minus_relu.json", "maxpool_u_b.json"):
+        bad = kinkcheck.verify(str(EXAMPLES / bad_example)).certificate()
+        bad["evidence"] = {"theorem": name}
+        bad["claims"].update(differentiable=None, ad_correct=None, ad_in_clarke=True)
+        with pytest.raises(kinkcheck.CheckFailed):
+            kinkcheck.check_certificate(json.loads(json.dumps(bad)))

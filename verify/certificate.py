@@ -41,7 +41,9 @@ def build(report) -> dict:
     evidence: dict = {}
     en = v.enumeration
     if v.clarke_by is not None:
-        evidence["theorem"] = "private-bias" if v.clarke_by.startswith("private-bias") else "per-layer-lambda"
+        evidence["theorem"] = (
+            "private-bias" if v.clarke_by.startswith("private-bias") else "per-layer-lambda" if v.clarke_by.startswith("per-layer") else "independent-activations"
+        )
     if v.method == "hinge":
         evidence["method"] = "hinge"
         evidence["order"] = sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties)

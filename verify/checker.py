@@ -729,8 +729,18 @@ def _check_theorem(M, name, ties, found):
                     uses[s] = uses.get(s, 0) + 1
     owner = {}
     per_sample = name == "per-layer-lambda"
-    if name not in ("private-bias", "per-layer-lambda"):
+    if name not in ("private-bias", "per-layer-lambda", "independent-activations"):
         raise CheckFailed(f"theorem: unknown condition {name!r}")
+    if name == "independent-activations":
+        _check_independent_rows(M, found, uses)
+        name = "private-bias-proxies"  # the proxy premise is the private-bias one
+        for layer in {k[0] for k in found}:
+            L = net.layers[layer]
+            _, derivs, _, _ = _table(L.op, _params(L))
+            for (l, r), p in zip(derivs, M.proxy[layer]):
+                if not min(l, r) <= p <= max(l, r):
+                    raise CheckFailed(f"theorem: layer {layer}: a proxy is outside its Clarke interval")
+        return
     for key in found:
         layer, n, u = key
         prev = net.layers[layer - 1] if layer > 0 else None
@@ -759,3 +769,37 @@ def _check_theorem(M, name, ties, found):
                 if not 0 <= v <= 1 or (lam is not None and v != lam):
                     raise CheckFailed(f"theorem: layer {layer}: the proxies are not one lambda-mix of the one-sided derivatives")
                 lam = v
+
+
+def _check_independent_rows(M, found, uses):
+    net = M.net
+    groups = {}
+    xs = {}
+    for key in found:
+        layer, n, u = key
+        prev = net.layers[layer - 1] if layer > 0 else None
+        if prev is None or prev.op != "linear" or prev.bias is None:
+            raise CheckFailed(f"theorem: tie {key} is not fed directly by a linear layer with a bias")
+        row = prev.weight.src.reshape(prev.weight.shape)[u].tolist() + [int(prev.bias.src[u])]
+        for s in row:
+            if s < 0 or not M.trainable[s] or uses.get(s) != 1:
+                raise CheckFailed(f"theorem: the weight row / bias of tie {key} is not made of private trainable scalars")
+        if n not in xs:
+            xs[n] = _layer_inputs(M, n)
+        groups.setdefault((layer, u), []).append(list(xs[n][prev.index]) + [mpq(1)])
+    for g, vecs in groups.items():
+        if _rank(vecs) != len(vecs):
+            raise CheckFailed(f"theorem: the tied samples of unit {g} have dependent inputs")
+
+
+def _layer_inputs(M, n):
+    """Exact input of every layer for sample n."""
+    out = []
+    x = M.inputs[n].copy()
+    t = np.empty(x.shape, dtype=object)
+    t.fill(mpq(0))
+    dW = {L.index: (M.dref(L.weight, [mpq(0)] * M.P), M.dref(L.bias, [mpq(0)] * M.P) if L.bias is not None else None) for L in M.net.layers if L.weight is not None}
+    for L in M.net.layers:
+        out.append(x.reshape(-1))
+        x, t = M._layer(L, n, x, t, dW, lambda k: "proxy", {}, [])
+    return out

@@ -91,7 +91,10 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
     if not real_ties:
         return Verdict(True, True, True, True, "no real tie: f is smooth near w, its gradient is the exact AD output", method="smooth")
     v = _decide_ties(runs, real_ties, max_cells, time_limit)
-    v.theorems = theorems.check(runs.net, runs.proxies, real_ties)
+    try:
+        v.theorems = theorems.check(runs.net, runs.proxies, real_ties, runs.exact_full())
+    except Undecided:
+        v.theorems = theorems.check(runs.net, runs.proxies, real_ties)
     if v.ad_in_clarke is None and v.theorems:
         v.ad_in_clarke = True
         v.clarke_by = v.theorems[0]

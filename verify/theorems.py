@@ -14,7 +14,15 @@ of budget and reported (``decision.theorems``) whenever they hold.
   of its own (shared only across the samples of the batch); every layer's proxies are
   lambda * left + (1 - lambda) * right with one lambda in [0, 1] per layer. Then AD is a Clarke
   subderivative.
-Max-pool ties and l1-loss ties are outside both conditions.
+- **independent activations** (in the spirit of Park-Chun-Lee Thm 5, fully connected layers): every
+  real tie is a unit fed directly by a linear layer whose weight row and bias entry for that unit
+  are trainable scalars used nowhere else; for each tied unit, the vectors (x_n, 1) of the layer
+  inputs of the samples tied there are linearly independent; every proxy lies in its Clarke
+  interval. Then AD is a Clarke subderivative: restricted to each unit's private row, the tie
+  functionals are exactly those vectors (whatever the pattern), rows of different units and later
+  layers are disjoint / triangular, so every pattern's cell is non-empty, and the multi-affine
+  argument above applies. (Stated and proved here; the paper's exact hypotheses may differ.)
+Max-pool ties and l1-loss ties are outside these conditions.
 """
 
 from __future__ import annotations
@@ -98,7 +106,30 @@ def _layer_lambdas(net, proxies, ties) -> bool:
     return True
 
 
-def check(net, proxies, ties) -> list:
+def _independent_rows(net, fw, ties) -> bool:
+    from .linalg import rank
+
+    uses = _uses(net)
+    trainable = _trainable(net)
+    groups: dict = {}
+    for t in ties:
+        if t.layer == 0:
+            return False
+        prev = net.layers[t.layer - 1]
+        if prev.op != "linear" or prev.bias is None:
+            return False
+        row = prev.weight.src.reshape(prev.weight.shape)[t.unit]
+        b = int(prev.bias.src[t.unit])
+        for s in list(row) + [b]:
+            s = int(s)
+            if s < 0 or not trainable[s] or uses[s] != 1:
+                return False
+        x = fw.xs[prev.index][t.sample]
+        groups.setdefault((t.layer, t.unit), []).append(list(x) + [mpq(1)])
+    return all(rank(vecs) == len(vecs) for vecs in groups.values())
+
+
+def check(net, proxies, ties, fw=None) -> list:
     """Names of the sufficient conditions (for "AD is a Clarke subderivative") that hold."""
     if not ties or any(t.op in ("maxpool1d", "maxpool2d", "l1") for t in ties):
         return []
@@ -107,4 +138,6 @@ def check(net, proxies, ties) -> list:
         out.append("private-bias (Lee-Park-Aiken Thm 3.6 / Park-Chun-Lee Thm 1)")
     if _private_biases(net, ties, per_sample_ok=True) and _layer_lambdas(net, proxies, ties):
         out.append("per-layer lambda proxies (Park-Chun-Lee Thm 4)")
+    if fw is not None and _proxies_in_clarke(net, proxies, ties) and _independent_rows(net, fw, ties):
+        out.append("independent activations (cf. Park-Chun-Lee Thm 5)")
     return out
