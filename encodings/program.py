@@ -216,6 +216,9 @@ def _layer_forward(net, A, L: Layer, x, theta, fw, N):
         return x.reshape(N, -1)
     # elementwise
     act = L.act
+    if getattr(A, "symbolic", False):
+        fw.loc[L.index] = ("symbolic", A.tie_conditions(act, x))
+        return A.piecewise_value(act, x)
     piece, kink = A.locate(x, act.kinks)
     fw.loc[L.index] = (piece, kink)
     return _apply_pieces(A, act, x, piece)
@@ -275,6 +278,9 @@ def _loss_forward(net, A, fw, N):
     fw.residual = r
     if loss.op == "mse":
         terms = A.mul(r, r)
+    elif getattr(A, "symbolic", False):  # l1, symbolic
+        fw.loss_loc = ("symbolic", A.tie_conditions(_abs(), r))
+        terms = A.piecewise_value(_abs(), r)
     else:  # l1
         piece, kink = A.locate(r, _abs().kinks)
         fw.loss_loc = (piece, kink)
@@ -409,6 +415,9 @@ def _loss_seed(net, A, fw, out, proxies, ch, N):
     if loss.op == "mse":
         c = A.const(mpq(2, count) if mean else mpq(2))
         return A.mul(fw.residual, c)
+    if loss.op == "l1" and getattr(A, "symbolic", False):
+        d = A.piecewise_derivative(_abs(), fw.residual, None, proxies.kinks["loss"], _symbolic_side(ch))
+        return A.mul(d, A.const(mpq(1, count))) if mean else d
     if loss.op == "l1":
         piece, kink = fw.loss_loc
         d = _elementwise_derivative(A, _abs(), fw.residual, None, piece, kink, proxies.kinks["loss"], ch, len(net.layers), net)
@@ -449,6 +458,13 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         gcols = A.dot(np.ascontiguousarray(Wm.T), gP)  # [N, P, CKK]
         gpad = A.seq_accumulate(gcols.reshape(N, -1), cols_idx.reshape(-1), npad)
         return gpad[:, interior].reshape((N,) + L.in_shape)
+    if op in ("maxpool1d", "maxpool2d") and getattr(A, "symbolic", False):
+        idx = pool_index(L)
+        side = _symbolic_side(ch)
+        rule = proxies.ties[L.index] if side is None else {"left": "first", "right": "last"}[side]
+        T = A.pool_backward(fw.pools[L.index], g.reshape(N, -1), rule)
+        gin = A.seq_accumulate(T.reshape(N, -1), idx.reshape(-1), int(np.prod(L.in_shape)))
+        return gin.reshape((N,) + L.in_shape)
     if op in ("maxpool1d", "maxpool2d"):
         idx = pool_index(L)
         eq = fw.pools[L.index]
@@ -499,6 +515,15 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         return gin.reshape((N,) + L.in_shape)
     if op == "flatten":
         return g.reshape((N,) + L.in_shape)
+    if getattr(A, "symbolic", False):
+        d = A.piecewise_derivative(L.act, x, y, proxies.kinks[L.index], _symbolic_side(ch))
+        return A.mul(g, d)
     piece, kink = fw.loc[L.index]
     d = _elementwise_derivative(A, L.act, x, y, piece, kink, proxies.kinks[L.index], ch, L.index, net)
     return A.mul(g, d)
+
+
+def _symbolic_side(ch):
+    if ch.only is not None or ch.choose:
+        raise NotImplementedError("per-tie derivative choices are not encoded symbolically (use side=)")
+    return ch.side

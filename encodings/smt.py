@@ -1,0 +1,223 @@
+"""The machine semantics as Z3 floating-point terms (SMT-LIB FloatingPoint theory).
+
+``Z3FPArith`` is a third arithmetic for the one network program (``program.py``): every value is a
+Z3 ``FPRef`` of the file's format (any (E, M), bfloat16 and custom formats included), every
+operation ``fp.add/sub/mul/div`` with round-to-nearest-even, in exactly the order the machine
+evaluator uses (the order lives in ``arith.ArrayArith`` and ``program.py``, shared). Branches on
+kinks are ``If`` terms, so parameters may be free variables: the result is a formula about the
+float run for every parameter value in a region.
+
+Traps handled (see the issue): IEEE equality is ``fpEQ`` (Z3's ``==`` on FP terms is structural);
+ReLU and max are written with explicit ``If`` terms matching the evaluator's signed-zero
+behaviour (relu(-0) = +0; a max keeps the first maximal entry), never ``fpMax``/``fpMin``, whose
+sign on (+0, -0) is unspecified. Transcendental ops are not encoded (``Unsupported``).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import z3
+
+from .arith import ArrayArith
+from .formats import FloatFormat
+
+
+class Unsupported(Exception):
+    pass
+
+
+def _vec(fn, nargs):
+    return np.frompyfunc(fn, nargs, 1)
+
+
+class Z3FPArith(ArrayArith):
+    exact = False
+    symbolic = True
+
+    def __init__(self, fmt: FloatFormat):
+        self.fmt = fmt
+        self.sort = z3.FPSort(fmt.exponent_bits, fmt.precision)
+        self.rm = z3.RNE()
+        self.name = f"z3fp[{fmt.name}]"
+        rm = self.rm
+        self._add = _vec(lambda a, b: z3.fpAdd(rm, a, b), 2)
+        self._sub = _vec(lambda a, b: z3.fpSub(rm, a, b), 2)
+        self._mul = _vec(lambda a, b: z3.fpMul(rm, a, b), 2)
+        self._div = _vec(lambda a, b: z3.fpDiv(rm, a, b), 2)
+        self._neg = _vec(lambda a: z3.fpNeg(a), 1)
+
+    # -- values ----------------------------------------------------------------------------------
+    def fpval(self, v: float):
+        v = float(v)
+        if math.isnan(v):
+            return z3.fpNaN(self.sort)
+        if math.isinf(v):
+            return z3.fpPlusInfinity(self.sort) if v > 0 else z3.fpMinusInfinity(self.sort)
+        if v == 0:
+            return z3.fpMinusZero(self.sort) if math.copysign(1.0, v) < 0 else z3.fpPlusZero(self.sort)
+        return z3.FPVal(v, self.sort)  # v is a value of the format: the decimal repr rounds back to it
+
+    def const(self, q):
+        if isinstance(q, float):
+            v = q if self.fmt.is_representable(q) else self.fmt.round_rational(Fraction(q))
+        else:
+            v = self.fmt.round_rational(q)
+        return self.fpval(v)
+
+    def from_floats(self, a):
+        a = np.asarray(a, dtype=object)
+        out = np.empty(a.shape, dtype=object)
+        for i, v in enumerate(a.reshape(-1)):
+            out.reshape(-1)[i] = v if isinstance(v, z3.ExprRef) else self.fpval(float(v))
+        return out
+
+    def zeros(self, shape):
+        out = np.empty(shape, dtype=object)
+        out.fill(z3.fpPlusZero(self.sort))
+        return out
+
+    def add(self, a, b):
+        return self._add(a, b)
+
+    def sub(self, a, b):
+        return self._sub(a, b)
+
+    def mul(self, a, b):
+        return self._mul(a, b)
+
+    def div(self, a, b):
+        return self._div(a, b)
+
+    def neg(self, a):
+        return self._neg(a)
+
+    def sigmoid(self, a):
+        raise Unsupported("sigmoid is transcendental: not encoded in the FP theory")
+
+    tanh = exp = log = sigmoid
+
+    # -- branches ----------------------------------------------------------------------------------
+    def kink_const(self, k):
+        """A kink position as a term of the format (kinks are small dyadic numbers); None if the
+        format cannot represent it (then no float value equals it)."""
+        return self.fpval(float(k.at)) if self.fmt.is_representable(k.at) else None
+
+    def piecewise_value(self, act, x):
+        """If-chain over the pieces: x <= k_0 -> piece 0 (the left piece on a kink) ...; NaN -> NaN."""
+        pieces = [_as_obj(pc.value_program(x, self), x.shape) for pc in act.pieces]
+        out = pieces[-1]
+        for i in range(len(act.kinks) - 1, -1, -1):
+            cond = _vec(lambda v, k=act.kinks[i]: _le_kink(self, v, k), 1)(x)
+            out = _vec(z3.If, 3)(cond, pieces[i], out)
+        return _vec(lambda v, y: z3.If(z3.fpIsNaN(v), v, y), 2)(x, out)
+
+    def piecewise_derivative(self, act, x, y, proxies, side):
+        pieces = [_as_obj(pc.derivative_program(x, y, self), x.shape) for pc in act.pieces]
+        out = pieces[-1]
+        for i in range(len(act.kinks) - 1, -1, -1):
+            k = act.kinks[i]
+            at = self.const(proxies[i] if side is None else k.left if side == "left" else k.right)
+            below = _vec(lambda v, k=k: _lt_kink(self, v, k), 1)(x)
+            on = _vec(lambda v, k=k: _eq_kink(self, v, k), 1)(x)
+            out = _vec(z3.If, 3)(below, pieces[i], _vec(z3.If, 3)(on, _as_obj(at, x.shape), out))
+        return out
+
+    def tie_conditions(self, act, x):
+        """[N, ...] object array of Bool: x is exactly on some kink."""
+        conds = []
+        for k in act.kinks:
+            conds.append(_vec(lambda v, k=k: _eq_kink(self, v, k), 1)(x))
+        if not conds:
+            return np.full(x.shape, z3.BoolVal(False), dtype=object)
+        out = conds[0]
+        for c in conds[1:]:
+            out = _vec(z3.Or, 2)(out, c)
+        return out
+
+    def max_first(self, windows):
+        m = windows[..., 0]
+        for j in range(1, windows.shape[-1]):
+            m = _vec(lambda e, mm: z3.If(z3.fpGT(e, mm), e, mm), 2)(windows[..., j], m)
+        eq = _vec(z3.fpEQ, 2)(windows, m[..., None])
+        return m, eq
+
+    def pool_backward(self, eq, gw, rule):
+        """Window cotangents T [N, n_out, K] for tie-break ``rule`` with symbolic tie masks."""
+        K = eq.shape[-1]
+        zero = z3.fpPlusZero(self.sort)
+        T = np.empty(eq.shape, dtype=object)
+        if rule in ("first", "last"):
+            rng = range(K) if rule == "first" else range(K - 1, -1, -1)
+            seen = np.full(eq.shape[:-1], z3.BoolVal(False), dtype=object)
+            for j in rng:
+                take = _vec(lambda e, s: z3.And(e, z3.Not(s)), 2)(eq[..., j], seen)
+                T[..., j] = _vec(lambda t, g: z3.If(t, g, zero), 2)(take, gw)
+                seen = _vec(z3.Or, 2)(seen, eq[..., j])
+            return T
+        # split: g / (number of maximal entries), the count rounded to the format
+        cnt = np.zeros(eq.shape[:-1], dtype=object)
+        cnt.fill(z3.IntVal(0))
+        for j in range(K):
+            cnt = _vec(lambda c, e: c + z3.If(e, 1, 0), 2)(cnt, eq[..., j])
+
+        def share(g, c):
+            out = self.const(Fraction(1))
+            res = z3.fpDiv(self.rm, g, self.const(Fraction(K)))
+            for k in range(K - 1, 0, -1):
+                res = z3.If(c == k, z3.fpDiv(self.rm, g, self.const(Fraction(k))), res)
+            del out
+            return res
+
+        sh = _vec(share, 2)(gw, cnt)
+        for j in range(K):
+            T[..., j] = _vec(lambda e, s: z3.If(e, s, zero), 2)(eq[..., j], sh)
+        return T
+
+
+def _as_obj(v, shape):
+    if isinstance(v, np.ndarray):
+        return v
+    out = np.empty(shape, dtype=object)
+    out.fill(v)
+    return out
+
+
+def _below(A, k):
+    """The largest format value below a non-representable kink (x <= k <=> x <= it)."""
+    lo, _ = A.fmt.neighbours(k.at)
+    return A.fpval(lo)
+
+
+def _le_kink(A, v, k):
+    c = A.kink_const(k)
+    return z3.fpLEQ(v, c) if c is not None else z3.fpLEQ(v, _below(A, k))
+
+
+def _lt_kink(A, v, k):
+    c = A.kink_const(k)
+    return z3.fpLT(v, c) if c is not None else z3.fpLEQ(v, _below(A, k))
+
+
+def _eq_kink(A, v, k):
+    c = A.kink_const(k)
+    return z3.fpEQ(v, c) if c is not None else z3.BoolVal(False)
+
+
+def value_of(term) -> float:
+    """The float value of a ground FP term (simplified), sign of zero included."""
+    if isinstance(term, np.ndarray):
+        term = term.item()
+    t = z3.simplify(term)
+    if not isinstance(t, z3.FPNumRef):
+        raise ValueError(f"not a ground floating-point value: {t}")
+    if t.isNaN():
+        return math.nan
+    if t.isInf():
+        return math.inf if t.isPositive() else -math.inf
+    if t.isZero():
+        return -0.0 if t.isNegative() else 0.0
+    r = z3.simplify(z3.fpToReal(t)).as_fraction()
+    return float(Fraction(r.numerator, r.denominator))
