@@ -221,3 +221,127 @@ def value_of(term) -> float:
         return -0.0 if t.isNegative() else 0.0
     r = z3.simplify(z3.fpToReal(t)).as_fraction()
     return float(Fraction(r.numerator, r.denominator))
+
+
+class Z3RealArith(ArrayArith):
+    """The exact semantics as Z3 Real terms (linear/polynomial real arithmetic), for queries that
+    relate the float run to the real function over the same parameter variables
+    (``fp.to_real`` of the FP parameter variables)."""
+
+    exact = True
+    symbolic = True
+
+    def __init__(self, fmt: FloatFormat):
+        self.fmt = fmt
+        self.name = "z3real"
+        self._add = _vec(lambda a, b: a + b, 2)
+        self._sub = _vec(lambda a, b: a - b, 2)
+        self._mul = _vec(lambda a, b: a * b, 2)
+        self._div = _vec(lambda a, b: a / b, 2)
+        self._neg = _vec(lambda a: -a, 1)
+
+    @staticmethod
+    def real(v):
+        if isinstance(v, z3.ExprRef):
+            return z3.fpToReal(v) if z3.is_fp(v) else v
+        q = Fraction(v) if not isinstance(v, float) else Fraction(v)
+        return z3.RealVal(f"{q.numerator}/{q.denominator}")
+
+    def const(self, q):
+        return self.real(Fraction(q) if not isinstance(q, float) else q)
+
+    def from_floats(self, a):
+        a = np.asarray(a, dtype=object)
+        out = np.empty(a.shape, dtype=object)
+        for i, v in enumerate(a.reshape(-1)):
+            out.reshape(-1)[i] = self.real(v)
+        return out
+
+    def zeros(self, shape):
+        out = np.empty(shape, dtype=object)
+        out.fill(z3.RealVal(0))
+        return out
+
+    def add(self, a, b):
+        return self._add(a, b)
+
+    def sub(self, a, b):
+        return self._sub(a, b)
+
+    def mul(self, a, b):
+        return self._mul(a, b)
+
+    def div(self, a, b):
+        return self._div(a, b)
+
+    def neg(self, a):
+        return self._neg(a)
+
+    def sigmoid(self, a):
+        raise Unsupported("sigmoid is transcendental: not encoded in real arithmetic")
+
+    tanh = exp = log = sigmoid
+
+    def _k(self, k):
+        return self.real(Fraction(int(k.at.numerator), int(k.at.denominator)))
+
+    def piecewise_value(self, act, x):
+        pieces = [_as_obj(pc.value_program(x, self), x.shape) for pc in act.pieces]
+        out = pieces[-1]
+        for i in range(len(act.kinks) - 1, -1, -1):
+            k = self._k(act.kinks[i])
+            out = _vec(lambda v, a, b, k=k: z3.If(v <= k, a, b), 3)(x, pieces[i], out)
+        return out
+
+    def piecewise_derivative(self, act, x, y, proxies, side):
+        pieces = [_as_obj(pc.derivative_program(x, y, self), x.shape) for pc in act.pieces]
+        out = pieces[-1]
+        for i in range(len(act.kinks) - 1, -1, -1):
+            kk = act.kinks[i]
+            k = self._k(kk)
+            at = self.const(proxies[i] if side is None else (kk.left if side == "left" else kk.right))
+            out = _vec(lambda v, a, b, k=k, at=at: z3.If(v < k, a, z3.If(v == k, at, b)), 3)(x, pieces[i], out)
+        return out
+
+    def tie_conditions(self, act, x):
+        if not act.kinks:
+            return np.full(x.shape, z3.BoolVal(False), dtype=object)
+        ks = [self._k(k) for k in act.kinks]
+        return _vec(lambda v: z3.Or([v == k for k in ks]), 1)(x)
+
+    def max_first(self, windows):
+        m = windows[..., 0]
+        for j in range(1, windows.shape[-1]):
+            m = _vec(lambda e, mm: z3.If(e > mm, e, mm), 2)(windows[..., j], m)
+        eq = _vec(lambda a, b: a == b, 2)(windows, m[..., None])
+        return m, eq
+
+    def pool_backward(self, eq, gw, rule):
+        K = eq.shape[-1]
+        T = np.empty(eq.shape, dtype=object)
+        zero = z3.RealVal(0)
+        if rule in ("first", "last"):
+            rng = range(K) if rule == "first" else range(K - 1, -1, -1)
+            seen = np.full(eq.shape[:-1], z3.BoolVal(False), dtype=object)
+            for j in rng:
+                take = _vec(lambda e, s: z3.And(e, z3.Not(s)), 2)(eq[..., j], seen)
+                T[..., j] = _vec(lambda t, g: z3.If(t, g, zero), 2)(take, gw)
+                seen = _vec(z3.Or, 2)(seen, eq[..., j])
+            return T
+        cnt = np.zeros(eq.shape[:-1], dtype=object)
+        cnt.fill(z3.RealVal(0))
+        for j in range(K):
+            cnt = _vec(lambda c, e: c + z3.If(e, 1, 0), 2)(cnt, eq[..., j])
+        for j in range(K):
+            T[..., j] = _vec(lambda e, g, c: z3.If(e, g / c, zero), 3)(eq[..., j], gw, cnt)
+        return T
+
+
+def pool_tie_conditions(eq):
+    """[..., n_out] Bool: two or more entries of the window equal its maximum."""
+    K = eq.shape[-1]
+    out = np.empty(eq.shape[:-1], dtype=object)
+    for idx in np.ndindex(*eq.shape[:-1]):
+        e = [eq[idx + (j,)] for j in range(K)]
+        out[idx] = z3.Or([z3.And(e[i], e[j]) for i in range(K) for j in range(i + 1, K)]) if K > 1 else z3.BoolVal(False)
+    return out

@@ -141,6 +141,55 @@ def check(certificate: str = typer.Argument(..., help="certificate written by ki
     raise typer.Exit(0)
 
 
+@app.command()
+def search(
+    network: str = typer.Argument(..., help="network file"),
+    find: str = typer.Option(..., "--find", help="float-tie | real-tie | compensation | choice-sensitive"),
+    box: Optional[list[str]] = typer.Option(None, "--box", help="NAME=LO:HI (repeatable): a free scalar param and its closed interval"),
+    free: Optional[str] = typer.Option(None, "--free", help="NAME,NAME,...: free scalar params within --ulps K of their values"),
+    ulps: Optional[int] = typer.Option(None, "--ulps"),
+    solver: str = typer.Option("z3", "--solver"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds"),
+    out_file: Optional[str] = typer.Option(None, "--out", help="write the counterexample network (sat) or the certificate (unsat)"),
+    smtlib: Optional[str] = typer.Option(None, "--smtlib", help="write the SMT-LIB2 query to this file"),
+    json_out: bool = typer.Option(False, "--json"),
+):
+    """Search a box of float parameters: exit 1 sat (a confirmed counterexample), 0 unsat (none exists), 3 unknown, 2 bad input."""
+    import json as _json
+
+    from .certificate import write_atomic
+    from .search import search as _search
+
+    boxes = {}
+    for item in box or []:
+        name, sep, rng = item.partition("=")
+        lo, sep2, hi = rng.partition(":")
+        if not sep or not sep2 or not name:
+            _fail(f"--box {item!r}: expected NAME=LO:HI")
+        boxes[name] = (lo, hi)
+    try:
+        res = _search(network, find, box=boxes, free=[f for f in (free or "").split(",") if f], ulps=ulps, timeout=timeout, solver=solver)
+    except InputError as exc:
+        _fail(str(exc))
+    try:
+        if smtlib:
+            with open(smtlib, "w") as f:
+                f.write(res.smtlib)
+        if out_file and res.status == "sat":
+            write_atomic(out_file, res.counterexample)
+        elif out_file and res.status == "unsat":
+            write_atomic(out_file, res.certificate())
+    except OSError as exc:
+        _fail(f"cannot write: {exc}")
+    if json_out:
+        sys.stdout.write(_json.dumps(res.to_dict()) + "\n")
+    else:
+        out.print(f"{res.status}: {res.goal} in {', '.join(f'{k} in [{lo}, {hi}]' for k, (lo, hi) in res.box.items())} - {res.reason}")
+        for k, v in res.values.items():
+            out.print(f"  {k} = {v}")
+    raise typer.Exit(res.exit_code)
+
+
 @app.callback()
 def _main():
     """kinkcheck: is f differentiable at w, is AD the gradient, is it Clarke, how does the float run branch."""
