@@ -184,6 +184,12 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         except Undecided as exc:
             unknown.append(f"exact AD output undecided: {exc}")
     machine_ad = [hexf(net.fmt, v) for v in runs.machine_ad()] if values else None
+    exact_desc = runs.exact
+    if values and runs.exact is not None and float_ties:
+        try:
+            exact_desc = runs.exact_full()  # exact pre-activations of filter-decided samples too
+        except Undecided:
+            pass
 
     report = Report(
         network=net.source,
@@ -198,8 +204,8 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         gradient=gradient,
         ad=ad,
         machine_ad=machine_ad,
-        real_ties=[describe_tie(net, t, runs.exact, mfw) for t in real_ties],
-        float_ties=[describe_tie(net, t, runs.exact, mfw) for t in float_ties],
+        real_ties=[describe_tie(net, t, exact_desc, mfw) for t in real_ties],
+        float_ties=[describe_tie(net, t, exact_desc, mfw) for t in float_ties],
         choice_sensitive=choice,
         choice_causes=[{"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit} for t in causes],
         compensation=comp,

@@ -190,6 +190,34 @@ def search(
     raise typer.Exit(res.exit_code)
 
 
+@app.command("export-test")
+def export_test(
+    cex: str = typer.Argument(..., help="counterexample network file (e.g. from kinkcheck search --out)"),
+    framework: str = typer.Option("numpy", "--framework", help="numpy"),
+    output: str = typer.Option(..., "-o", "--output", help="the pytest file to write"),
+):
+    """Write a self-contained pytest file that reproduces the counterexample."""
+    from .export import export_test as _export
+
+    try:
+        text = _export(cex, framework)
+    except InputError as exc:
+        _fail(str(exc))
+    import os
+    import tempfile
+
+    d = os.path.dirname(os.path.abspath(output))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, suffix=".py.tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, output)
+    except OSError as exc:
+        _fail(f"{output}: cannot write: {exc.strerror or exc}")
+    out.print(f"wrote {output}")
+    raise typer.Exit(0)
+
+
 @app.callback()
 def _main():
     """kinkcheck: is f differentiable at w, is AD the gradient, is it Clarke, how does the float run branch."""
