@@ -10,11 +10,17 @@ absolute seconds). ``--values`` also computes the exact and machine AD outputs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# one BLAS thread for both sides: on a shared 2-core machine multi-threaded BLAS spin-waits and the
+# baseline varies by 100x between runs
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
