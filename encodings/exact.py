@@ -341,8 +341,18 @@ class ExactArith(ArrayArith):
 
     def max_first(self, windows):
         m = windows[..., 0].copy()
+        arg = np.zeros(m.shape, dtype=np.int64)
         for j in range(1, windows.shape[-1]):
             gt = self.cmp(windows[..., j], m) > 0
             m[gt] = windows[..., j][gt]
-        eq = self.cmp(windows, m[..., None]) == 0
+            arg[gt] = j
+        # the maximal entry itself is not compared with its own value (an enclosure minus itself
+        # is never decided); the others are
+        eq = np.zeros(windows.shape, dtype=bool)
+        for j in range(windows.shape[-1]):
+            mine = arg == j
+            eq[..., j] = mine
+            others = ~mine
+            if others.any():
+                eq[..., j][others] = self.cmp(windows[..., j][others], m[others]) == 0
         return m, eq

@@ -160,6 +160,8 @@ def correctly_rounded(fmt, enclosure, v: float, lower, upper) -> float:
         return correctly_rounded(fmt, enclosure, big, lower, upper) if enclosure.__name__ != "exp_enclosure" else (math.inf if v > 0 else 0.0)
     if enclosure.__name__ == "log_enclosure" and v <= 0:
         return -math.inf if v == 0 else math.nan
+    if v == 0 and enclosure.__name__ == "tanh_enclosure":
+        return v  # tanh(+-0) = +-0 (IEEE 754 9.2)
     q = exact(v)
     prec = 2 * fmt.precision + 16
     for _ in range(12):

@@ -68,6 +68,8 @@ class Ref:
     const: np.ndarray  # float64
 
     def values(self, theta: np.ndarray) -> np.ndarray:
+        if theta.size == 0:
+            return np.asarray(self.const, dtype=np.float64).reshape(self.shape)
         safe = np.where(self.src >= 0, self.src, 0)
         vals = theta[safe]
         vals = np.where(self.sign < 0, -vals, vals)  # negation is exact (also for exact objects)

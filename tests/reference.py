@@ -12,6 +12,11 @@ below, and the machine arithmetic is
 * rounding of exact constants (op constants, proxies, ``fl(2/count)`` ...) by the hand-written
   round-to-nearest-even :meth:`Fmt.round` on :class:`fractions.Fraction`.
 
+Signed zeros: the reference follows the literal rules of docs/semantics.md (constant pieces are
+constants, e.g. relu(x) = +0 for x <= 0; an input on a kink takes the piece to its left, so
+abs(+0) = -(+0) = -0; sums start from their first term; a parameter with no term gets +0;
+non-maximal max-pool entries receive a +0 contribution).
+
 Machine values are carried as Python floats: every value of every supported format is a binary64
 number, so this is exact, and it keeps signed zeros and infinities.
 
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import gmpy2
@@ -45,7 +50,8 @@ __all__ = [
 
 
 class Unsupported(ValueError):
-    """Something this reference deliberately does not implement (transcendental ops, ...)."""
+    """Something this reference deliberately does not implement (infinite values in the exact
+    semantics, unknown ops)."""
 
 
 class RefNaN(ArithmeticError):
@@ -98,7 +104,8 @@ class Fmt:
         return -v if neg else v
 
     def representable(self, q) -> bool:
-        return Fraction(self.round(q)) == Fraction(q)
+        v = self.round(q)
+        return math.isfinite(v) and Fraction(v) == Fraction(q)
 
     def round_const(self, q) -> Fraction:
         """An op constant / proxy rounded to the format (a finite value is required)."""
@@ -282,7 +289,9 @@ class NumpyArith:
         if name == "log" and x <= 0:
             return -math.inf if x == 0 else math.nan
         q = _transcendental(name, Fraction(x)) if x != 0 or name in ("sigmoid", "exp") else Fraction(0)
-        return self.fmt.round(q, neg_zero=(q == 0 and math.copysign(1, x) < 0))
+        # IEEE 754 (9.2): tanh(-0) = -0
+        neg_zero = q == 0 and math.copysign(1, x) < 0 and getattr(self, "tanh_signed_zero", True)
+        return self.fmt.round(q, neg_zero=neg_zero)
 
     def sigmoid(self, x):
         return self._cr("sigmoid", x)
@@ -367,8 +376,8 @@ class Act:
 
 def make_act(op, *, slope=None, lo=None, hi=None) -> Act:
     Z = Fraction(0)
-    c = lambda q: (lambda x, A: A.const(q))  # noqa: E731  a constant piece / derivative
-    ident = lambda x, A: x  # noqa: E731
+    c = lambda q: (lambda x, A: A.const(q))
+    ident = lambda x, A: x
     if op == "relu":
         return Act(op, [Z], [c(0), ident], [c(0), c(1)], [(0, 1)])
     if op == "leaky_relu":
@@ -916,9 +925,11 @@ def _conv_backward(net, A, L, n, x, g, terms, need_gx):
     return out
 
 
-def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = None) -> RefResult:
+def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = None,
+             tanh_signed_zero: bool = True) -> RefResult:
     """Run one semantics (``"exact"`` or ``"machine"``) of a network document.
 
+    ``tanh_signed_zero``: machine tanh(-0) = -0 (IEEE 754 9.2; default) or +0.
     ``convention`` overrides the document's; ``side`` = "left"/"right" uses that one-sided
     derivative at every tie (max-pool: first / last maximal entry) instead of the proxies.
     docs/semantics.md only uses ``side`` for machine runs (choice sensitivity); for the exact run
@@ -929,6 +940,7 @@ def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = N
     conv = resolve_convention(convention if convention is not None else net.convention)
     kinks, ties = _layer_proxies(net, conv)
     A = ExactArith(net.fmt) if semantics == "exact" else machine_arith(net.fmt)
+    A.tanh_signed_zero = tanh_signed_zero  # False: tanh(-0) = +0, kinkcheck's current behaviour
     N = len(net.inputs)
     runs = []
     for n in range(N):
@@ -1018,6 +1030,6 @@ def ref_exact(doc: dict, *, convention=None, side: str | None = None) -> RefResu
     return evaluate(doc, "exact", convention=convention, side=side)
 
 
-def ref_machine(doc: dict, *, convention=None, side: str | None = None) -> RefResult:
+def ref_machine(doc: dict, *, convention=None, side: str | None = None, tanh_signed_zero: bool = True) -> RefResult:
     """Machine semantics: every operation rounded to nearest-even in the dtype, documented order."""
-    return evaluate(doc, "machine", convention=convention, side=side)
+    return evaluate(doc, "machine", convention=convention, side=side, tanh_signed_zero=tanh_signed_zero)

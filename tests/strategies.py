@@ -278,7 +278,7 @@ def _conv_arch(b: _B, activations, max_width):
             b.pool_tie_break(spec)
         layers.append(spec)
         H, W = (H - kh) // kh + 1, (W - kw) // kw + 1
-    O = b.draw(st.integers(1, 2))
+    O = b.draw(st.integers(1, 3))
     p = b.draw(st.integers(0, 1))
     kh = b.draw(st.integers(1, min(3, H + 2 * p)))
     kw = b.draw(st.integers(1, min(3, W + 2 * p)))

@@ -23,24 +23,20 @@ the reference rounds a 600-bit mpfr value); the exact semantics by containment o
 from __future__ import annotations
 
 import math
-import time
 from fractions import Fraction
 
-import gmpy2
+import kinkcheck
 import numpy as np
 import pytest
+import reference as R
 from hypothesis import event, given, note, reject, settings
 from hypothesis import strategies as st
-
-import kinkcheck
 from kinkcheck.encodings import program as P
 from kinkcheck.encodings.errors import Undecided
 from kinkcheck.encodings.exact import ExactArith, Interval
 from kinkcheck.encodings.machine import MachineArith
 from kinkcheck.encodings.network import load
-
-import reference as R
-from strategies import ACTIVATIONS, DTYPES, LOSSES, SMOOTH_TRANSCENDENTAL, networks
+from strategies import DTYPES, LOSSES, SMOOTH_TRANSCENDENTAL, networks
 
 CONVENTION_ARGS = (None, "pytorch", "jax", "tensorflow", {"relu": [1], "abs": ["right"], "maxpool1d": "split", "maxpool2d": "last", "l1": ["left"], "hardtanh": [0.5, "left"]})
 
@@ -86,10 +82,10 @@ def _first_diff(kc, ref, exact):
     return None
 
 
-def assert_matches(doc, semantics, *, convention=None, side=None):
+def assert_matches(doc, semantics, *, convention=None, side=None, tanh_signed_zero=True):
     exact = semantics == "exact"
     try:
-        ref = R.evaluate(doc, semantics, convention=convention, side=side)
+        ref = R.evaluate(doc, semantics, convention=convention, side=side, tanh_signed_zero=tanh_signed_zero)
     except R.RefNaN:
         reject()
     xs, loss, keys, pools, ad = kc_run(doc, semantics, convention=convention, side=side)
@@ -111,7 +107,11 @@ def assert_matches(doc, semantics, *, convention=None, side=None):
 
 
 def _events(ref, semantics):
-    """Coverage statistics (``pytest --hypothesis-show-statistics``)."""
+    """Coverage statistics (``pytest --hypothesis-show-statistics``); nothing outside @given."""
+    from hypothesis.control import currently_in_test_context
+
+    if not currently_in_test_context():
+        return
     kinds = {"elementwise" if (l, n, u) not in ref.pool_entries else "pool" for (l, n, u, _) in ref.ties}
     for k in sorted(kinds):
         event(f"{semantics}: {k} ties")
@@ -189,7 +189,7 @@ def test_verify_report_matches_reference(doc):
         reject()
     rep = kinkcheck.verify(doc, values=True)
     fmt = load(doc).fmt
-    rat = lambda q: str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"  # noqa: E731
+    rat = lambda q: str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
     assert rep.ad == [rat(q) for q in ref_e.ad]
     assert [R.bits(float.fromhex(h) if h not in ("inf", "-inf", "nan") else float(h)) for h in rep.machine_ad] == [R.bits(v) for v in ref_m.ad]
     assert rep.loss_exact == rat(ref_e.loss)
@@ -202,7 +202,8 @@ def test_verify_report_matches_reference(doc):
 # transcendental ops (sigmoid, tanh, cross_entropy): machine bit for bit (both correctly rounded);
 # exact: kinkcheck's certified enclosures must contain the reference's 600-bit approximations
 
-TRANS = dict(activations=ACTIVATIONS + SMOOTH_TRANSCENDENTAL, losses=LOSSES + ("cross_entropy",))
+TRANS = dict(activations=SMOOTH_TRANSCENDENTAL * 2 + ("relu", "leaky_relu", "abs", "hardswish", "identity"),
+             losses=LOSSES + ("cross_entropy",) * 2)
 
 
 def _enclosure(v):
@@ -227,6 +228,7 @@ def _transcendental_events(doc):
 def test_transcendental_machine_matches_reference(doc):
     note(repr(doc))
     _transcendental_events(doc)
+    # tanh(-0) = -0 (IEEE 754 9.2), fixed; compared bit for bit like everything else
     assert_matches(doc, "machine")
 
 
@@ -413,6 +415,24 @@ def test_overlapping_maxpool1d_backward():
     # signed zeros: position 0 gets only window 0's +0 contribution, position 3 only window 1's.
 
 
+def test_three_way_split():
+    # float16: y = [s*1, 1, 1] (s = 1), maxpool1d kernel 3 (one window, three tied maxima),
+    # tie_break split, then linear v = [[5]] (non-trainable), sum loss. Loss 5.
+    # g_pool = 5; each tied entry gets fl(5 / fl(3)) = fl(1.6667) = 1 + 683/1024 = 0x1.aacp+0
+    # (682.67 ulps -> 683). grad s = fl(share * x_0) = 0x1.aacp+0. (g * fl(1/3) would give
+    # fl(5 * 1365/4096) = 1 + 682/1024 = 0x1.aa8p+0.) Exact: 5/3. With "first": 5; "last": 0.
+    def doc(tb):
+        return _doc("float16", {"s": {"value": 1}, "v": {"shape": [1, 1], "values": [[5]], "trainable": False}},
+                    {"shape": [1, 3], "values": [[1, 1, 1]]},
+                    [{"op": "linear", "weight": [["s", 0, 0], [0, 1, 0], [0, 0, 1]]},
+                     {"op": "maxpool1d", "kernel": 3, "tie_break": tb}, {"op": "linear", "weight": "v"}],
+                    {"op": "sum"})
+    (_, loss, ties, pools, ad), (_, _, _, _, ead) = _both(doc("split"))
+    assert loss == 5.0 and ties == {(1, 0, 0, 0)} and pools == {(1, 0, 0): (0, 1, 2)}
+    assert ad == [float.fromhex("0x1.aacp+0")] and ead == [Fraction(5, 3)]
+    assert kc_run(doc("first"), "machine")[4] == [5.0]
+    assert kc_run(doc("last"), "machine")[4] == [0.0]
+
 def test_conv2d_with_padding():
     # Input 1x2x2 [[1, 2], [3, 4]], weight 1x1x2x2 [[a, b], [c, d]] = [[1, 0], [0, -1]] (named "K"),
     # padding 1, stride 1: padded input 4x4
@@ -507,8 +527,9 @@ def test_one_sided_derivatives_exact_in_exact_run():
     # hardsigmoid at x = 3 (kink 1): left derivative 1/6, right 0; pytorch proxy 0.
     # y = hardsigmoid(s * 3) with s = 1, sum loss: grad s = d * 3.
     # Exact run: proxy -> 0; side="left" -> the real 1/6 * 3 = 1/2 (kinkcheck's choice; the doc
-    # only defines side= for machine runs); machine side="left": fl(1/6) = 0x1.555556p-3 (float32),
-    # times 3 -> fl(3 * 0x1.555556p-3) = 0x1p-1 (3 * 0xaaaaab * 2^-26 = 0x2000001 * 2^-26 -> 1/2).
+    # only defines side= for machine runs); machine side="left": fl(1/6) = 0x1.555556p-3 =
+    # 0x1555556 * 2^-27 (float32), times 3 = 0x4000002 * 2^-27 = 1/2 + 2^-26, a quarter ulp above
+    # 1/2 -> 1/2.
     doc = _doc("float32", {"s": {"value": 1}}, {"shape": [1, 1], "values": [[3]]},
                [{"op": "linear", "weight": [["s"]]}, {"op": "hardsigmoid"}], {"op": "sum"})
     assert kc_run(doc, "exact")[4] == [0]
@@ -581,14 +602,34 @@ def test_overlapping_pool_gradient_signed_zero():
 
 
 # ----------------------------------------------------------------------------------------------
-# discrepancies found (kinkcheck side); strict xfails so that a fix is noticed
+# discrepancies found (kinkcheck side), fixed: regression tests
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="kinkcheck bug: a network with no params (constant inline weights) "
-                   "crashes in network.Ref.values (theta[0] of an empty theta) instead of evaluating")
 def test_no_params():
     # f = 1 * x with x = 1: loss 1, empty AD output.
     doc = _doc("float16", {}, {"shape": [1, 1], "values": [[1]]}, [{"op": "linear", "weight": [[1]]}], {"op": "sum"})
     ref = R.ref_machine(doc)
     assert ref.loss == 1.0 and ref.ad == []
+    assert_matches(doc, "machine")
+
+
+def test_maxpool_of_sigmoid_exact():
+    # sigmoid(0) = 1/2 and sigmoid(1) = 0.731..., distinct: the window's maximum is sigmoid(1), no tie.
+    # The exact loss is sigmoid(1) (an enclosure), the exact AD output d/dw = sigmoid'(1) * 1 > 0.
+    doc = _doc("float32", {"w": {"value": 1}}, {"shape": [1, 2], "values": [[0, 1]]},
+               [{"op": "linear", "weight": [["w", 0], [0, "w"]]}, {"op": "sigmoid"}, {"op": "maxpool1d", "kernel": 2}],
+               {"op": "sum"})
+    ref = R.ref_exact(doc)
+    assert ref.ties == set() and abs(float(ref.loss) - 1 / (1 + math.exp(-1))) < 1e-15
+    net = load(doc)
+    fw = P.forward(net, ExactArith(8192))
+    assert _contains(_enclosure(fw.loss), ref.loss)
+
+
+def test_tanh_of_negative_zero():
+    # input -0 -> linear 1 * -0 = -0 -> tanh(-0) = -0 -> linear 1 * -0 = -0; loss (one term) -0.
+    doc = _doc("float16", {"w": {"value": 1}}, {"shape": [1, 1], "values": [["-0"]]},
+               [{"op": "tanh"}, {"op": "linear", "weight": [["w"]]}], {"op": "sum"})
+    ref = R.ref_machine(doc)
+    assert R.same_bits(ref.xs[1][0][0], -0.0) and R.same_bits(ref.loss, -0.0)
     assert_matches(doc, "machine")

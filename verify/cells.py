@@ -150,7 +150,8 @@ def feasible(constraints, n, timeout_ms):
     if r == z3.unsat:
         return None
     m = s.model()
-    return [_rat(m.eval(x, model_completion=True)) for x in d]
+    used = {i for c in constraints for i, v in enumerate(c) if v != 0}
+    return [_rat(m.eval(x, model_completion=True)) if i in used else mpq(0) for i, x in enumerate(d)]
 
 
 def gordan(constraints, n, timeout_ms):
@@ -185,11 +186,15 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
     cells, pruned, zero_ties = [], [], set()
     infos_seen: dict = {}
 
-    def visit(i, choose, constraints, zeros):
+    def inside(cons, d):
+        return d is not None and all(sum((a * b for a, b in zip(c, d) if a != 0), mpq(0)) > 0 for c in cons)
+
+    def visit(i, choose, constraints, zeros, d):
         if time.perf_counter() - t0 > time_limit:
             raise Budget(f"time limit {time_limit:.0f} s exceeded after {len(cells)} cells")
         if i == len(order):
-            d = feasible(constraints, n, timeout_ms)
+            if not inside(constraints, d):
+                d = feasible(constraints, n, timeout_ms)
             assert d is not None
             g = list(P.backward(net, fw.A, fw, runs.proxies, choose=dict(choose)))
             cells.append(Cell(dict(choose), d, g, [list(c) for c in constraints], list(zeros)))
@@ -205,12 +210,15 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
             cons = constraints + br.constraints
             ch = dict(choose)
             ch[t.key] = br.choice
-            if br.constraints and feasible(cons, n, timeout_ms) is None:
-                pruned.append(Pruned(ch, [list(c) for c in cons], gordan(cons, n, timeout_ms)))
-                continue
-            visit(i + 1, ch, cons, zeros + ([t.key] if info.zero else []))
+            wd = d
+            if br.constraints and not inside(br.constraints, d):
+                wd = feasible(cons, n, timeout_ms)  # the parent's witness is not in this branch
+                if wd is None:
+                    pruned.append(Pruned(ch, [list(c) for c in cons], gordan(cons, n, timeout_ms)))
+                    continue
+            visit(i + 1, ch, cons, zeros + ([t.key] if info.zero else []), wd)
 
-    visit(0, {}, [], [])
+    visit(0, {}, [], [], [mpq(0)] * n)
     degenerate = _degeneracy(runs, order, cells, infos_seen, zero_ties)
     return Enumeration(
         cells=cells,
