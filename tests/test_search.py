@@ -2,6 +2,7 @@
 contract (exit codes, counterexample files that verify), SMT-LIB export."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -36,7 +37,7 @@ def test_float_tie_without_real_tie():
 
 
 @pytest.mark.parametrize("dtype", [{"exponent_bits": 4, "fraction_bits": 3}, {"exponent_bits": 3, "fraction_bits": 2}])
-@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=10)
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=10 * int(os.environ.get("KINKCHECK_TEST_SCALE", "1")))
 @given(data=st.data())
 def test_search_agrees_with_exhaustive_enumeration(dtype, data):
     """One free weight in a tiny format: sat/unsat of float-tie and choice-sensitive must match

@@ -31,6 +31,7 @@ from .encodings import program as P
 from .encodings.errors import InputError
 from .encodings.formats import InvalidValue, parse_value
 from .encodings.network import Network
+from . import structured
 from .encodings.smt import Unsupported, Z3FPArith, Z3RealArith, pool_tie_conditions, value_of
 
 GOALS = ("float-tie", "real-tie", "compensation", "choice-sensitive")
@@ -48,6 +49,7 @@ class SearchResult:
     smtlib: str = ""
     solver: str = ""
     time_s: float = 0.0
+    trust: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -62,7 +64,7 @@ class SearchResult:
             "confirmed": self.confirmed,
             "reason": self.reason,
             "solver": self.solver,
-            "trust": "solver-trusted" if self.status == "unsat" else ("confirmed by point verification" if self.confirmed else None),
+            "trust": self.trust or ("solver-trusted" if self.status == "unsat" else ("confirmed by point verification" if self.confirmed else None)),
             "time_s": round(self.time_s, 6),
         }
 
@@ -179,6 +181,18 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         gr = P.backward(net, Z, fz, pr, side="right")
         s.add(z3.Or([z3.Not(z3.Or(z3.fpEQ(a, b), z3.And(z3.fpIsNaN(a), z3.fpIsNaN(b)))) for a, b in zip(gl, gr)]) if len(gl) else z3.BoolVal(False))
     res.smtlib = s.to_smt2()
+    if goal in ("float-tie", "real-tie", "compensation") and structured.applicable(net, bounds):
+        found = structured.search_structured(net, goal, bounds)
+        if found is not None and found[0] == "unsat":
+            res.status, res.solver = "unsat", "structured (exact monotone bounds, no solver)"
+            res.reason = found[1]
+            res.trust = "exact"
+            res.time_s = time.perf_counter() - t0
+            return res
+        if found is not None and found[0] == "sat":
+            _, t, _key = found
+            res.solver = "structured (bisection on the float grid, no solver)"
+            return _confirm(res, net, {name: float(t[p.offset]) for name, (p, _, _) in bounds.items()}, goal, t0)
     r = s.check()
     res.time_s = time.perf_counter() - t0
     if r == z3.unknown:
@@ -189,9 +203,15 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         res.reason = f"no parameters in the box meet {goal} (Z3: unsat; solver-trusted)"
         return res
     m = s.model()
+    return _confirm(res, net, {name: value_of(m.eval(v, model_completion=True)) for name, (v, _, _) in variables.items()}, goal, t0)
+
+
+def _confirm(res, net, values, goal, t0):
+    """Write the counterexample network and confirm it by point verification."""
+    import kinkcheck
+
     doc = copy.deepcopy(net.raw)
-    for name, (v, _, _) in variables.items():
-        val = value_of(m.eval(v, model_completion=True))
+    for name, val in values.items():
         res.values[name] = net.fmt.to_hex(val)
         spec = dict(doc["params"][name])
         spec.pop("value", None)
