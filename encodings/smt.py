@@ -33,9 +33,42 @@ def _vec(fn, nargs):
     return np.frompyfunc(fn, nargs, 1)
 
 
-class Z3FPArith(ArrayArith):
-    exact = False
+class _Z3Base(ArrayArith):
+    """Elementwise ops over object arrays of Z3 terms (``_add`` ... set by the subclass)."""
+
     symbolic = True
+
+    def add(self, a, b):
+        return self._add(a, b)
+
+    def sub(self, a, b):
+        return self._sub(a, b)
+
+    def mul(self, a, b):
+        return self._mul(a, b)
+
+    def div(self, a, b):
+        return self._div(a, b)
+
+    def neg(self, a):
+        return self._neg(a)
+
+    @staticmethod
+    def first_or_last(eq, gw, rule, zero):
+        """Max-pool cotangents: the first (or last) maximal entry of each window takes g."""
+        K = eq.shape[-1]
+        T = np.empty(eq.shape, dtype=object)
+        rng = range(K) if rule == "first" else range(K - 1, -1, -1)
+        seen = np.full(eq.shape[:-1], z3.BoolVal(False), dtype=object)
+        for j in rng:
+            take = _vec(lambda e, s: z3.And(e, z3.Not(s)), 2)(eq[..., j], seen)
+            T[..., j] = _vec(lambda t, g: z3.If(t, g, zero), 2)(take, gw)
+            seen = _vec(z3.Or, 2)(seen, eq[..., j])
+        return T
+
+
+class Z3FPArith(_Z3Base):
+    exact = False
 
     def __init__(self, fmt: FloatFormat):
         self.fmt = fmt
@@ -78,21 +111,6 @@ class Z3FPArith(ArrayArith):
         out = np.empty(shape, dtype=object)
         out.fill(z3.fpPlusZero(self.sort))
         return out
-
-    def add(self, a, b):
-        return self._add(a, b)
-
-    def sub(self, a, b):
-        return self._sub(a, b)
-
-    def mul(self, a, b):
-        return self._mul(a, b)
-
-    def div(self, a, b):
-        return self._div(a, b)
-
-    def neg(self, a):
-        return self._neg(a)
 
     def sigmoid(self, a):
         raise Unsupported("sigmoid is transcendental: not encoded in the FP theory")
@@ -150,13 +168,7 @@ class Z3FPArith(ArrayArith):
         zero = z3.fpPlusZero(self.sort)
         T = np.empty(eq.shape, dtype=object)
         if rule in ("first", "last"):
-            rng = range(K) if rule == "first" else range(K - 1, -1, -1)
-            seen = np.full(eq.shape[:-1], z3.BoolVal(False), dtype=object)
-            for j in rng:
-                take = _vec(lambda e, s: z3.And(e, z3.Not(s)), 2)(eq[..., j], seen)
-                T[..., j] = _vec(lambda t, g: z3.If(t, g, zero), 2)(take, gw)
-                seen = _vec(z3.Or, 2)(seen, eq[..., j])
-            return T
+            return self.first_or_last(eq, gw, rule, zero)
         # split: g / (number of maximal entries), the count rounded to the format
         cnt = np.zeros(eq.shape[:-1], dtype=object)
         cnt.fill(z3.IntVal(0))
@@ -164,11 +176,9 @@ class Z3FPArith(ArrayArith):
             cnt = _vec(lambda c, e: c + z3.If(e, 1, 0), 2)(cnt, eq[..., j])
 
         def share(g, c):
-            out = self.const(Fraction(1))
             res = z3.fpDiv(self.rm, g, self.const(Fraction(K)))
             for k in range(K - 1, 0, -1):
                 res = z3.If(c == k, z3.fpDiv(self.rm, g, self.const(Fraction(k))), res)
-            del out
             return res
 
         sh = _vec(share, 2)(gw, cnt)
@@ -223,13 +233,12 @@ def value_of(term) -> float:
     return float(Fraction(r.numerator, r.denominator))
 
 
-class Z3RealArith(ArrayArith):
+class Z3RealArith(_Z3Base):
     """The exact semantics as Z3 Real terms (linear/polynomial real arithmetic), for queries that
     relate the float run to the real function over the same parameter variables
     (``fp.to_real`` of the FP parameter variables)."""
 
     exact = True
-    symbolic = True
 
     def __init__(self, fmt: FloatFormat):
         self.fmt = fmt
@@ -261,21 +270,6 @@ class Z3RealArith(ArrayArith):
         out = np.empty(shape, dtype=object)
         out.fill(z3.RealVal(0))
         return out
-
-    def add(self, a, b):
-        return self._add(a, b)
-
-    def sub(self, a, b):
-        return self._sub(a, b)
-
-    def mul(self, a, b):
-        return self._mul(a, b)
-
-    def div(self, a, b):
-        return self._div(a, b)
-
-    def neg(self, a):
-        return self._neg(a)
 
     def sigmoid(self, a):
         raise Unsupported("sigmoid is transcendental: not encoded in real arithmetic")
@@ -321,13 +315,7 @@ class Z3RealArith(ArrayArith):
         T = np.empty(eq.shape, dtype=object)
         zero = z3.RealVal(0)
         if rule in ("first", "last"):
-            rng = range(K) if rule == "first" else range(K - 1, -1, -1)
-            seen = np.full(eq.shape[:-1], z3.BoolVal(False), dtype=object)
-            for j in rng:
-                take = _vec(lambda e, s: z3.And(e, z3.Not(s)), 2)(eq[..., j], seen)
-                T[..., j] = _vec(lambda t, g: z3.If(t, g, zero), 2)(take, gw)
-                seen = _vec(z3.Or, 2)(seen, eq[..., j])
-            return T
+            return self.first_or_last(eq, gw, rule, zero)
         cnt = np.zeros(eq.shape[:-1], dtype=object)
         cnt.fill(z3.RealVal(0))
         for j in range(K):
