@@ -136,8 +136,10 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
     t0 = time.perf_counter()
     if goal not in GOALS:
         raise InputError(f"unknown goal {goal!r} (known: {', '.join(GOALS)})")
-    if solver != "z3":
-        raise InputError(f"solver {solver!r} is not available in this version (z3 only)")
+    if solver not in ("z3", "bitwuzla"):
+        raise InputError(f"unknown solver {solver!r} (z3 or bitwuzla)")
+    if solver == "bitwuzla" and goal in ("real-tie", "compensation"):
+        raise InputError(f"--solver bitwuzla has no real arithmetic: goal {goal} needs z3")
     net = network if isinstance(network, Network) else kinkcheck.load(network)
     bounds = _bounds(net, box, free, ulps)
     Z = Z3FPArith(net.fmt)
@@ -193,6 +195,8 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
             _, t, _key = found
             res.solver = "structured (bisection on the float grid, no solver)"
             return _confirm(res, net, {name: float(t[p.offset]) for name, (p, _, _) in bounds.items()}, goal, t0)
+    if solver == "bitwuzla":
+        return _bitwuzla(res, net, variables, goal, timeout, t0)
     r = s.check()
     res.time_s = time.perf_counter() - t0
     if r == z3.unknown:
@@ -204,6 +208,49 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         return res
     m = s.model()
     return _confirm(res, net, {name: value_of(m.eval(v, model_completion=True)) for name, (v, _, _) in variables.items()}, goal, t0)
+
+
+def _bitwuzla(res, net, variables, goal, timeout, t0):
+    """The same SMT-LIB2 query, answered by Bitwuzla (optional extra; FloatingPoint only)."""
+    try:
+        import bitwuzla as bw
+    except ImportError:
+        raise InputError("--solver bitwuzla needs the optional extra: pip install 'kinkcheck[bitwuzla]'") from None
+    if net.fmt.name not in ("float16", "float32", "float64"):
+        raise InputError(f"--solver bitwuzla is used for float16/float32/float64 only (got {net.fmt.name}); use z3")
+    tm = bw.TermManager()
+    opts = bw.Options()
+    opts.set(bw.Option.PRODUCE_MODELS, True)
+    if timeout:
+        opts.set(bw.Option.TIME_LIMIT_PER, int(timeout * 1000))
+    parser = bw.Parser(tm, opts)
+    query = "\n".join(line for line in res.smtlib.splitlines() if not line.startswith("(check-sat"))
+    parser.parse(query, True, False)
+    solver = parser.bitwuzla()
+    r = solver.check_sat()
+    res.solver = f"bitwuzla {getattr(bw, '__version__', '')}".strip()
+    res.time_s = time.perf_counter() - t0
+    if r == bw.Result.UNKNOWN:
+        res.reason = "solver: unknown (time limit)"
+        return res
+    if r == bw.Result.UNSAT:
+        res.status = "unsat"
+        res.reason = f"no parameters in the box meet {goal} (Bitwuzla: unsat; solver-trusted)"
+        return res
+    fmt = net.fmt
+    values = {}
+    funs = {str(t): t for t in parser.get_declared_funs()}
+    for name in variables:
+        sign, exp_bits, sig_bits = solver.get_value(funs[name]).value(2)
+        e, m = int(exp_bits, 2), int(sig_bits, 2)
+        if e == 0:
+            v = m * 2.0 ** (fmt.emin - fmt.fraction_bits)
+        elif e == 2**fmt.exponent_bits - 1:
+            v = float("inf") if m == 0 else float("nan")
+        else:
+            v = (1 + m * 2.0**-fmt.fraction_bits) * 2.0 ** (e - fmt.emax)
+        values[name] = -v if sign == "1" else v
+    return _confirm(res, net, values, goal, t0)
 
 
 def _confirm(res, net, values, goal, t0):
