@@ -195,6 +195,35 @@ class _Dup(Exception):
     pass
 
 
+def _dup_where(text: str) -> str:
+    """Re-parse with the pure-Python scanner to find the object that repeats a key (error path only)."""
+    import json.decoder as jd
+    import json.scanner as js
+
+    where = {}
+
+    def parse_object(s_and_end, *args, **kw):
+        try:
+            return jd.JSONObject(s_and_end, *args, **kw)
+        except _Dup:
+            where.setdefault("pos", s_and_end[1] - 1)
+            raise
+
+    dec = json.JSONDecoder(object_pairs_hook=_dup_check, parse_constant=_parse_constant)
+    dec.parse_object = parse_object
+    dec.scan_once = js.py_make_scanner(dec)
+    try:
+        dec.decode(text)
+    except (_Dup, ValueError, RecursionError):
+        pass
+    if "pos" not in where:
+        return ""
+    pos = where["pos"]
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f" in the object starting at line {line} column {col}"
+
+
 def _parse_constant(tok):
     # JSON has no NaN/Infinity; Python's reader accepts them: NaN is rejected where a value is
     # expected (with its place), and the infinities are the infinities
@@ -215,7 +244,7 @@ def read_json(path) -> tuple[dict, str]:
     try:
         data = json.loads(text, object_pairs_hook=_dup_check, parse_constant=_parse_constant)
     except _Dup as d:
-        raise InputError(f"duplicate key {d.args[0]!r}", source=src) from None
+        raise InputError(f"duplicate key {d.args[0]!r}{_dup_where(text)}", source=src) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=src) from None
     except RecursionError:

@@ -177,9 +177,7 @@ EXPECTED: dict[str, list] = {
 # Bugs found while writing these tests (reported; the code is someone else's to fix).
 _NAN_DUMPS = "a JSON NaN token outside a value slot reaches json.dumps(_NaNToken) in the error message: TypeError, exit 4"
 XFAIL_CRASH: dict[str, str] = {}  # all fixed: non-string ops, NaN tokens, huge shapes, many axes, long integers
-XFAIL_MSG = {  # an InputError, but the message does not name the place (or load() does not raise)
-    "duplicate_key.json": "duplicate key message names the key but not where it is (no object path, no line)",
-}
+XFAIL_MSG: dict[str, str] = {}  # fixed: the duplicate-key message gives the object's line and column
 XFAIL_ALL = {**XFAIL_CRASH, **XFAIL_MSG}
 XFAIL_CLI: dict[str, str] = {}  # fixed: rich emoji substitution is off
 XFAIL_API: dict[str, str] = {}
