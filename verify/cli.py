@@ -218,6 +218,36 @@ def export_test(
     raise typer.Exit(0)
 
 
+conventions_app = typer.Typer(no_args_is_help=True, help="Derivative conventions.")
+app.add_typer(conventions_app, name="conventions")
+
+
+@conventions_app.command("probe")
+def conventions_probe(
+    framework: str = typer.Option("torch", "--framework", help="torch (jax: not yet)"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="write the convention file here"),
+):
+    """Measure the installed framework's derivatives at every kink and write a convention file."""
+    import json as _json
+
+    from .certificate import write_atomic
+    from .probe import probe
+
+    try:
+        conv = probe(framework)
+    except InputError as exc:
+        _fail(str(exc))
+    if output:
+        try:
+            write_atomic(output, conv)
+        except OSError as exc:
+            _fail(f"{output}: cannot write: {exc.strerror or exc}")
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(_json.dumps(conv, indent=1) + "\n")
+    raise typer.Exit(0)
+
+
 @app.callback()
 def _main():
     """kinkcheck: is f differentiable at w, is AD the gradient, is it Clarke, how does the float run branch."""
