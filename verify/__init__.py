@@ -17,6 +17,7 @@ _LAZY = {
     "Report": "api",
     "check_certificate": "checker",
     "CheckFailed": "checker",
+    "from_torch": "torch",
 }
 
 
@@ -32,4 +33,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "__version__"]
+__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "__version__"]

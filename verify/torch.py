@@ -1,0 +1,177 @@
+"""PyTorch interop: ``from_torch`` (a ``torch.nn.Sequential`` to a network document, exact bits) and
+``check`` (an exact gradcheck: torch's own autograd output judged by the exact procedures).
+
+Supported layers: Linear, Conv2d, MaxPool1d/2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Hardtanh,
+ReLU6, Hardsigmoid, Hardswish, Sigmoid, Tanh, Identity. Losses: the network file's (sum, dot, mse,
+l1, cross_entropy). Parameters keep their exact values: float16/float32/float64/bfloat16 are all
+exactly representable as binary64 and written as JSON numbers (bfloat16 through float32). Anything
+else is refused with an error naming the layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .encodings.errors import InputError
+
+DTYPES = {"torch.float16": "float16", "torch.bfloat16": "bfloat16", "torch.float32": "float32", "torch.float64": "float64"}
+
+
+def _t():
+    try:
+        import torch
+    except ImportError:
+        raise InputError("PyTorch is not installed: pip install 'kinkcheck[torch]'") from None
+    return torch
+
+
+def _vals(t):
+    torch = _t()
+    return t.detach().to(torch.float64).cpu().numpy().tolist()
+
+
+def _pair(v):
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+
+def from_torch(module, inputs, targets=None, loss: str = "sum", reduction: str | None = None) -> dict:
+    """The network document of a Sequential ``module`` applied to the batch ``inputs``."""
+    torch = _t()
+    nn = torch.nn
+    layers_in = list(module) if isinstance(module, nn.Sequential) else [module]
+    params, layers = {}, []
+    dtype = None
+    for i, m in enumerate(layers_in):
+        where = f"layer {i} ({type(m).__name__})"
+        for p in m.parameters(recurse=False):
+            d = DTYPES.get(str(p.dtype))
+            if d is None:
+                raise InputError(f"{where}: unsupported parameter dtype {p.dtype}")
+            if dtype not in (None, d):
+                raise InputError(f"{where}: mixed parameter dtypes ({dtype} and {d})")
+            dtype = d
+        if isinstance(m, nn.Linear):
+            params[f"l{i}.weight"] = {"shape": list(m.weight.shape), "values": _vals(m.weight)}
+            spec = {"op": "linear", "weight": f"l{i}.weight"}
+            if m.bias is not None:
+                params[f"l{i}.bias"] = {"shape": list(m.bias.shape), "values": _vals(m.bias)}
+                spec["bias"] = f"l{i}.bias"
+        elif isinstance(m, nn.Conv2d):
+            if m.groups != 1 or _pair(m.dilation) != [1, 1] or isinstance(m.padding, str) or m.padding_mode != "zeros":
+                raise InputError(f"{where}: only groups=1, dilation=1, numeric zero padding are supported")
+            params[f"l{i}.weight"] = {"shape": list(m.weight.shape), "values": _vals(m.weight)}
+            spec = {"op": "conv2d", "weight": f"l{i}.weight", "stride": _pair(m.stride), "padding": _pair(m.padding)}
+            if m.bias is not None:
+                params[f"l{i}.bias"] = {"shape": list(m.bias.shape), "values": _vals(m.bias)}
+                spec["bias"] = f"l{i}.bias"
+        elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d)):
+            if getattr(m, "padding", 0) not in (0, (0, 0)) or getattr(m, "dilation", 1) not in (1, (1, 1)) or m.ceil_mode:
+                raise InputError(f"{where}: padding, dilation and ceil_mode are not supported")
+            if isinstance(m, nn.AvgPool2d) and not m.count_include_pad:
+                pass  # no padding: the same
+            op = {nn.MaxPool1d: "maxpool1d", nn.MaxPool2d: "maxpool2d", nn.AvgPool2d: "avgpool2d"}[type(m)]
+            k = m.kernel_size
+            s = m.stride if m.stride is not None else k
+            spec = {"op": op, "kernel": k if op == "maxpool1d" else _pair(k), "stride": s if op == "maxpool1d" else _pair(s)}
+            if op == "maxpool1d" and isinstance(k, tuple):
+                spec["kernel"], spec["stride"] = k[0], (s[0] if isinstance(s, tuple) else s)
+        elif isinstance(m, nn.Flatten):
+            spec = {"op": "flatten"}
+        elif isinstance(m, nn.ReLU):
+            spec = {"op": "relu"}
+        elif isinstance(m, nn.LeakyReLU):
+            spec = {"op": "leaky_relu", "negative_slope": m.negative_slope}
+        elif isinstance(m, nn.ReLU6):
+            spec = {"op": "relu6"}
+        elif isinstance(m, nn.Hardtanh):
+            spec = {"op": "hardtanh", "min_val": m.min_val, "max_val": m.max_val}
+        elif isinstance(m, nn.Hardsigmoid):
+            spec = {"op": "hardsigmoid"}
+        elif isinstance(m, nn.Hardswish):
+            spec = {"op": "hardswish"}
+        elif isinstance(m, nn.Sigmoid):
+            spec = {"op": "sigmoid"}
+        elif isinstance(m, nn.Tanh):
+            spec = {"op": "tanh"}
+        elif isinstance(m, nn.Identity):
+            spec = {"op": "identity"}
+        else:
+            raise InputError(f"{where}: unsupported module (supported: Linear, Conv2d, MaxPool1d/2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Hardtanh, ReLU6, Hardsigmoid, Hardswish, Sigmoid, Tanh, Identity)")
+        layers.append(spec)
+    x = inputs.detach() if hasattr(inputs, "detach") else torch.as_tensor(inputs)
+    dtype = dtype or DTYPES.get(str(x.dtype), "float32")
+    doc = {
+        "kinkcheck": 1,
+        "dtype": dtype,
+        "params": params,
+        "inputs": {"shape": list(x.shape), "values": _vals(x)},
+        "layers": layers,
+        "loss": {"op": loss, **({"reduction": reduction} if reduction else {})},
+        "convention": "pytorch",
+    }
+    if targets is not None:
+        t = targets.detach() if hasattr(targets, "detach") else torch.as_tensor(targets)
+        if loss == "cross_entropy":
+            doc["targets"] = {"shape": list(t.shape), "values": [int(v) for v in t.reshape(-1).tolist()]}
+        else:
+            doc["targets"] = {"shape": list(t.shape), "values": _vals(t)}
+    return doc
+
+
+def _torch_loss(out, targets, loss, reduction):
+    torch = _t()
+    F = torch.nn.functional
+    red = reduction or "mean"
+    if loss == "sum":
+        return out.sum()
+    if loss == "dot":
+        return (out * targets).sum()
+    if loss == "mse":
+        return F.mse_loss(out, targets, reduction=red)
+    if loss == "l1":
+        return F.l1_loss(out, targets, reduction=red)
+    if loss == "cross_entropy":
+        return F.cross_entropy(out, targets, reduction=red)
+    raise InputError(f"unknown loss {loss!r}")
+
+
+def check(module, inputs, targets=None, loss: str = "sum", reduction: str | None = None):
+    """Exact gradcheck: run torch autograd on ``module``, then judge its output exactly.
+
+    Returns a dict with the kinkcheck report (``report``), torch's gradient (``torch_grad``, as
+    floats in kinkcheck's parameter order), and the verdicts: whether torch's gradient equals
+    kinkcheck's exact AD output, is the true gradient, is a Clarke subderivative; which units sit
+    on kinks; whether the float run diverged from the exact one."""
+    import kinkcheck
+
+    torch = _t()
+    doc = from_torch(module, inputs, targets, loss, reduction)
+    module.zero_grad(set_to_none=True)
+    out = module(inputs)
+    _torch_loss(out, targets, loss, reduction).backward()
+    grads = []
+    for m in list(module) if isinstance(module, torch.nn.Sequential) else [module]:
+        for p in m.parameters(recurse=False):
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            grads += g.detach().to(torch.float64).reshape(-1).tolist()
+    report = kinkcheck.verify(doc, values=True)
+    from fractions import Fraction
+
+    exact_ad = [Fraction(s) for s in report.ad] if report.ad and not any(s.startswith("[") for s in report.ad) else None
+    tg = [Fraction(v) for v in grads]
+    grad = [Fraction(s) for s in report.gradient] if report.gradient else None
+    return {
+        "report": report,
+        "torch_grad": grads,
+        "torch_equals_exact_ad": (tg == exact_ad) if exact_ad is not None else None,
+        "is_gradient": (tg == grad) if grad is not None else (False if report.differentiable is False else None),
+        "differentiable": report.differentiable,
+        "ad_in_clarke": report.ad_in_clarke,
+        "real_ties": report.real_ties,
+        "float_ties": report.float_ties,
+        "compensation": report.compensation,
+        "doc": doc,
+    }
+
+
+__all__ = ["from_torch", "check"]
