@@ -80,3 +80,62 @@ def test_unsupported_module_is_refused_with_its_layer():
     m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.GELU())
     with pytest.raises(kinkcheck.InputError, match="layer 1 \\(GELU\\)"):
         from_torch(m, torch.zeros(1, 2))
+
+
+def _cli(*args, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "from kinkcheck.cli import main; main()", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_import_torchscript_and_state_dict(tmp_path):
+    import json
+
+    m, x = small_net(torch.float32)
+    np.save(tmp_path / "x.npy", x.numpy())
+    ts = tmp_path / "model_ts.pt"
+    torch.jit.script(m).save(str(ts))
+    sd = tmp_path / "model_sd.pt"
+    torch.save(m.state_dict(), sd)
+    direct = from_torch(m, x)
+    for args in (
+        [str(ts)],
+        [str(sd), "--arch", "Linear(3,4),ReLU(),Linear(4,4),Hardtanh(-0.5,0.5),Linear(4,2),LeakyReLU(0.1)"],
+    ):
+        out = tmp_path / "net.json"
+        r = _cli("import", *args, "--inputs", str(tmp_path / "x.npy"), "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(out.read_text())
+        assert doc["params"] == direct["params"] and doc["layers"] == direct["layers"]
+
+
+def test_malicious_pickle_is_refused_without_trust(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "evil.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"model": Evil()}, f)
+    np.save(tmp_path / "x.npy", np.zeros((1, 2), dtype=np.float32))
+    for args in ([str(bad)], [str(bad), "--arch", "Linear(2,1)"]):
+        r = _cli("import", *args, "--inputs", str(tmp_path / "x.npy"), "-o", str(tmp_path / "net.json"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert not marker.exists()
+        assert not (tmp_path / "net.json").exists()
+    assert "trust-pickle" in _cli("import", str(bad), "--inputs", str(tmp_path / "x.npy"), "-o", str(tmp_path / "n.json")).stderr
+
+
+def test_arch_is_parsed_not_evaluated():
+    from kinkcheck.torch import parse_arch
+
+    with pytest.raises(kinkcheck.InputError):
+        parse_arch("__import__('os').system('true')")
+    with pytest.raises(kinkcheck.InputError):
+        parse_arch("Linear(2, x)")
+    assert len(parse_arch("Linear(2,3), ReLU(), Linear(3, 1, bias=False)")) == 3

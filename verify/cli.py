@@ -218,6 +218,44 @@ def export_test(
     raise typer.Exit(0)
 
 
+@app.command("import")
+def import_model(
+    model: str = typer.Argument(..., help="model.pt: TorchScript, or a state_dict with --arch"),
+    inputs: str = typer.Option(..., "--inputs", help="X.npy: the batch"),
+    targets: Optional[str] = typer.Option(None, "--targets", help="Y.npy"),
+    loss: str = typer.Option("sum", "--loss", help="sum | dot | mse | l1 | cross_entropy"),
+    arch: Optional[str] = typer.Option(None, "--arch", help='for a state_dict: "Linear(3,4),ReLU(),Linear(4,2)"'),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full module (runs code from the file)"),
+    output: str = typer.Option(..., "-o", "--output", help="the network file to write"),
+):
+    """Import a PyTorch model file and a batch as a network file (exact bits)."""
+    import numpy as _np
+
+    from .certificate import write_atomic
+    from .torch import _t, from_torch, load_module, scripted_to_sequential
+
+    try:
+        torch = _t()
+        m = scripted_to_sequential(load_module(model, arch=arch, trust_pickle=trust_pickle))
+        try:
+            x = torch.from_numpy(_np.load(inputs, allow_pickle=False))
+            y = torch.from_numpy(_np.load(targets, allow_pickle=False)) if targets else None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the data: {exc}") from None
+        doc = from_torch(m, x, y, loss)
+        import kinkcheck
+
+        kinkcheck.load(doc)  # validate before writing
+    except InputError as exc:
+        _fail(str(exc))
+    try:
+        write_atomic(output, doc)
+    except OSError as exc:
+        _fail(f"{output}: cannot write: {exc.strerror or exc}")
+    out.print(f"wrote {output}")
+    raise typer.Exit(0)
+
+
 conventions_app = typer.Typer(no_args_is_help=True, help="Derivative conventions.")
 app.add_typer(conventions_app, name="conventions")
 

@@ -175,3 +175,115 @@ def check(module, inputs, targets=None, loss: str = "sum", reduction: str | None
 
 
 __all__ = ["from_torch", "check"]
+
+
+# ----------------------------------------------------------------------------------------------
+# loading model files without running untrusted code
+
+ARCH_LAYERS = {
+    "Linear", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool2d", "Flatten", "ReLU", "LeakyReLU",
+    "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Sigmoid", "Tanh", "Identity",
+}
+
+
+def parse_arch(text: str):
+    """A Sequential from "Linear(3,4),ReLU(),Linear(4,2)": names from a fixed list and literal
+    numbers/booleans as arguments (keyword arguments allowed); never eval."""
+    import ast
+
+    torch = _t()
+    try:
+        tree = ast.parse(f"[{text}]", mode="eval")
+    except SyntaxError as exc:
+        raise InputError(f"--arch: not a list of layers: {exc.msg}") from None
+    mods = []
+    for node in tree.body.elts:
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.func.id not in ARCH_LAYERS:
+            raise InputError(f"--arch: {ast.unparse(node)!r} is not one of {', '.join(sorted(ARCH_LAYERS))}(...)")
+        try:
+            args = [ast.literal_eval(a) for a in node.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        except ValueError:
+            raise InputError(f"--arch: {ast.unparse(node)!r}: arguments must be literal numbers or booleans") from None
+        try:
+            mods.append(getattr(torch.nn, node.func.id)(*args, **kwargs))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"--arch: {ast.unparse(node)}: {exc}") from None
+    return torch.nn.Sequential(*mods)
+
+
+def load_module(path: str, *, arch: str | None = None, trust_pickle: bool = False):
+    """A module from a TorchScript file, a state_dict (with ``arch``; ``weights_only=True``), or -
+    only with ``trust_pickle`` - a pickled full module."""
+    torch = _t()
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+            if any(n.endswith("constants.pkl") or "/code/" in n for n in names) and arch is None:
+                return torch.jit.load(path, map_location="cpu")
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    if arch is not None:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except Exception as exc:  # the weights-only unpickler refuses anything but tensors
+            raise InputError(f"{path}: not a plain state_dict ({type(exc).__name__}); refusing to unpickle arbitrary objects") from None
+        model = parse_arch(arch)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise InputError(f"{path}: the state_dict does not fit --arch: {str(exc).splitlines()[0]}") from None
+        return model
+    if not trust_pickle:
+        raise InputError(f"{path}: a pickled module runs code when loaded; give --arch for a state_dict, use TorchScript, or pass --trust-pickle if you trust the file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+
+
+def _children(module):
+    """Sequential children of an nn.Module or a scripted module."""
+    return list(module.children()) if len(list(module.children())) else [module]
+
+
+def scripted_to_sequential(module):
+    """Rebuild an nn.Sequential from a scripted Sequential (by original_name and attributes)."""
+    torch = _t()
+    if isinstance(module, torch.nn.Sequential):
+        return module
+    if not hasattr(module, "original_name"):
+        return module
+    mods = []
+    for ch in _children(module):
+        name = getattr(ch, "original_name", type(ch).__name__)
+        if name not in ARCH_LAYERS:
+            raise InputError(f"layer {len(mods)} ({name}): unsupported module")
+        cls = getattr(torch.nn, name)
+        if name == "Linear":
+            m = cls(ch.weight.shape[1], ch.weight.shape[0], bias=ch.bias is not None)
+        elif name == "Conv2d":
+            o, i, kh, kw = ch.weight.shape
+            m = cls(i, o, (kh, kw), stride=tuple(ch.stride), padding=tuple(ch.padding), bias=ch.bias is not None)
+        elif name == "LeakyReLU":
+            m = cls(ch.negative_slope)
+        elif name == "Hardtanh":
+            m = cls(ch.min_val, ch.max_val)
+        elif name in ("MaxPool1d", "MaxPool2d", "AvgPool2d"):
+            m = cls(ch.kernel_size, ch.stride)
+        else:
+            m = cls()
+        with torch.no_grad():
+            for pn, p in m.named_parameters():
+                p.copy_(getattr(ch, pn))
+        mods.append(m.to(next(iter(ch.parameters())).dtype) if list(ch.parameters()) else m)
+    return torch.nn.Sequential(*mods)
