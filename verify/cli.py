@@ -220,7 +220,7 @@ def export_test(
 
 @app.command("import")
 def import_model(
-    model: str = typer.Argument(..., help="model.pt: TorchScript, or a state_dict with --arch"),
+    model: str = typer.Argument(..., help="model.onnx, or model.pt: TorchScript, or a state_dict with --arch"),
     inputs: str = typer.Option(..., "--inputs", help="X.npy: the batch"),
     targets: Optional[str] = typer.Option(None, "--targets", help="Y.npy"),
     loss: str = typer.Option("sum", "--loss", help="sum | dot | mse | l1 | cross_entropy"),
@@ -235,14 +235,19 @@ def import_model(
     from .torch import _t, from_torch, load_module, scripted_to_sequential
 
     try:
-        torch = _t()
-        m = scripted_to_sequential(load_module(model, arch=arch, trust_pickle=trust_pickle))
         try:
-            x = torch.from_numpy(_np.load(inputs, allow_pickle=False))
-            y = torch.from_numpy(_np.load(targets, allow_pickle=False)) if targets else None
+            xa = _np.load(inputs, allow_pickle=False)
+            ya = _np.load(targets, allow_pickle=False) if targets else None
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read the data: {exc}") from None
-        doc = from_torch(m, x, y, loss)
+        if model.endswith(".onnx"):
+            from .onnx_import import from_onnx
+
+            doc = from_onnx(model, xa, ya, loss)
+        else:
+            torch = _t()
+            m = scripted_to_sequential(load_module(model, arch=arch, trust_pickle=trust_pickle))
+            doc = from_torch(m, torch.from_numpy(xa), torch.from_numpy(ya) if ya is not None else None, loss)
         import kinkcheck
 
         kinkcheck.load(doc)  # validate before writing
