@@ -287,3 +287,86 @@ def scripted_to_sequential(module):
                 p.copy_(getattr(ch, pn))
         mods.append(m.to(next(iter(ch.parameters())).dtype) if list(ch.parameters()) else m)
     return torch.nn.Sequential(*mods)
+
+
+# ----------------------------------------------------------------------------------------------
+# export: a network file back to a torch module (and through torch to ONNX)
+
+TORCH_DT = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32", "float64": "float64"}
+
+
+def to_torch(network):
+    """An nn.Sequential computing the network's layers (with its exact parameter values). Needs
+    weights/biases that are whole named params or constants (tied inline scalars have no torch
+    layer equivalent)."""
+    import kinkcheck
+
+    torch = _t()
+    nn = torch.nn
+    net = network if hasattr(network, "layers") else kinkcheck.load(network)
+    if net.fmt.name not in TORCH_DT:
+        raise InputError(f"torch has no {net.fmt.name} dtype")
+    dt = getattr(torch, TORCH_DT[net.fmt.name])
+    mods = []
+    for L in net.layers:
+        where = f"{L.label}"
+        op = L.op
+        if op in ("linear", "conv2d"):
+            for ref in (L.weight, L.bias):
+                if ref is not None and (ref.sign < 0).any() and (ref.src >= 0).any():
+                    raise InputError(f"{where}: negated tied scalars have no torch layer equivalent")
+            W = torch.tensor(L.weight.values(net.theta), dtype=torch.float64)
+            b = torch.tensor(L.bias.values(net.theta), dtype=torch.float64) if L.bias is not None else None
+            if op == "linear":
+                m = nn.Linear(W.shape[1], W.shape[0], bias=b is not None)
+            else:
+                m = nn.Conv2d(W.shape[1], W.shape[0], tuple(W.shape[2:]), stride=L.stride, padding=L.padding, bias=b is not None)
+            with torch.no_grad():
+                m.weight.copy_(W)
+                if b is not None:
+                    m.bias.copy_(b)
+        elif op == "maxpool1d":
+            m = nn.MaxPool1d(L.kernel[0], L.stride[0])
+        elif op == "maxpool2d":
+            m = nn.MaxPool2d(L.kernel, L.stride)
+        elif op == "avgpool2d":
+            m = nn.AvgPool2d(L.kernel, L.stride)
+        elif op == "flatten":
+            m = nn.Flatten()
+        elif op == "relu":
+            m = nn.ReLU()
+        elif op == "leaky_relu":
+            m = nn.LeakyReLU(float(L.act.params["negative_slope"]))
+        elif op == "hardtanh":
+            m = nn.Hardtanh(float(L.act.params["min_val"]), float(L.act.params["max_val"]))
+        elif op == "relu6":
+            m = nn.ReLU6()
+        elif op == "hardsigmoid":
+            m = nn.Hardsigmoid()
+        elif op == "hardswish":
+            m = nn.Hardswish()
+        elif op == "sigmoid":
+            m = nn.Sigmoid()
+        elif op == "tanh":
+            m = nn.Tanh()
+        elif op == "identity":
+            m = nn.Identity()
+        else:
+            raise InputError(f"{where}: op {op} has no torch module (abs: use torch.abs)")
+        mods.append(m.to(dt))
+    return nn.Sequential(*mods)
+
+
+def to_onnx(network, path: str) -> None:
+    """Export through torch's ONNX exporter (legacy TorchScript path; needs the onnx package)."""
+    import warnings
+
+    import kinkcheck
+
+    torch = _t()
+    net = network if hasattr(network, "layers") else kinkcheck.load(network)
+    m = to_torch(net)
+    x = torch.tensor(net.inputs, dtype=next(m.parameters()).dtype if list(m.parameters()) else torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (x,), str(path), dynamo=False)
