@@ -2,7 +2,9 @@
 contract (exit codes, counterexample files that verify), SMT-LIB export."""
 
 import json
+import math
 import os
+from fractions import Fraction
 import subprocess
 import sys
 
@@ -59,17 +61,29 @@ def test_search_agrees_with_exhaustive_enumeration(dtype, data):
     }
     lo, hi = sorted([pick(), pick()])
     net = kinkcheck.load(doc)
-    truth_tie = truth_choice = False
+    truth_tie = truth_choice = truth_mismatch = False
     for v in vals:
         if not lo <= v <= hi:
             continue
         n2 = net.with_theta(np.array([v, net.theta[1], net.theta[2]]))
-        r = kinkcheck.verify(n2, values=False)
+        r = kinkcheck.verify(n2, values=True)
         truth_tie |= bool(r.float_ties)
         truth_choice |= bool(r.choice_sensitive)
+        truth_mismatch |= any(
+            math.isfinite(float.fromhex(m)) and Fraction(float.fromhex(m)) != Fraction(e) for m, e in zip(r.machine_ad, r.ad)
+        )
     box = {"w": (fmt.to_hex(lo), fmt.to_hex(hi))}
     assert search(doc, "float-tie", box=box).status == ("sat" if truth_tie else "unsat")
     assert search(doc, "choice-sensitive", box=box).status == ("sat" if truth_choice else "unsat")
+    assert search(doc, "ad-mismatch", box=box, k_ulps=0).status == ("sat" if truth_mismatch else "unsat")
+
+
+def test_ad_mismatch_at_a_float_tie():
+    # at w = x = 1 + 2^-10 the float16 unit ties (relu'(0) = 0: float AD 0) while the exact unit is
+    # active (exact AD 2x): a mismatch; for w <= 0.75 both runs are inactive (AD 0 = 0)
+    r = search(TIE16, "ad-mismatch", box={"w": ("0.5", "2")}, k_ulps=1)
+    assert r.status == "sat" and r.values == {"w": "0x1.004p+0"}
+    assert search(TIE16, "ad-mismatch", box={"w": ("0.5", "0.75")}, k_ulps=1).status == "unsat"
 
 
 def test_cli_contract(tmp_path):

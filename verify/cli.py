@@ -144,7 +144,8 @@ def check(certificate: str = typer.Argument(..., help="certificate written by ki
 @app.command()
 def search(
     network: str = typer.Argument(..., help="network file"),
-    find: str = typer.Option(..., "--find", help="float-tie | real-tie | compensation | choice-sensitive"),
+    find: str = typer.Option(..., "--find", help="float-tie | real-tie | compensation | choice-sensitive | ad-mismatch"),
+    k: int = typer.Option(0, "--k", help="ad-mismatch: more than K ulps"),
     box: Optional[list[str]] = typer.Option(None, "--box", help="NAME=LO:HI (repeatable): a free scalar param and its closed interval"),
     free: Optional[str] = typer.Option(None, "--free", help="NAME,NAME,...: free scalar params within --ulps K of their values"),
     ulps: Optional[int] = typer.Option(None, "--ulps"),
@@ -168,7 +169,7 @@ def search(
             _fail(f"--box {item!r}: expected NAME=LO:HI")
         boxes[name] = (lo, hi)
     try:
-        res = _search(network, find, box=boxes, free=[f for f in (free or "").split(",") if f], ulps=ulps, timeout=timeout, solver=solver)
+        res = _search(network, find, box=boxes, free=[f for f in (free or "").split(",") if f], ulps=ulps, timeout=timeout, solver=solver, k_ulps=k)
     except InputError as exc:
         _fail(str(exc))
     try:

@@ -10,7 +10,9 @@ asks Z3 for parameters meeting the goal:
 - ``real-tie``: the same over the reals;
 - ``compensation``: some unit is a float tie but not a real tie, or the reverse;
 - ``choice-sensitive``: the float AD output with every tie on its left derivative differs from the
-  one with every tie on its right derivative (Bertoin et al.'s bifurcation zone).
+  one with every tie on its right derivative (Bertoin et al.'s bifurcation zone);
+- ``ad-mismatch``: some entry of the float AD output is more than K ulps (the spacing of its own
+  binade in the format) away from the exact AD output (``k_ulps``, CLI ``--k``).
 
 "sat" is only reported after the counterexample (a network file with the found parameters as
 exact hex floats) has been confirmed by the ordinary point verification; otherwise "unknown".
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import time
+from fractions import Fraction
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +37,7 @@ from .encodings.network import Network
 from . import structured
 from .encodings.smt import Unsupported, Z3FPArith, Z3RealArith, pool_tie_conditions, value_of
 
-GOALS = ("float-tie", "real-tie", "compensation", "choice-sensitive")
+GOALS = ("float-tie", "real-tie", "compensation", "choice-sensitive", "ad-mismatch")
 
 
 @dataclass
@@ -50,6 +53,7 @@ class SearchResult:
     solver: str = ""
     time_s: float = 0.0
     trust: str | None = None
+    k_ulps: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -130,7 +134,7 @@ def _tie_conditions(net, fw, A) -> list:
     return out
 
 
-def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float | None = None, solver: str = "z3") -> SearchResult:
+def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float | None = None, solver: str = "z3", k_ulps: int = 0) -> SearchResult:
     import kinkcheck
 
     t0 = time.perf_counter()
@@ -138,7 +142,7 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         raise InputError(f"unknown goal {goal!r} (known: {', '.join(GOALS)})")
     if solver not in ("z3", "bitwuzla"):
         raise InputError(f"unknown solver {solver!r} (z3 or bitwuzla)")
-    if solver == "bitwuzla" and goal in ("real-tie", "compensation"):
+    if solver == "bitwuzla" and goal in ("real-tie", "compensation", "ad-mismatch"):
         raise InputError(f"--solver bitwuzla has no real arithmetic: goal {goal} needs z3")
     net = network if isinstance(network, Network) else kinkcheck.load(network)
     bounds = _bounds(net, box, free, ulps)
@@ -150,6 +154,7 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         variables[name] = (v, lo, hi)
         theta[p.offset] = v
     res = SearchResult("unknown", goal, {k: (net.fmt.to_hex(lo), net.fmt.to_hex(hi)) for k, (_, lo, hi) in bounds.items()}, solver=f"z3 {z3.get_version_string()}")
+    res.k_ulps = k_ulps
     s = z3.Solver()
     if timeout:
         s.set("timeout", int(timeout * 1000))
@@ -159,7 +164,7 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         fz = P.forward(net, Z, theta=theta)
         if goal in ("float-tie", "compensation", "choice-sensitive"):
             ftie = _tie_conditions(net, fz, Z)
-        if goal in ("real-tie", "compensation"):
+        if goal in ("real-tie", "compensation", "ad-mismatch"):
             R = Z3RealArith(net.fmt)
             for name, (v, lo, hi) in variables.items():
                 s.add(z3.Not(z3.fpIsInf(v)))
@@ -177,6 +182,16 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         s.add(z3.Or([c for _, c in rtie]) if rtie else z3.BoolVal(False))
     elif goal == "compensation":
         s.add(z3.Or([z3.Xor(a, b) for (_, a), (_, b) in zip(ftie, rtie)]) if ftie else z3.BoolVal(False))
+    elif goal == "ad-mismatch":
+        pr = P.resolve_proxies(net)
+        gm = P.backward(net, Z, fz, pr)
+        ge = P.backward(net, R, fr, pr)
+        conds = []
+        for m_, e_ in zip(gm, ge):
+            ulp = _ulp_term(net.fmt, m_)
+            dist = z3.fpToReal(m_) - e_
+            conds.append(z3.And(z3.Not(z3.fpIsNaN(m_)), z3.Not(z3.fpIsInf(m_)), z3.Or(dist > k_ulps * ulp, -dist > k_ulps * ulp)))
+        s.add(z3.Or(conds) if conds else z3.BoolVal(False))
     else:
         pr = P.resolve_proxies(net)
         gl = P.backward(net, Z, fz, pr, side="left")
@@ -208,6 +223,17 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         return res
     m = s.model()
     return _confirm(res, net, {name: value_of(m.eval(v, model_completion=True)) for name, (v, _, _) in variables.items()}, goal, t0)
+
+
+def _ulp_term(fmt, m):
+    """ulp(m) as a Real term: 2^(max(e, emin) - M) from m's exponent field (one case per exponent)."""
+    E, M = fmt.exponent_bits, fmt.fraction_bits
+    bits = z3.fpToIEEEBV(m)
+    e = z3.Extract(E + M - 1, M, bits)
+    out = z3.RealVal(f"{Fraction(2) ** (fmt.emin - M)}")
+    for code in range(2, 2**E - 1):
+        out = z3.If(e == code, z3.RealVal(f"{Fraction(2) ** (code - fmt.emax - M)}"), out)
+    return out
 
 
 def _bitwuzla(res, net, variables, goal, timeout, t0):
@@ -253,6 +279,23 @@ def _bitwuzla(res, net, variables, goal, timeout, t0):
     return _confirm(res, net, values, goal, t0)
 
 
+def _mismatch(rep, net, k) -> bool:
+    """Point check: some machine AD entry is more than k ulps (of itself) from the exact AD."""
+    import math
+
+    if rep.ad is None or rep.machine_ad is None:
+        return False
+    for e, m in zip(rep.ad, rep.machine_ad):
+        if e.startswith("["):
+            return False
+        mv = float.fromhex(m)
+        if not math.isfinite(mv):
+            continue
+        if abs(Fraction(mv) - Fraction(e)) > k * Fraction(net.fmt.ulp(mv)):
+            return True
+    return False
+
+
 def _confirm(res, net, values, goal, t0):
     """Write the counterexample network and confirm it by point verification."""
     import kinkcheck
@@ -267,12 +310,13 @@ def _confirm(res, net, values, goal, t0):
         spec["value"] = net.fmt.to_hex(val)
         doc["params"][name] = spec
     res.counterexample = doc
-    rep = kinkcheck.verify(doc, values=False)
+    rep = kinkcheck.verify(doc, values=(goal == "ad-mismatch"))
     ok = {
         "float-tie": bool(rep.float_ties),
         "real-tie": bool(rep.real_ties),
         "compensation": rep.compensation is True,
         "choice-sensitive": rep.choice_sensitive is True,
+        "ad-mismatch": _mismatch(rep, net, res.k_ulps),
     }[goal]
     res.confirmed = ok
     res.status = "sat" if ok else "unknown"
