@@ -103,7 +103,7 @@ class ArrayArith:
         m = windows[..., 0]
         for j in range(1, windows.shape[-1]):
             gt = self.cmp(windows[..., j], m) > 0
-            m = np.where(gt, windows[..., j], m) if not self.exact else _select(gt, windows[..., j], m)
+            m = np.where(gt, windows[..., j], m)
         eq = self.cmp(windows, m[..., None]) == 0
         return m, eq
 
@@ -150,9 +150,3 @@ class ArrayArith:
             return out
         flat = terms.reshape(-1)
         return self.seq_accumulate(flat, np.tile(dest, N), n_theta)
-
-
-def _select(mask, a, b):
-    out = np.array(b, dtype=object, copy=True)
-    out[mask] = a[mask]
-    return out

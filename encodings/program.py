@@ -255,7 +255,6 @@ def _loss_forward(net, A, fw, N):
         fw.loss = A.seq_sum(out.reshape(-1))
         return
     if loss.op == "cross_entropy":
-        C = out.shape[1]
         if A.exact:
             m = out[:, 0]  # any shift gives the same exact value
         else:

@@ -589,7 +589,7 @@ def _check_complete_by(M, how, cells):
                 raise CheckFailed("completeness: a non-affine op after the first trainable layer")
     elif how == "independent":
         for ch, _ in cells:
-            vecs, zero = [], False
+            vecs = []
             for key in sorted(ch):
                 F = _functionals(M, key, ch)
                 if isinstance(F, dict):
@@ -707,7 +707,6 @@ def _check_hinge(M, ev, claims, ad, ties, found):
     elif clarke is False:
         if _rank([ln[0] for ln in active]) != len(active) if active else False:
             raise CheckFailed("hinge: the active lines are dependent (the zonotope may not be the Clarke set)")
-        net = M.net
         if not (M.P <= 1 or all(len(ln[1]) == 1 for ln in lines)):
             _check_complete_by(M, "affine", [])
         mu = _solve(cols, target) if cols else ([] if target == [0] * len(target) else None)

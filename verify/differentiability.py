@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 
 import z3
-from gmpy2 import mpq
 
 from . import hinge, theorems
 from .cells import Budget, _rat, enumerate_cells

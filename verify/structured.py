@@ -116,11 +116,6 @@ def _corner(theta, bounds, unit, up):
     return t
 
 
-def _grid(fmt, lo, hi):
-    """All format values in [lo, hi] is too many; bisection works on the ordered grid lazily."""
-    return lo, hi
-
-
 def _bisect(fmt, f, lo, hi, target, increasing, steps=200):
     """A float v in [lo, hi] with f(v) == target for monotone f, or None (bisection on the grid)."""
     a, b = lo, hi

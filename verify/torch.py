@@ -10,8 +10,6 @@ else is refused with an error naming the layer.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .encodings.errors import InputError
 
 DTYPES = {"torch.float16": "float16", "torch.bfloat16": "bfloat16", "torch.float32": "float32", "torch.float64": "float64"}
