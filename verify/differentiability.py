@@ -110,7 +110,7 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
     except Undecided as exc:
         return Verdict(None, None, None, False, f"exact evaluation undecided: {exc}")
     if any(isinstance(v, Interval) for v in ad):
-        return Verdict(None, None, None, False, "real ties downstream of transcendental ops: the gradients are not rational (not decided)")
+        return Verdict(None, None, None, False, "real ties in a network with transcendental ops (sigmoid, tanh or cross_entropy): the AD output and cell gradients are not rational, so equalities cannot be decided")
     if hinge.applies(runs.net, real_ties) and len(real_ties) > HINGE_FROM:
         v = _decide_hinge(runs, fw, real_ties, ad)
         if v is not None:
