@@ -262,6 +262,48 @@ def import_model(
     raise typer.Exit(0)
 
 
+@app.command()
+def survey(
+    quick: bool = typer.Option(False, "--quick", help="a preset that finishes in about a minute"),
+    widths: str = typer.Option("64,256", "--widths"),
+    depths: str = typer.Option("1", "--depths"),
+    dtypes: str = typer.Option("float16,float32,float64", "--dtypes"),
+    inits: int = typer.Option(8, "--inits"),
+    workers: int = typer.Option(2, "--workers", help="local processes"),
+    out_dir: str = typer.Option("survey-out", "--out", help="folder for summary.md, results.json, plots"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Protocol 1 of Bertoin et al. on load_digits, every event classified exactly."""
+    try:
+        from .survey import SurveyConfig, survey as _survey, write
+    except ImportError as exc:  # pragma: no cover
+        _fail(f"the survey needs the [survey] extra: {exc}")
+    if quick:
+        cfg = SurveyConfig.quick()
+    else:
+        try:
+            cfg = SurveyConfig(
+                widths=tuple(int(v) for v in widths.split(",")),
+                depths=tuple(int(v) for v in depths.split(",")),
+                dtypes=tuple(dtypes.split(",")),
+                inits=inits,
+                seed=seed,
+            )
+        except ValueError:
+            _fail("--widths/--depths take comma-separated integers")
+        for dt in cfg.dtypes:
+            if dt not in ("float16", "bfloat16", "float32", "float64"):
+                _fail(f"--dtypes: {dt!r} is not a torch dtype")
+    try:
+        res = _survey(cfg, workers=workers)
+    except ImportError as exc:
+        _fail(f"the survey needs PyTorch and scikit-learn: pip install 'kinkcheck[torch,survey]' ({exc})")
+    write(res, out_dir)
+    out.print(res.markdown(), markup=False)
+    out.print(f"wrote {out_dir}/summary.md, results.json, zone_fraction.png")
+    raise typer.Exit(0)
+
+
 conventions_app = typer.Typer(no_args_is_help=True, help="Derivative conventions.")
 app.add_typer(conventions_app, name="conventions")
 
