@@ -103,7 +103,14 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
     return v
 
 
+def _transcendental(net) -> bool:
+    return net.loss.op == "cross_entropy" or any(L.act is not None and L.act.transcendental for L in net.layers)
+
+
 def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
+    if _transcendental(runs.net):
+        # the cell gradients are not rational: equalities cannot be decided (do not compute them)
+        return Verdict(None, None, None, False, "real ties in a network with transcendental ops (sigmoid, tanh or cross_entropy): the AD output and cell gradients are not rational, so equalities cannot be decided")
     try:
         fw = runs.exact_full()
         ad = list(runs.exact_ad())
