@@ -54,6 +54,15 @@ class _Z3Base(ArrayArith):
         return self._neg(a)
 
     @staticmethod
+    def count_max(eq, zero):
+        """Number of maximal entries of each window, as a term starting from ``zero``."""
+        cnt = np.empty(eq.shape[:-1], dtype=object)
+        cnt.fill(zero)
+        for j in range(eq.shape[-1]):
+            cnt = _vec(lambda c, e: c + z3.If(e, 1, 0), 2)(cnt, eq[..., j])
+        return cnt
+
+    @staticmethod
     def first_or_last(eq, gw, rule, zero):
         """Max-pool cotangents: the first (or last) maximal entry of each window takes g."""
         K = eq.shape[-1]
@@ -170,10 +179,7 @@ class Z3FPArith(_Z3Base):
         if rule in ("first", "last"):
             return self.first_or_last(eq, gw, rule, zero)
         # split: g / (number of maximal entries), the count rounded to the format
-        cnt = np.zeros(eq.shape[:-1], dtype=object)
-        cnt.fill(z3.IntVal(0))
-        for j in range(K):
-            cnt = _vec(lambda c, e: c + z3.If(e, 1, 0), 2)(cnt, eq[..., j])
+        cnt = self.count_max(eq, z3.IntVal(0))
 
         def share(g, c):
             res = z3.fpDiv(self.rm, g, self.const(Fraction(K)))
@@ -316,10 +322,7 @@ class Z3RealArith(_Z3Base):
         zero = z3.RealVal(0)
         if rule in ("first", "last"):
             return self.first_or_last(eq, gw, rule, zero)
-        cnt = np.zeros(eq.shape[:-1], dtype=object)
-        cnt.fill(z3.RealVal(0))
-        for j in range(K):
-            cnt = _vec(lambda c, e: c + z3.If(e, 1, 0), 2)(cnt, eq[..., j])
+        cnt = self.count_max(eq, z3.RealVal(0))
         for j in range(K):
             T[..., j] = _vec(lambda e, g, c: z3.If(e, g / c, zero), 3)(eq[..., j], gw, cnt)
         return T

@@ -25,6 +25,7 @@ from gmpy2 import mpq
 from .cells import affine_tie_inputs, functional
 from .encodings import program as P
 from .linalg import rank
+from .linalg import solve as solve_linear
 
 
 @dataclass
@@ -110,28 +111,7 @@ def zonotope_coordinates(h: Hinge, ad):
     active = [(a, C) for a, _, C in h.lines if C != 0]
     target = [x - y for x, y in zip(ad, h.gradient)]
     cols = [[C * v for v in a] for a, C in active]
-    # least squares is not needed: independent columns, solve exactly by elimination
-    n, K = len(target), len(cols)
-    rows = [[cols[k][i] for k in range(K)] + [target[i]] for i in range(n)]
-    r = 0
-    piv_cols = []
-    for c in range(K):
-        p = next((i for i in range(r, n) if rows[i][c] != 0), None)
-        if p is None:
-            continue
-        rows[r], rows[p] = rows[p], rows[r]
-        for i in range(n):
-            if i != r and rows[i][c] != 0:
-                f = rows[i][c] / rows[r][c]
-                rows[i] = [x - f * y for x, y in zip(rows[i], rows[r])]
-        piv_cols.append(c)
-        r += 1
-    if any(rows[i][K] != 0 for i in range(r, n)):
-        return None  # AD - G is not in the span of the hinge jumps
-    mu = [mpq(0)] * K
-    for i, c in enumerate(piv_cols):
-        mu[c] = rows[i][K] / rows[i][c]
-    return mu
+    return solve_linear(cols, target)  # independent columns: unique, or None outside their span
 
 
 def complete_for_clarke_no(net, h: Hinge) -> bool:
