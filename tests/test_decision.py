@@ -152,12 +152,12 @@ def test_hinge_path_agrees_with_cell_enumeration(doc):
     ad = list(runs.exact_ad())
     h = D._decide_hinge(runs, runs.exact_full(), ties, ad)
     assume(h is not None)
-    old = D.HINGE_FROM
-    D.HINGE_FROM = 10**9  # force the general procedure
+    old = D.HINGE_FROM, D.SAMPLE_FROM
+    D.HINGE_FROM, D.SAMPLE_FROM = 10**9, None  # force the general procedure (complete enumeration)
     try:
         g = D._decide_ties(runs, ties, 4096, 60.0)
     finally:
-        D.HINGE_FROM = old
+        D.HINGE_FROM, D.SAMPLE_FROM = old
     assert g.method == "cells"
     assert h.differentiable == g.differentiable
     assert h.ad_correct == g.ad_correct
@@ -219,3 +219,106 @@ def test_checker_verifies_each_theorem_premise(name):
         bad["claims"].update(differentiable=None, ad_correct=None, ad_in_clarke=True)
         with pytest.raises(kinkcheck.CheckFailed):
             kinkcheck.check_certificate(json.loads(json.dumps(bad)))
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
+@given(networks(dtypes=["float32"], archs=["mlp", "pool1d"], ties=True, extreme=False, max_width=4, max_batch=3,
+                activations=("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "abs"), losses=["sum", "dot", "l1"]))
+def test_sampled_cells_and_ad_pattern_agree_with_the_complete_enumeration(doc):
+    """The cheap paths (sampled cells; the AD pattern's LP) never contradict the complete
+    enumeration: whatever they decide, the enumeration decides the same."""
+    from kinkcheck import cells
+    from kinkcheck import differentiability as D
+
+    net = kinkcheck.load(doc)
+    assume(net.n_grad <= 24)
+    r = kinkcheck.verify(net, values=True)
+    runs = r._runs
+    assume(runs.exact is not None and 0 < len(r.real_ties) <= 6)
+    fw = runs.exact_full()
+    ties = P.ties(net, fw)
+    ad = list(runs.exact_ad())
+    s = D._decide_sampled(runs, fw, ties, ad)
+    old = D.HINGE_FROM, D.SAMPLE_FROM
+    D.HINGE_FROM, D.SAMPLE_FROM = 10**9, None
+    try:
+        full = D._decide_ties(runs, ties, 4096, 60.0)
+    finally:
+        D.HINGE_FROM, D.SAMPLE_FROM = old
+    assert full.method == "cells"
+    if s is not None:
+        for c in s.enumeration.cells:  # every sampled cell is one of the complete list
+            assert any(c.choices == e.choices and c.gradient == e.gradient for e in full.enumeration.cells)
+        if s.differentiable is not None:
+            assert s.differentiable == full.differentiable
+        if s.ad_in_clarke is not None and full.ad_in_clarke is not None:
+            assert s.ad_in_clarke == full.ad_in_clarke
+    c = cells.ad_pattern_cell(runs, fw, ties)
+    if c is not None and c.gradient == ad and full.ad_in_clarke is not None:
+        assert full.ad_in_clarke is True
+    if full.ad_in_clarke is False:
+        assert c is None or c.gradient != ad
+
+
+def test_ad_pattern_condition_decides_max_pool_clarke_and_is_checked(monkeypatch):
+    """The max-pool LP condition: the AD pattern's cell is non-empty, so AD is a limiting
+    gradient. It decides when the enumeration runs out (forced) and its certificate checks; on the
+    u-b max-pool counterexample it does not hold, and a forged claim is refused."""
+    from conftest import EXAMPLES
+    from kinkcheck import cells
+
+    doc = {
+        "kinkcheck": 1,
+        "dtype": "float32",
+        "params": {"W": {"shape": [2, 1], "values": [[0], [0]]}, "b": {"shape": [2], "values": [1, 1]}},
+        "inputs": {"shape": [1, 1], "values": [[1]]},
+        "layers": [{"op": "linear", "weight": "W", "bias": "b"}, {"op": "maxpool1d", "kernel": 2}, {"op": "linear", "weight": [[2]]}],
+        "loss": {"op": "sum"},
+    }
+    ref = kinkcheck.verify(doc)
+    assert ref.real_ties and ref.ad_in_clarke is True
+
+    def boom(*a, **k):
+        raise cells.Budget("forced for the test")
+
+    monkeypatch.setattr("kinkcheck.differentiability.enumerate_cells", boom)
+    monkeypatch.setattr("kinkcheck.differentiability.SAMPLE_FROM", None)
+    r = kinkcheck.verify(doc)
+    assert r.differentiable is None and r.ad_in_clarke is True
+    assert r.decision["theorems"][-1].startswith("ad-pattern")
+    cert = json.loads(json.dumps(r.certificate()))
+    assert cert["evidence"]["theorem"] == "ad-pattern"
+    assert kinkcheck.check_certificate(cert)["valid"]
+    bad = json.loads(json.dumps(cert))
+    bad["evidence"]["ad_cell"]["witness"] = [str(-mpq(x) - 1) for x in bad["evidence"]["ad_cell"]["witness"]]
+    with pytest.raises(kinkcheck.CheckFailed):
+        kinkcheck.check_certificate(bad)
+    ub = kinkcheck.verify(str(EXAMPLES / "maxpool_u_b.json"))
+    assert not any(t.startswith("ad-pattern") for t in ub.decision["theorems"])
+    forged = ub.certificate()
+    forged["claims"].update(differentiable=None, ad_correct=None, ad_in_clarke=True)
+    forged["evidence"] = {"theorem": "ad-pattern", "ad_cell": cert["evidence"]["ad_cell"]}
+    with pytest.raises(kinkcheck.CheckFailed):
+        kinkcheck.check_certificate(json.loads(json.dumps(forged)))
+
+
+def test_two_layer_compensating_pairs_are_differentiable_with_a_checked_enumeration():
+    """Ties in two layers that cancel: f(w) = sum_k ReLU(d_k) - ReLU(-d_k), d_k = ReLU(w_k) - ReLU(-w_k)
+    at w = 0 equals sum_k w_k. Differentiable with gradient (1, 1, 1); AD (ReLU'(0) = 0) gives 0,
+    outside the Clarke set {(1, 1, 1)}. 12 ties; opposite-ray branches are pruned in closed form."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_decide", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_decide.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = kinkcheck.verify(bench.make_pairs(12), values=True)
+    assert len(r.real_ties) == 12
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, False, False)
+    assert r.gradient == ["1", "1", "1"] and r.ad == ["0", "0", "0"]
+    assert r.decision["n_cells"] == 8  # one cell per sign pattern of (dw_0, dw_1, dw_2)
+    cert = json.loads(json.dumps(r.certificate()))
+    assert kinkcheck.check_certificate(cert)["valid"]
+    cert["evidence"]["empty"].pop()  # drop one Gordan certificate: the enumeration is incomplete
+    with pytest.raises(kinkcheck.CheckFailed):
+        kinkcheck.check_certificate(cert)

@@ -75,6 +75,7 @@ class Enumeration:
     zero_ties: list
     n_params: int
     time_s: float = 0.0
+    complete: bool = True  # False: a sample of the cells (sound for "not differentiable" and "Clarke")
 
 
 def _onehot(net, fw, layer, sample, unit):
@@ -154,6 +155,30 @@ def feasible(constraints, n, timeout_ms):
     return [_rat(m.eval(x, model_completion=True)) if i in used else mpq(0) for i, x in enumerate(d)]
 
 
+def opposed(constraints):
+    """Gordan multipliers in closed form when two constraints are opposite rays (c_j = -lambda c_i,
+    lambda > 0) or one is zero, else None. Checked on the newest constraints first."""
+    m = len(constraints)
+    for j in range(m - 1, -1, -1):
+        cj = constraints[j]
+        nz = [(k, v) for k, v in enumerate(cj) if v != 0]
+        if not nz:
+            y = [mpq(0)] * m
+            y[j] = mpq(1)
+            return y
+        k0, v0 = nz[0]
+        for i in range(j):
+            ci = constraints[i]
+            if ci[k0] == 0 or (ci[k0] > 0) == (v0 > 0):
+                continue
+            lam = -mpq(v0) / ci[k0]  # > 0; opposite rays when c_j = -lam * c_i
+            if all(-a * lam == b for a, b in zip(ci, cj)):
+                y = [mpq(0)] * m
+                y[i], y[j] = lam / (1 + lam), 1 / (1 + lam)
+                return y
+    return None
+
+
 def gordan(constraints, n, timeout_ms):
     """y >= 0 with sum(y) = 1 and sum_k y_k c_k = 0 (certifies that no d has all c.d > 0)."""
     s = z3.Solver()
@@ -212,9 +237,10 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
             ch[t.key] = br.choice
             wd = d
             if br.constraints and not inside(br.constraints, d):
-                wd = feasible(cons, n, timeout_ms)  # the parent's witness is not in this branch
+                y = opposed(cons)  # c and -lambda*c both required: empty without an LP
+                wd = None if y is not None else feasible(cons, n, timeout_ms)  # the parent's witness is not in this branch
                 if wd is None:
-                    pruned.append(Pruned(ch, [list(c) for c in cons], gordan(cons, n, timeout_ms)))
+                    pruned.append(Pruned(ch, [list(c) for c in cons], y if y is not None else gordan(cons, n, timeout_ms)))
                     continue
             visit(i + 1, ch, cons, zeros + ([t.key] if info.zero else []), wd)
 
@@ -277,3 +303,156 @@ def _degeneracy(runs, order, cells, infos, zero_ties) -> list:
             reasons.append("dependent tie functionals in a cell (cusp-shaped regions invisible to first order are possible)")
             break
     return reasons
+
+
+# ----------------------------------------------------------------------------------------------
+# sampled cells: the cheap half of the decision
+
+
+def ad_sides(runs, t: P.Tie):
+    """The branch the AD output takes at tie ``t`` when its proxy is one of the one-sided
+    derivatives ('left' / 'right'; for a max-pool tie with first/last tie-break, the window
+    position), else None (a proxy strictly between the sides, or split)."""
+    net, prox = runs.net, runs.proxies
+    if t.op in ("maxpool1d", "maxpool2d"):
+        rule = prox.ties[t.layer]
+        if rule not in ("first", "last"):
+            return None
+        window = list(P.pool_index(net.layers[t.layer])[t.unit])
+        pos = sorted(window.index(e) for e in t.entries)
+        return pos[0] if rule == "first" else pos[-1]
+    if t.op == "l1":
+        act, v = P._abs(), prox.kinks["loss"][t.kink]
+    else:
+        act, v = net.layers[t.layer].act, prox.kinks[t.layer][t.kink]
+    v = mpq(v)
+    for side in ("left", "right"):
+        if act.one_sided(t.kink, side) == v:
+            return side
+    return None
+
+
+class _Walker:
+    """Tie functionals under a prefix of choices, cached (one backward pass per new prefix)."""
+
+    def __init__(self, runs, fw, ties):
+        self.runs, self.fw = runs, fw
+        self.order = sorted(ties, key=lambda t: (t.layer, t.sample, t.unit))
+        self.cache: dict = {}
+
+    def info(self, i, choose) -> TieInfo:
+        t = self.order[i]
+        key = (i, tuple(choose.get(u.key) for u in self.order[:i]))
+        if key not in self.cache:
+            self.cache[key] = tie_info(self.runs, self.fw, t, dict(choose))
+        return self.cache[key]
+
+    def cell(self, choose, d):
+        net = self.runs.net
+        g = list(P.backward(net, self.fw.A, self.fw, self.runs.proxies, choose=dict(choose)))
+        return g
+
+    def follow(self, d):
+        """The cell containing direction d: (choices, constraints, zero ties), or None when d lies
+        on a cell boundary (some tie's tangent does not pick a branch strictly)."""
+        choose, cons, zeros = {}, [], []
+        for i, t in enumerate(self.order):
+            info = self.info(i, choose)
+            if info.zero:
+                choose[t.key] = info.branches[0].choice
+                zeros.append(t.key)
+                continue
+            hit = [br for br in info.branches if all(_dot(c, d) > 0 for c in br.constraints)]
+            if len(hit) != 1:
+                return None
+            choose[t.key] = hit[0].choice
+            cons += hit[0].constraints
+        return choose, cons, zeros
+
+    def pattern(self, pick):
+        """Choices and constraints of the pattern that takes branch ``pick(tie)`` at every tie
+        (None: no such pattern, e.g. a proxy between the sides)."""
+        choose, cons, zeros = {}, [], []
+        for i, t in enumerate(self.order):
+            info = self.info(i, choose)
+            if info.zero:
+                choose[t.key] = info.branches[0].choice
+                zeros.append(t.key)
+                continue
+            want = pick(t)
+            if want is None:
+                return None
+            if info.kind == "pool":
+                grp = next((b for b in info.branches if b.choice == want or info.functionals[b.choice] == info.functionals.get(want)), None)
+                if grp is None:
+                    return None
+                br = grp
+            else:
+                br = next(b for b in info.branches if b.choice == want)
+            choose[t.key] = br.choice
+            cons += br.constraints
+        return choose, cons, zeros
+
+
+def _dot(c, d):
+    return sum((a * b for a, b in zip(c, d) if a != 0), mpq(0))
+
+
+def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_limit=10.0) -> Enumeration:
+    """Some non-empty cells, each with a witness and its gradient: the cell of the AD output's own
+    pattern when its proxies are one-sided derivatives (one exact LP), and the cells of a few
+    random integer directions (no LP: the direction is its own witness). Sound evidence for "not
+    differentiable" (two cells with different gradients) and for "AD is a Clarke subderivative"
+    (convex weights over these cells); not for the other verdicts (``complete`` is False)."""
+    t0 = time.perf_counter()
+    net = runs.net
+    n = net.n_grad
+    W = _Walker(runs, fw, ties)
+    cells = []
+
+    def add(choose, cons, zeros, d):
+        if any(c.choices == choose for c in cells):
+            return
+        cells.append(Cell(dict(choose), d, W.cell(choose, d), [list(c) for c in cons], list(zeros)))
+
+    pat = W.pattern(lambda t: ad_sides(runs, t))
+    if pat is not None:
+        d = feasible(pat[1], n, timeout_ms)
+        if d is not None:
+            add(*pat, d)
+    rng = np.random.default_rng(seed)
+    tries = 0
+    while tries < 4 * n_random and sum(1 for _ in cells) < n_random + 1 and time.perf_counter() - t0 < time_limit:
+        tries += 1
+        d = [mpq(int(v)) for v in rng.integers(-1000, 1001, n)]
+        got = W.follow(d)
+        if got is not None:
+            add(*got, d)
+    return Enumeration(
+        cells=cells,
+        pruned=[],
+        ties=[],
+        order=[t.key for t in W.order],
+        degenerate=[],
+        zero_ties=[],
+        n_params=n,
+        time_s=time.perf_counter() - t0,
+        complete=False,
+    )
+
+
+def ad_pattern_cell(runs, fw, ties, *, timeout_ms=20000):
+    """The cell of the AD output's own pattern, with a witness, or None (a proxy between the
+    sides, split tie-break, or an empty cell). One exact LP over the reals: when it is feasible,
+    AD is the gradient of a selection that f follows on an open set touching w, i.e. a limiting
+    gradient, so a Clarke subderivative. For networks with max-pools this is the kind of LP check
+    Park-Chun-Lee's Theorem 8 / Algorithm 1 proposes; stated here in our own terms."""
+    W = _Walker(runs, fw, ties)
+    pat = W.pattern(lambda t: ad_sides(runs, t))
+    if pat is None:
+        return None
+    d = feasible(pat[1], runs.net.n_grad, timeout_ms)
+    if d is None:
+        return None
+    choose, cons, zeros = pat
+    return Cell(dict(choose), d, W.cell(choose, d), [list(c) for c in cons], list(zeros))

@@ -42,8 +42,17 @@ def build(report) -> dict:
     en = v.enumeration
     if v.clarke_by is not None:
         evidence["theorem"] = (
-            "private-bias" if v.clarke_by.startswith("private-bias") else "per-layer-lambda" if v.clarke_by.startswith("per-layer") else "independent-activations"
+            "private-bias"
+            if v.clarke_by.startswith("private-bias")
+            else "per-layer-lambda"
+            if v.clarke_by.startswith("per-layer")
+            else "ad-pattern"
+            if v.clarke_by.startswith("ad-pattern")
+            else "independent-activations"
         )
+        if evidence["theorem"] == "ad-pattern":
+            c = v.ad_cell
+            evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient], "zero_ties": [_key(k) for k in c.zero_ties]}
     if v.method == "hinge":
         evidence["method"] = "hinge"
         evidence["order"] = sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties)

@@ -409,7 +409,12 @@ def _check(cert) -> dict:
     if "theorem" in ev:
         if clarke is not True:
             raise CheckFailed("theorem evidence only supports ad_in_clarke: true")
-        _check_theorem(M, ev["theorem"], ties, found)
+        if ev["theorem"] == "ad-pattern":
+            _, g = _check_cell(M, ev.get("ad_cell") or {}, found, "evidence.ad_cell")
+            if g != ad:
+                raise CheckFailed("theorem (ad-pattern): the cell's gradient is not the AD output")
+        else:
+            _check_theorem(M, ev["theorem"], ties, found)
         steps.append(f"Clarke by the {ev['theorem']} condition")
         if diff is None and correct is None:
             return {"valid": True, "steps": steps, "complete": False}

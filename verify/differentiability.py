@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 import z3
 
 from . import hinge, theorems
-from .cells import Budget, _rat, enumerate_cells
+from .cells import Budget, _rat, ad_pattern_cell, enumerate_cells, sample_cells
 
-HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
 from .encodings.errors import Undecided
 from .encodings.exact import Interval
+
+HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
+SAMPLE_FROM = 4  # this many ties or more: try sampled cells before the (exponential) enumeration
 
 
 @dataclass
@@ -48,6 +50,10 @@ class Verdict:
     mu: list | None = None
     theorems: list = field(default_factory=list)  # sufficient conditions that hold
     clarke_by: str | None = None  # a theorem decided ad_in_clarke
+    ad_cell: object = None  # the AD pattern's non-empty cell (the ad-pattern LP condition)
+
+
+AD_PATTERN = "ad-pattern LP: the AD output's own pattern has a non-empty cell (cf. Park-Chun-Lee Thm 8 / Algorithm 1)"
 
 
 def convex_weights(points, target, timeout_ms=20000):
@@ -94,6 +100,14 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
         v.theorems = theorems.check(runs.net, runs.proxies, real_ties, runs.exact_full())
     except Undecided:
         v.theorems = theorems.check(runs.net, runs.proxies, real_ties)
+    if not _transcendental(runs.net):
+        try:
+            c = ad_pattern_cell(runs, runs.exact_full(), real_ties)
+            if c is not None and c.gradient == list(runs.exact_ad()):
+                v.theorems.append(AD_PATTERN)
+                v.ad_cell = c
+        except (Budget, Undecided):
+            pass
     if v.ad_in_clarke is None and v.theorems:
         v.ad_in_clarke = True
         v.clarke_by = v.theorems[0]
@@ -122,9 +136,20 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
         v = _decide_hinge(runs, fw, real_ties, ad)
         if v is not None:
             return v
+    sampled = None
+    if SAMPLE_FROM is not None and len(real_ties) >= SAMPLE_FROM:
+        try:
+            sampled = _decide_sampled(runs, fw, real_ties, ad)
+        except (Budget, Undecided):
+            sampled = None
+        if sampled is not None and sampled.ad_in_clarke is True and sampled.differentiable is False:
+            return sampled
     try:
         en = enumerate_cells(runs, fw, real_ties, max_cells=max_cells, time_limit=time_limit)
     except Budget as exc:
+        if sampled is not None and (sampled.differentiable is not None or sampled.ad_in_clarke is not None):
+            sampled.reason += f"; the full enumeration stopped: {exc}"
+            return sampled
         return Verdict(None, None, None, False, f"{len(real_ties)} real tie(s): cell enumeration stopped: {exc}")
     except Undecided as exc:
         return Verdict(None, None, None, False, f"exact evaluation undecided: {exc}")
@@ -182,3 +207,28 @@ def _decide_hinge(runs, fw, ties, ad):
     if complete:
         return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", method="hinge", hinge=h, mu=mu)
     return Verdict(False, False, None, False, f"{base}: f is not differentiable; Clarke membership undecided (parallel tie functionals with non-affine inputs)", method="hinge", hinge=h, mu=mu)
+
+
+def _decide_sampled(runs, fw, ties, ad):
+    """The cheap half: a few cells with witnesses (the AD pattern's own cell, random directions).
+    Two different gradients prove "not differentiable"; convex weights over the sampled cells prove
+    "AD is a Clarke subderivative". Anything else needs the complete enumeration; the partial
+    verdict returned here is the fallback when that enumeration runs out of budget."""
+    en = sample_cells(runs, fw, ties)
+    if not en.cells:
+        return None
+    grads = []
+    for c in en.cells:
+        if c.gradient not in grads:
+            grads.append(c.gradient)
+    base = f"{len(ties)} real tie(s), {len(en.cells)} sampled cell(s) with witnesses"
+    lam = convex_weights([c.gradient for c in en.cells], ad)
+    if len(grads) >= 2:
+        i = next(k for k, c in enumerate(en.cells) if c.gradient == grads[0])
+        j = next(k for k, c in enumerate(en.cells) if c.gradient == grads[1])
+        if lam is not None:
+            return Verdict(False, False, True, False, f"{base}: f is not differentiable (two cells with different gradients); AD is a convex combination of limiting gradients (Clarke)", method="sampled-cells", enumeration=en, witnesses=(i, j), clarke_weights=lam, limiting=grads)
+        return Verdict(False, False, None, False, f"{base}: f is not differentiable (two cells with different gradients); Clarke membership needs the complete list of cells", method="sampled-cells", enumeration=en, witnesses=(i, j), limiting=grads)
+    if lam is not None:
+        return Verdict(None, None, True, False, f"{base}: AD is the gradient of a non-empty cell (a limiting gradient, so Clarke); differentiability needs the complete list of cells", method="sampled-cells", enumeration=en, clarke_weights=lam, limiting=grads)
+    return None
