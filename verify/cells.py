@@ -139,6 +139,13 @@ def feasible(constraints, n, timeout_ms):
     """A rational d with c.d >= 1 for every c, or None if none exists. Raises Budget on unknown."""
     if not constraints:
         return [mpq(0)] * n
+    # cheap try first: the sum of the constraint vectors (always works for one constraint or
+    # pairwise non-obtuse ones); exact, so a success is a valid witness
+    guess = [sum((c[i] for c in constraints), mpq(0)) for i in range(n)]
+    vals = [_dot(c, guess) for c in constraints]
+    if all(v > 0 for v in vals):
+        m = min(vals)
+        return [x / m for x in guess]
     s = z3.Solver()
     s.set("timeout", int(timeout_ms))
     d = [z3.Real(f"d{i}") for i in range(n)]
@@ -421,13 +428,15 @@ def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_l
         if d is not None:
             add(*pat, d)
     rng = np.random.default_rng(seed)
-    tries = 0
-    while tries < 4 * n_random and sum(1 for _ in cells) < n_random + 1 and time.perf_counter() - t0 < time_limit:
+    tries = stale = 0
+    while tries < 4 * n_random and stale < n_random and len(cells) < n_random + 1 and time.perf_counter() - t0 < time_limit:
         tries += 1
+        stale += 1
         d = [mpq(int(v)) for v in rng.integers(-1000, 1001, n)]
         got = W.follow(d)
-        if got is not None:
+        if got is not None and not any(c.choices == got[0] for c in cells):
             add(*got, d)
+            stale = 0
     return Enumeration(
         cells=cells,
         pruned=[],

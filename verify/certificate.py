@@ -50,9 +50,6 @@ def build(report) -> dict:
             if v.clarke_by.startswith("ad-pattern")
             else "independent-activations"
         )
-        if evidence["theorem"] == "ad-pattern":
-            c = v.ad_cell
-            evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient], "zero_ties": [_key(k) for k in c.zero_ties]}
     if v.method == "hinge":
         evidence["method"] = "hinge"
         evidence["order"] = sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties)
@@ -77,6 +74,9 @@ def build(report) -> dict:
         if v.separator is not None:
             evidence["separator"] = [rat(x) for x in v.separator]
             evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "affine" if affine_tie_inputs(net) else "independent"
+    if v.ad_cell is not None and (evidence.get("theorem") == "ad-pattern" or net.loss.op == "cross_entropy"):
+        c = v.ad_cell
+        evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient], "zero_ties": [_key(k) for k in c.zero_ties]}
     claims["digest"] = digest(net.raw, conv)
     return {
         "kinkcheck_certificate": SCHEMA,

@@ -133,6 +133,45 @@ def _q(a):
     return out
 
 
+class Enc:
+    """A certified enclosure [lo, hi] (rational end points) of a real number: the cross-entropy
+    seed softmax - onehot is transcendental, everything else the checker computes is rational."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __add__(self, o):
+        if isinstance(o, Enc):
+            return Enc(self.lo + o.lo, self.hi + o.hi)
+        return Enc(self.lo + o, self.hi + o)
+
+    __radd__ = __add__
+
+    def scale(self, q):
+        return Enc(self.lo * q, self.hi * q) if q >= 0 else Enc(self.hi * q, self.lo * q)
+
+    def disjoint(self, o) -> bool:
+        return self.hi < o.lo or o.hi < self.lo
+
+
+def _enc(v):
+    return v if isinstance(v, Enc) else Enc(v, v)
+
+
+def _exp_enclosure(q) -> Enc:
+    """exp(q) for rational q, from MPFR with directed rounding (the argument is rounded the same
+    way first; exp is increasing)."""
+    import gmpy2
+
+    out = []
+    for mode in (gmpy2.RoundDown, gmpy2.RoundUp):
+        with gmpy2.local_context(gmpy2.context(), precision=160, round=mode):
+            out.append(mpq(gmpy2.exp(gmpy2.mpfr(q))))
+    return Enc(out[0], out[1])
+
+
 class Model:
     def __init__(self, net, conv):
         self.net = net
@@ -164,7 +203,7 @@ class Model:
         net = self.net
         dW = {L.index: (self.dref(L.weight, d), self.dref(L.bias, d) if L.bias is not None else None) for L in net.layers if L.weight is not None}
         f = mpq(0)
-        df = mpq(0)
+        df = Enc(mpq(0), mpq(0)) if net.loss.op == "cross_entropy" else mpq(0)
         rec, ties = {}, []
         for n in range(net.batch):
             x = self.inputs[n].copy()
@@ -177,8 +216,8 @@ class Model:
             df += dfn
         if net.loss.reduction == "mean" and net.loss.op in ("mse", "l1"):
             f, df = f / self.count, df / self.count
-        if net.loss.reduction == "mean" and net.loss.op == "cross_entropy":  # pragma: no cover
-            raise CheckFailed("cross_entropy has no rational certificate")
+        if net.loss.reduction == "mean" and net.loss.op == "cross_entropy":
+            df = df.scale(mpq(1, net.batch))  # f (the loss value) is not used by any check
         return f, df, rec, ties
 
     def _layer(self, L, n, x, t, dW, choice, rec, ties):
@@ -302,7 +341,19 @@ class Model:
         if op == "sum":
             return sum(out, mpq(0)), sum(tout, mpq(0))
         if op == "cross_entropy":
-            raise CheckFailed("cross_entropy has no rational certificate")
+            # d/d out of -log softmax(out)[y] is softmax(out) - onehot(y): enclosed, times exact tangents
+            es = [_exp_enclosure(o - out[0]) for o in out]
+            S = sum((e for e in es[1:]), es[0])
+            y = int(self.net.targets[n])
+            df = Enc(mpq(0), mpq(0))
+            for k, (e, tv) in enumerate(zip(es, tout)):
+                if tv == 0:
+                    continue
+                p = Enc(e.lo / S.hi, e.hi / S.lo)
+                if k == y:
+                    p = p + mpq(-1)
+                df = df + p.scale(tv)
+            return mpq(0), df
         tg = self.targets[n].reshape(-1)
         if op == "dot":
             return sum(a * b for a, b in zip(tg, out)), sum(a * b for a, b in zip(tg, tout))
@@ -397,6 +448,8 @@ def _check(cert) -> dict:
         raise CheckFailed(f"step 1 (real ties): the network has ties {found}, the certificate claims {claimed}")
     # step 2: the AD output
     ad = M.linear_map(lambda k: "proxy")
+    if net.loss.op == "cross_entropy":
+        return _check_ce(M, claims, ev, ties, found, ad)
     if ad != _qs(claims["ad"], "claims.ad"):
         raise CheckFailed("step 2 (AD output): the exact AD output differs from the claimed one")
     diff, correct, clarke = claims["differentiable"], claims["ad_correct"], claims["ad_in_clarke"]
@@ -470,7 +523,89 @@ def _check(cert) -> dict:
     return {"valid": True, "steps": steps, "complete": complete}
 
 
-def _check_cell(M, c, found, where):
+def _parse_enc(v, what) -> Enc:
+    """A claimed value: exact ("p/q") or an enclosure "[lo, hi]" (decimal end points)."""
+    if isinstance(v, str) and v.startswith("["):
+        lo, hi = (mpq(x.strip()) for x in v.strip("[]").split(","))
+        if lo > hi:
+            raise CheckFailed(f"{what}: empty interval {v}")
+        return Enc(lo, hi)
+    q = _qs([v], what)[0]
+    return Enc(q, q)
+
+
+def _check_ce(M, claims, ev, ties, found, ad) -> dict:
+    """Cross-entropy loss over piecewise-linear layers: gradients are J^T s with a rational J and
+    a transcendental seed s, enclosed here independently. Certified verdicts: smooth (no tie),
+    "not differentiable" (two cells whose gradient enclosures are disjoint somewhere) and "AD in
+    Clarke" (the AD output's own pattern has a non-empty cell, so AD is a limiting gradient).
+    Other positive or negative claims have no certificate under cross-entropy and are refused."""
+    steps = ["real ties", "AD output (enclosed)"]
+    claimed = [_parse_enc(v, "claims.ad") for v in claims["ad"]]
+    if len(claimed) != len(ad) or any(_enc(a).disjoint(c) for a, c in zip(ad, claimed)):
+        raise CheckFailed("step 2 (AD output): the claimed enclosure of the AD output misses the checker's")
+    diff, correct, clarke = claims["differentiable"], claims["ad_correct"], claims["ad_in_clarke"]
+    if not found:
+        if not (diff is True and correct is True and clarke is True):
+            raise CheckFailed("step 3 (smooth): without real ties f is C^1 near w: the claims must be true, true, true")
+        return {"valid": True, "steps": steps + ["smooth"]}
+    if diff is True or correct is True or clarke is False:
+        raise CheckFailed("cross-entropy: only 'not differentiable' and 'AD in Clarke' (AD pattern cell) are certified")
+    if diff is False:
+        if correct is not False:
+            raise CheckFailed("step 4: AD cannot be the gradient of a non-differentiable f")
+        i, j = ev["witnesses"]
+        gs = []
+        for k in (i, j):
+            ch, _ = _check_cell(M, ev["cells"][k], found, f"cells[{k}]", compare=False)
+            gs.append(M.linear_map(lambda key, ch=ch: ch[key]))
+        if not any(_enc(a).disjoint(_enc(b)) for a, b in zip(*gs)):
+            raise CheckFailed("step 4 (not differentiable): the two witness cells' gradient enclosures overlap everywhere")
+        steps.append("two cells with certainly different gradients")
+    if clarke is True:
+        ch, _ = _check_cell(M, ev["ad_cell"], found, "evidence.ad_cell", compare=False)
+        _check_ad_choices(M, ch, ties, {_key(k) for k in ev["ad_cell"].get("zero_ties", [])})
+        steps.append("AD is the gradient of its own non-empty cell (Clarke)")
+    return {"valid": True, "steps": steps, "complete": False}
+
+
+def _check_ad_choices(M, ch, ties, zero):
+    """Every tie of the pattern uses the AD output's own derivative (so the pattern's gradient is
+    the AD output, the same computation), except ties whose tangent functional is identically zero
+    (their derivative multiplies zero)."""
+    net = M.net
+    info = {_key(t[0]): t for t in ties}
+    for key, cv in ch.items():
+        if key in zero:
+            F = _functionals(M, key, ch)
+            vals = list(F.values()) if isinstance(F, dict) else [F]
+            if isinstance(F, dict) and any(v != vals[0] for v in vals) or not isinstance(F, dict) and any(x != 0 for x in F):
+                raise CheckFailed(f"ad pattern: tie {key} is claimed degenerate but its functional is not zero")
+            continue
+        _, kind, extra = info[key]
+        if kind == "act":
+            L = net.layers[key[0]]
+            kinks, derivs, _, _ = _table(L.op, _params(L))
+            k = next(i for i, at in enumerate(kinks) if str(at) == extra)
+            if cv not in ("left", "right") or derivs[k][0 if cv == "left" else 1] != M.proxy[L.index][k]:
+                raise CheckFailed(f"ad pattern: tie {key} does not use the AD output's derivative")
+        elif kind == "l1":
+            if cv not in ("left", "right") or mpq(-1 if cv == "left" else 1) != M.proxy["loss"][0]:
+                raise CheckFailed(f"ad pattern: tie {key} does not use the AD output's derivative")
+        else:
+            rule = M.tie_break[key[0]]
+            win = M._windows(net.layers[key[0]])[key[2]]
+            tied = [p for p, e in enumerate(win) if e in extra]
+            if rule not in ("first", "last"):
+                raise CheckFailed(f"ad pattern: max-pool tie {key} uses {rule!r}, not one entry")
+            want = tied[0] if rule == "first" else tied[-1]
+            if cv != want:
+                F = _functionals(M, key, ch)
+                if cv not in F or F[cv] != F[want]:
+                    raise CheckFailed(f"ad pattern: max-pool tie {key} does not pass the gradient where AD does")
+
+
+def _check_cell(M, c, found, where, compare=True):
     ch = _choices(c["choices"])
     if sorted(ch) != found:
         raise CheckFailed(f"{where}: the pattern must give a choice for every tie")
@@ -502,6 +637,8 @@ def _check_cell(M, c, found, where):
                 continue
             if tv == 0 or (tv < 0) != (cv == "left"):
                 raise CheckFailed(f"{where}: witness is not strictly inside the cell at tie {key}")
+    if not compare:
+        return ch, None
     g = M.linear_map(lambda k: ch[k])
     if g != _qs(c["gradient"], f"{where}.gradient"):
         raise CheckFailed(f"{where}: the claimed gradient is not the pattern's gradient")

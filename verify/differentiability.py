@@ -22,7 +22,6 @@ import z3
 
 from . import hinge, theorems
 from .cells import Budget, _rat, ad_pattern_cell, enumerate_cells, sample_cells
-
 from .encodings.errors import Undecided
 from .encodings.exact import Interval
 
@@ -121,7 +120,18 @@ def _transcendental(net) -> bool:
     return net.loss.op == "cross_entropy" or any(L.act is not None and L.act.transcendental for L in net.layers)
 
 
+def _ce_only(net) -> bool:
+    """Cross-entropy is the only transcendental op: every tie functional and every cell Jacobian
+    is rational; only the loss seed (softmax - onehot) is not."""
+    return net.loss.op == "cross_entropy" and not any(L.act is not None and L.act.transcendental for L in net.layers)
+
+
 def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
+    if _ce_only(runs.net) and runs.exact is not None:
+        try:
+            return _decide_ce(runs, real_ties)
+        except (Budget, Undecided) as exc:
+            return Verdict(None, None, None, False, f"real ties under a cross-entropy loss: {exc}")
     if _transcendental(runs.net):
         # the cell gradients are not rational: equalities cannot be decided (do not compute them)
         return Verdict(None, None, None, False, "real ties in a network with transcendental ops (sigmoid, tanh or cross_entropy): the AD output and cell gradients are not rational, so equalities cannot be decided")
@@ -232,3 +242,56 @@ def _decide_sampled(runs, fw, ties, ad):
     if lam is not None:
         return Verdict(None, None, True, False, f"{base}: AD is the gradient of a non-empty cell (a limiting gradient, so Clarke); differentiability needs the complete list of cells", method="sampled-cells", enumeration=en, clarke_weights=lam, limiting=grads)
     return None
+
+
+def _lohi(v):
+    return (v.lo, v.hi) if isinstance(v, Interval) else (v, v)
+
+
+def _separated(g, h) -> int | None:
+    """A coordinate where the enclosures of g and h are disjoint (so g != h for certain), or None."""
+    for k, (a, b) in enumerate(zip(g, h)):
+        (alo, ahi), (blo, bhi) = _lohi(a), _lohi(b)
+        if ahi < blo or bhi < alo:
+            return k
+    return None
+
+
+def _decide_ce(runs, ties) -> Verdict:
+    """Real ties under a cross-entropy loss with piecewise-linear layers. Tie functionals are
+    rational (they never reach the loss), so cells and witnesses are exact; cell gradients are
+    J_cell^T s with a rational Jacobian and the transcendental seed s = softmax - onehot, enclosed
+    in intervals. Decided:
+    - not differentiable: two cells whose gradient enclosures are disjoint in some coordinate;
+    - AD is a Clarke subderivative: the AD output's own pattern has a non-empty cell. Its choices
+      use the proxies' values at every tie with a non-zero functional (and a tie with a zero
+      functional contributes nothing), so that cell's gradient IS the AD output - the same
+      computation - without comparing transcendental numbers.
+    Equalities of different cells' gradients (differentiable; AD not in Clarke) are not decided."""
+    fw = runs.exact_full()
+    en = sample_cells(runs, fw, ties)
+    ad_cell = ad_pattern_cell(runs, fw, ties)
+    pair = None
+    for i in range(len(en.cells)):
+        for j in range(i):
+            if _separated(en.cells[i].gradient, en.cells[j].gradient) is not None:
+                pair = (j, i)
+                break
+        if pair:
+            break
+    base = f"{len(ties)} real tie(s) under cross-entropy, {len(en.cells)} sampled cell(s)"
+    parts = []
+    diff = correct = clarke = None
+    if pair is not None:
+        diff, correct = False, False
+        parts.append("f is not differentiable (two cells with certainly different gradients)")
+    else:
+        parts.append("differentiability undecided (gradients through softmax are transcendental: equal-looking cell gradients cannot be proved equal)")
+    if ad_cell is not None:
+        clarke = True
+        parts.append("AD is the gradient of its own non-empty cell, a limiting gradient (Clarke)")
+    else:
+        parts.append("Clarke membership undecided (the AD pattern has no cell; hulls of transcendental gradients are not decided)")
+    v = Verdict(diff, correct, clarke, False, f"{base}: " + "; ".join(parts), method="sampled-cells (cross-entropy)", enumeration=en, witnesses=pair)
+    v.ad_cell = ad_cell
+    return v
