@@ -97,9 +97,9 @@ def test_decisions_against_nearby_gradients(doc):
         g = limit_gradient(net, proxies, c.witness)
         if g is not None:
             assert tuple(g) == tuple(c.gradient)
-    # random directions land in reported cells
+    # random directions land in reported cells (when the list is complete, not a sample)
     rng = random.Random(0)
-    for _ in range(6):
+    for _ in range(6 if v.enumeration.complete else 0):
         d = [mpq(rng.randint(-7, 7), rng.randint(1, 5)) for _ in range(net.n_grad)]
         g = limit_gradient(net, proxies, d)
         if g is not None:
