@@ -170,7 +170,7 @@ def test_hinge_path_agrees_with_cell_enumeration(doc):
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
-@given(networks(dtypes=["float32"], archs=["mlp"], ties=True, extreme=False, max_width=4, max_batch=3,
+@given(networks(dtypes=["float32"], archs=["mlp", "pool1d"], ties=True, extreme=False, max_width=4, max_batch=3,
                 activations=("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "abs")))
 def test_sufficient_conditions_agree_with_the_general_procedure(doc):
     """Whenever a paper's sufficient condition holds, the general procedure finds AD in Clarke."""
