@@ -302,14 +302,16 @@ def _def_hardsigmoid(p):
 
 
 def _def_hardswish(p):
+    # PyTorch's CPU formula x * min(max(x + 3, 0), 6) / 6 on every piece: x * 0 / 6 (-0 for
+    # negative x) on the left, x * 6 / 6 (not x: two roundings, inf past FLT_MAX / 6) on the right
     expr = sympy.Piecewise((0, X <= -3), (X * (X + 3) / 6, X < 3), (X, True))
     return expr, [
-        (_const(0), _dconst(0)),
+        (lambda x, A: A.div(A.mul(x, A.const(0)), A.const(6)), _dconst(0)),
         (
             lambda x, A: A.div(A.mul(x, A.add(x, A.const(3))), A.const(6)),
             lambda x, y, A: A.add(A.div(x, A.const(3)), A.const(mpq(1, 2))),
         ),
-        (_ident, _dconst(1)),
+        (lambda x, A: A.div(A.mul(x, A.const(6)), A.const(6)), _dconst(1)),
     ]
 
 

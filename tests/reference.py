@@ -396,7 +396,8 @@ def make_act(op, *, slope=None, lo=None, hi=None) -> Act:
     if op == "hardswish":
         return Act(
             op, [Fraction(-3), Fraction(3)],
-            [c(0), lambda x, A: A.div(A.mul(x, A.add(x, A.const(3))), A.const(6)), ident],
+            [lambda x, A: A.div(A.mul(x, A.const(0)), A.const(6)), lambda x, A: A.div(A.mul(x, A.add(x, A.const(3))), A.const(6)),
+             lambda x, A: A.div(A.mul(x, A.const(6)), A.const(6))],
             [c(0), lambda x, A: A.add(A.div(x, A.const(3)), A.const(Fraction(1, 2))), c(1)],
             [(0, Fraction(-1, 2)), (Fraction(3, 2), 1)],
         )
