@@ -2,12 +2,12 @@
 kink of every supported op, and write it as a convention file (the schema of
 ``encodings/conventions/*.json``).
 
-``kinkcheck conventions probe --framework torch [-o conv.json]``. Every derivative is measured in
-float64 eager mode on CPU at the exact kink (and relu also at -0). A value equal to the op's
-one-sided derivative for two different op constants is written as "left"/"right" (leaky_relu's
-negative_slope); otherwise the measured number. Max-pool ties are probed on a window of equal
-entries (first / last / split). Ops outside the format (clamp, max/amax) are recorded under
-``"extra"`` for the record.
+``kinkcheck conventions probe --framework torch|jax [-o conv.json]`` (JAX: ``jax_probe.py``). For
+torch, every derivative is measured in float64 eager mode on CPU at the exact kink (and relu also
+at -0). A value equal to the op's one-sided derivative for two different op constants is written
+as "left"/"right" (leaky_relu's negative_slope); otherwise the measured number. Max-pool ties are
+probed on a window of equal entries (first / last / split). Ops outside the format (clamp,
+max/amax) are recorded under ``"extra"`` for the record.
 """
 
 from __future__ import annotations
@@ -92,15 +92,9 @@ def probe(framework: str) -> dict:
     if framework == "torch":
         return probe_torch()
     if framework == "jax":
-        try:
-            import jax  # noqa: F401
-        except ImportError:
-            from .encodings.errors import InputError
+        from .jax_probe import probe_jax
 
-            raise InputError("the jax probe needs JAX installed") from None
-        from .encodings.errors import InputError
-
-        raise InputError("the jax probe is not implemented yet")
+        return probe_jax()
     from .encodings.errors import InputError
 
     raise InputError(f"unknown framework {framework!r} (torch or jax)")
