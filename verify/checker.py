@@ -562,7 +562,10 @@ def _check_ce(M, claims, ev, ties, found, ad) -> dict:
         if not any(_enc(a).disjoint(_enc(b)) for a, b in zip(*gs)):
             raise CheckFailed("step 4 (not differentiable): the two witness cells' gradient enclosures overlap everywhere")
         steps.append("two cells with certainly different gradients")
-    if clarke is True:
+    if clarke is True and ev.get("theorem") not in (None, "ad-pattern"):
+        _check_theorem(M, ev["theorem"], ties, found)  # premises on the layers: any smooth loss
+        steps.append(f"Clarke by the {ev['theorem']} condition")
+    elif clarke is True:
         ch, _ = _check_cell(M, ev["ad_cell"], found, "evidence.ad_cell", compare=False)
         _check_ad_choices(M, ch, ties, {_key(k) for k in ev["ad_cell"].get("zero_ties", [])})
         steps.append("AD is the gradient of its own non-empty cell (Clarke)")
