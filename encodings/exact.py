@@ -310,6 +310,8 @@ class ExactArith(ArrayArith):
         Wi = _int_matrix(np.asarray(W, dtype=object))
         xi = _int_matrix(np.asarray(x, dtype=object))
         if Wi is None or xi is None:
+            if (Wi is None) != (xi is None):  # enclosures on one side only: four exact products
+                return self._dot_enclosed(np.asarray(W, dtype=object), np.asarray(x, dtype=object), Wi is None)
             return np.asarray(x, dtype=object) @ np.asarray(W, dtype=object).T
         (wn, wd), (xn, xd) = Wi, xi
         num = xn @ wn.T
@@ -318,6 +320,46 @@ class ExactArith(ArrayArith):
         of = out.reshape(-1)
         for i, v in enumerate(num.reshape(-1)):
             of[i] = mpq(v, den)
+        return out
+
+    def _dot_enclosed(self, W, x, w_has_intervals):
+        """x @ W.T when one operand holds enclosures: split it into end points and the rational
+        operand into its positive and negative parts; the four products are exact integer matmuls,
+        and the result encloses every value of x @ W.T (the same bounds as entrywise interval
+        arithmetic, computed without one Python object per product)."""
+
+        def ends(a):
+            lo = np.empty(a.shape, dtype=object)
+            hi = np.empty(a.shape, dtype=object)
+            lf, hf = lo.reshape(-1), hi.reshape(-1)
+            for i, v in enumerate(a.reshape(-1)):
+                lf[i], hf[i] = (v.lo, v.hi) if isinstance(v, Interval) else (mpq(v), mpq(v))
+            return lo, hi
+
+        def parts(a):
+            p = np.empty(a.shape, dtype=object)
+            m = np.empty(a.shape, dtype=object)
+            pf, mf = p.reshape(-1), m.reshape(-1)
+            zero = mpq(0)
+            for i, v in enumerate(a.reshape(-1)):
+                v = mpq(v)
+                pf[i], mf[i] = (v, zero) if v >= 0 else (zero, v)
+            return p, m
+
+        if w_has_intervals:
+            Wl, Wh = ends(W)
+            xp, xm = parts(x)
+            lo = self.dot(Wl, xp) + self.dot(Wh, xm)
+            hi = self.dot(Wh, xp) + self.dot(Wl, xm)
+        else:
+            xl, xh = ends(x)
+            Wp, Wm = parts(W)
+            lo = self.dot(Wp, xl) + self.dot(Wm, xh)
+            hi = self.dot(Wp, xh) + self.dot(Wm, xl)
+        out = np.empty(lo.shape, dtype=object)
+        of = out.reshape(-1)
+        for i, (a, b) in enumerate(zip(lo.reshape(-1), hi.reshape(-1))):
+            of[i] = mk(a, b)
         return out
 
     def seq_sum(self, a, axis=-1):

@@ -76,6 +76,7 @@ class Enumeration:
     n_params: int
     time_s: float = 0.0
     complete: bool = True  # False: a sample of the cells (sound for "not differentiable" and "Clarke")
+    ad_index: int | None = None  # sampled: the index of the AD pattern's own cell, if non-empty
 
 
 def _onehot(net, fw, layer, sample, unit):
@@ -422,11 +423,13 @@ def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_l
             return
         cells.append(Cell(dict(choose), d, W.cell(choose, d), [list(c) for c in cons], list(zeros)))
 
+    ad_index = None
     pat = W.pattern(lambda t: ad_sides(runs, t))
     if pat is not None:
         d = feasible(pat[1], n, timeout_ms)
         if d is not None:
             add(*pat, d)
+            ad_index = 0
     rng = np.random.default_rng(seed)
     tries = stale = 0
     while tries < 4 * n_random and stale < n_random and len(cells) < n_random + 1 and time.perf_counter() - t0 < time_limit:
@@ -447,6 +450,7 @@ def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_l
         n_params=n,
         time_s=time.perf_counter() - t0,
         complete=False,
+        ad_index=ad_index,
     )
 
 

@@ -270,7 +270,7 @@ def _decide_ce(runs, ties) -> Verdict:
     Equalities of different cells' gradients (differentiable; AD not in Clarke) are not decided."""
     fw = runs.exact_full()
     en = sample_cells(runs, fw, ties)
-    ad_cell = ad_pattern_cell(runs, fw, ties)
+    ad_cell = en.cells[en.ad_index] if en.ad_index is not None else None
     pair = None
     for i in range(len(en.cells)):
         for j in range(i):
