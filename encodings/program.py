@@ -374,7 +374,7 @@ def _elementwise_derivative(A, act, x, y, piece, kink, proxies, ch, layer_key, n
     return d
 
 
-def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=None, choose=None, seed=None):
+def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=None, choose=None, seed=None, cotangent_at=None):
     """The AD output (gradient over trainable params, backend values).
 
     Derivative choices at ties: see :class:`Choice`. ``seed`` = (layer, g) starts the backward pass
@@ -390,11 +390,15 @@ def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=
     else:
         start, g = seed
     blocks = []
+    if cotangent_at is not None and cotangent_at >= start:
+        return g
     for L in reversed(net.layers[:start]):
         x = fw.xs[L.index]
         y = fw.xs[L.index + 1]
         need_gx = L.index > 0
         g = _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N)
+        if cotangent_at is not None and L.index == cotangent_at:
+            return g  # the cotangent at fw.xs[cotangent_at] (no parameter gradient)
         if g is None:
             break
     grad_theta = A.accumulate_params(blocks, net.theta.size)

@@ -406,7 +406,7 @@ def _dot(c, d):
     return sum((a * b for a, b in zip(c, d) if a != 0), mpq(0))
 
 
-def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_limit=10.0) -> Enumeration:
+def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_limit=10.0, gradients=True) -> Enumeration:
     """Some non-empty cells, each with a witness and its gradient: the cell of the AD output's own
     pattern when its proxies are one-sided derivatives (one exact LP), and the cells of a few
     random integer directions (no LP: the direction is its own witness). Sound evidence for "not
@@ -421,7 +421,7 @@ def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_l
     def add(choose, cons, zeros, d):
         if any(c.choices == choose for c in cells):
             return
-        cells.append(Cell(dict(choose), d, W.cell(choose, d), [list(c) for c in cons], list(zeros)))
+        cells.append(Cell(dict(choose), d, W.cell(choose, d) if gradients else None, [list(c) for c in cons], list(zeros)))
 
     ad_index = None
     pat = W.pattern(lambda t: ad_sides(runs, t))

@@ -61,7 +61,7 @@ def build(report) -> dict:
             {
                 "choices": _choices(c.choices),
                 "witness": [rat(x) for x in c.witness],
-                "gradient": [rat(x) for x in c.gradient],
+                "gradient": [rat(x) for x in c.gradient] if c.gradient is not None else None,
                 "zero_ties": [_key(k) for k in c.zero_ties],
             }
             for c in en.cells
@@ -76,7 +76,7 @@ def build(report) -> dict:
             evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "affine" if affine_tie_inputs(net) else "independent"
     if v.ad_cell is not None and (evidence.get("theorem") == "ad-pattern" or net.loss.op == "cross_entropy"):
         c = v.ad_cell
-        evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient], "zero_ties": [_key(k) for k in c.zero_ties]}
+        evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient] if c.gradient is not None else None, "zero_ties": [_key(k) for k in c.zero_ties]}
     claims["digest"] = digest(net.raw, conv)
     return {
         "kinkcheck_certificate": SCHEMA,

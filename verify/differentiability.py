@@ -18,12 +18,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import z3
+from gmpy2 import mpq
 
 from . import hinge, theorems
 from .cells import Budget, _rat, ad_pattern_cell, enumerate_cells, sample_cells
 from .encodings.errors import Undecided
-from .encodings.exact import Interval
+from .encodings.exact import Interval, mk
 
 HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
 SAMPLE_FROM = 4  # this many ties or more: try sampled cells before the (exponential) enumeration
@@ -257,6 +259,54 @@ def _separated(g, h) -> int | None:
     return None
 
 
+CE_FULL_GRADIENTS = 200_000  # params x batch: above this, no full enclosed gradients under cross-entropy
+
+
+def _coarse_seed(runs, fw, n, bits=64):
+    """The loss seed (softmax - onehot, scaled) of sample n only, every enclosure widened outwards to
+    end points on the 2^-bits grid (other samples' rows are 0: u at sample n does not depend on
+    them). Still an enclosure, with small integers for the exact matmuls."""
+    import gmpy2
+
+    from .encodings import program as P
+
+    net = runs.net
+    out = fw.out.reshape(net.batch, -1)
+    seed = P._loss_seed(net, fw.A, fw, out, runs.proxies, P.Choice(), net.batch)
+    seed = np.array(seed, dtype=object).reshape(net.batch, -1)
+    scale = mpq(2) ** bits
+    res = np.empty(seed.shape, dtype=object)
+    res.fill(mpq(0))
+    for k, v in enumerate(seed[n]):
+        lo, hi = _lohi(v)
+        res[n, k] = mk(mpq(gmpy2.floor(lo * scale)) / scale, mpq(gmpy2.ceil(hi * scale)) / scale) if lo != hi else lo
+    return res.reshape(fw.out.shape)
+
+
+def _one_tie_apart(runs, fw, cells):
+    """Two cells whose patterns differ at exactly one tie k (a branching tie, so its functional is
+    not zero) and whose gradients certainly differ, or None. Their gradients differ by
+    delta * u * a: delta = the jump of k's derivative (right - left; for a max-pool tie the two
+    entries' functionals differ instead), a = k's tangent functional (non-zero) and u = the
+    cotangent at k's output, the same in both cells (only ties after k feed it, and those agree).
+    So they differ exactly when u != 0, decided by u's enclosure: one partial backward pass, no
+    parameter gradient."""
+    from .encodings import program as P
+
+    for i in range(len(cells)):
+        for j in range(i):
+            diff = [k for k in cells[i].choices if cells[i].choices[k] != cells[j].choices[k]]
+            if len(diff) != 1:
+                continue
+            layer, n, unit = diff[0]
+            g = P.backward(runs.net, fw.A, fw, runs.proxies, choose=dict(cells[i].choices), cotangent_at=layer + 1, seed=(len(runs.net.layers), _coarse_seed(runs, fw, n)))
+            u = g.reshape(runs.net.batch, -1)[n, unit]
+            lo, hi = _lohi(u)
+            if lo > 0 or hi < 0:
+                return (j, i)
+    return None
+
+
 def _decide_ce(runs, ties) -> Verdict:
     """Real ties under a cross-entropy loss with piecewise-linear layers. Tie functionals are
     rational (they never reach the loss), so cells and witnesses are exact; cell gradients are
@@ -269,16 +319,21 @@ def _decide_ce(runs, ties) -> Verdict:
       computation - without comparing transcendental numbers.
     Equalities of different cells' gradients (differentiable; AD not in Clarke) are not decided."""
     fw = runs.exact_full()
-    en = sample_cells(runs, fw, ties)
+    en = sample_cells(runs, fw, ties, gradients=False)
     ad_cell = en.cells[en.ad_index] if en.ad_index is not None else None
-    pair = None
-    for i in range(len(en.cells)):
-        for j in range(i):
-            if _separated(en.cells[i].gradient, en.cells[j].gradient) is not None:
-                pair = (j, i)
+    pair = _one_tie_apart(runs, fw, en.cells)
+    if pair is None and runs.net.n_grad * runs.net.batch <= CE_FULL_GRADIENTS:
+        from .encodings import program as P
+
+        for c in en.cells:
+            c.gradient = list(P.backward(runs.net, fw.A, fw, runs.proxies, choose=dict(c.choices)))
+        for i in range(len(en.cells)):
+            for j in range(i):
+                if _separated(en.cells[i].gradient, en.cells[j].gradient) is not None:
+                    pair = (j, i)
+                    break
+            if pair:
                 break
-        if pair:
-            break
     base = f"{len(ties)} real tie(s) under cross-entropy, {len(en.cells)} sampled cell(s)"
     parts = []
     diff = correct = clarke = None

@@ -84,8 +84,8 @@ class SurveyConfig:
     @classmethod
     def quick(cls, protocol: int = 1, arch: str = "mlp") -> SurveyConfig:
         """About a minute on two cores (two worker processes), every event classified; the
-        verdicts of an event get 2 s (see docs/survey.md for measured times)."""
-        kw = {"protocol": protocol, "arch": arch, "inits": 3, "max_classified": None, "verdict_budget_s": 2.0}
+        verdicts of an event get 5 s (see docs/survey.md for measured times)."""
+        kw = {"protocol": protocol, "arch": arch, "inits": 3, "max_classified": None, "verdict_budget_s": 5.0}
         if arch == "cnn":
             if protocol == 2:
                 return cls(**kw, widths=(4, 16), depths=(1,), epochs=2)
