@@ -117,8 +117,8 @@ def main():
             r0 = kinkcheck.verify(net, values=True)
             r0._runs.exact_ad()
             # baseline: the exact AD output alone (forward + backward), measured in the same run
-            from kinkcheck.runs import exact_forward
             from kinkcheck.encodings import program as P
+            from kinkcheck.runs import exact_forward
 
             tb = time.perf_counter()
             fw = exact_forward(net)

@@ -16,10 +16,10 @@ from kinkcheck.encodings import activations as A
 from kinkcheck.encodings.activations import (
     ELEMENTWISE,
     PARAMS,
-    X,
-    Y,
     ExactArith,
     SympyArith,
+    X,
+    Y,
     activation,
     max_rule,
     to_mpq,

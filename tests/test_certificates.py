@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kinkcheck
+
 from conftest import EXAMPLES, ROOT
 
 CERTS = sorted((ROOT / "proofs" / "certificates").glob("*.cert.json"))

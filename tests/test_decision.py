@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, assume, given, settings
 import kinkcheck
 from kinkcheck.encodings import program as P
 from kinkcheck.encodings.exact import ExactArith
+
 from strategies import networks
+
 
 def margin(net):
     """Smallest non-zero distance of an exact value to a kink (units), between distinct pool
@@ -264,8 +266,9 @@ def test_ad_pattern_condition_decides_max_pool_clarke_and_is_checked(monkeypatch
     """The max-pool LP condition: the AD pattern's cell is non-empty, so AD is a limiting
     gradient. It decides when the enumeration runs out (forced) and its certificate checks; on the
     u-b max-pool counterexample it does not hold, and a forged claim is refused."""
-    from conftest import EXAMPLES
     from kinkcheck import cells
+
+    from conftest import EXAMPLES
 
     doc = {
         "kinkcheck": 1,

@@ -7,6 +7,7 @@ from fractions import Fraction
 import pytest
 
 import kinkcheck
+
 from conftest import EXAMPLES
 
 

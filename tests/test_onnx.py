@@ -16,12 +16,13 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'k
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'kinkcheck[onnx]')")
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 
+from test_torch import layer_errors
+
 import kinkcheck
 from kinkcheck.encodings import program as P
 from kinkcheck.encodings.machine import MachineArith
 from kinkcheck.onnx_import import from_onnx
 from kinkcheck.torch import from_torch
-from test_torch import layer_errors
 
 
 def ort_layers(path, net):
@@ -158,9 +159,10 @@ def test_cli_export_round_trip_and_forward_agreement(tmp_path):
     compute exactly kinkcheck's machine output on a network whose arithmetic is exact."""
     from fractions import Fraction
 
+    from typer.testing import CliRunner
+
     from kinkcheck.cli import app
     from kinkcheck.encodings.exact import ExactArith
-    from typer.testing import CliRunner
 
     m, x = exact_arithmetic_net()
     doc = from_torch(m, x)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
+
 from kinkcheck.cli import app
 from kinkcheck.encodings import activations
 from kinkcheck.encodings.conventions import (
@@ -17,7 +19,6 @@ from kinkcheck.encodings.conventions import (
 )
 from kinkcheck.encodings.formats import FloatFormat, exact
 from kinkcheck.probe import probe
-from typer.testing import CliRunner
 
 F64 = FloatFormat.from_spec("float64")
 ACTS = {
@@ -75,6 +76,7 @@ def test_cli_probe_writes_a_usable_convention(tmp_path, torch):
     conv = json.loads(out.read_text())
     assert conv["framework"] == "PyTorch" and torch.__version__ in conv["version"]
     import kinkcheck
+
     from conftest import EXAMPLES
 
     rep = kinkcheck.verify(str(EXAMPLES / "relu_minus_relu.json"), convention=str(out))

@@ -25,17 +25,18 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-import kinkcheck
 import numpy as np
-import pytest
-import reference as R
 from hypothesis import event, given, note, reject, settings
 from hypothesis import strategies as st
+
+import kinkcheck
 from kinkcheck.encodings import program as P
 from kinkcheck.encodings.errors import Undecided
 from kinkcheck.encodings.exact import ExactArith, Interval
 from kinkcheck.encodings.machine import MachineArith
 from kinkcheck.encodings.network import load
+
+import reference as R
 from strategies import DTYPES, LOSSES, SMOOTH_TRANSCENDENTAL, networks
 
 CONVENTION_ARGS = (None, "pytorch", "jax", "tensorflow", {"relu": [1], "abs": ["right"], "maxpool1d": "split", "maxpool2d": "last", "l1": ["left"], "hardtanh": [0.5, "left"]})

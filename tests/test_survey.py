@@ -16,10 +16,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install 'kinkcheck[survey]')")
 
+from typer.testing import CliRunner
+
 import kinkcheck.survey as S
 from kinkcheck.cli import app
 from kinkcheck.encodings.errors import InputError
-from typer.testing import CliRunner
 
 RUNNER = CliRunner()
 EPS30 = 2.0**-30

@@ -10,12 +10,13 @@ import json
 import sys
 import zipfile
 
+from typer.testing import CliRunner
+
 import kinkcheck
 from kinkcheck.cli import app
 from kinkcheck.encodings import program as P
 from kinkcheck.encodings.machine import MachineArith
 from kinkcheck.torch import check, from_torch, load_module
-from typer.testing import CliRunner
 
 RUNNER = CliRunner()
 

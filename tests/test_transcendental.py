@@ -12,6 +12,7 @@ import kinkcheck
 from kinkcheck.encodings.exact import Interval, sigmoid_enclosure, tanh_enclosure
 from kinkcheck.encodings.formats import FloatFormat
 from kinkcheck.encodings.machine import MachineArith
+
 from strategies import networks
 
 getcontext().prec = 80
