@@ -325,3 +325,26 @@ def test_two_layer_compensating_pairs_are_differentiable_with_a_checked_enumerat
     cert["evidence"]["empty"].pop()  # drop one Gordan certificate: the enumeration is incomplete
     with pytest.raises(kinkcheck.CheckFailed):
         kinkcheck.check_certificate(cert)
+
+
+def test_zero_functional_ties_do_not_block_a_complete_clarke_verdict():
+    """f = ReLU(ReLU(w1) + 1) + ReLU(w2 * ReLU(w3)) at 0 with ReLU'(0) = 2 (a proxy outside the Clarke
+    interval). The tie ReLU(w2 * ReLU(w3)) has an identically zero functional and a non-affine input;
+    its choice changes no gradient at w, so the first-order cells of the other (independent) ties
+    are complete: limiting gradients (0,0,0) and (1,0,0), AD = (2,0,0) is not in Clarke - certified."""
+    doc = {
+        "kinkcheck": 1, "dtype": "float32",
+        "params": {"w1": {"value": 0}, "w2": {"value": 0}, "w3": {"value": 0}},
+        "inputs": {"shape": [1, 1], "values": [[1]]},
+        "layers": [{"op": "linear", "weight": [["w1"], ["w3"]]}, {"op": "relu", "kink_derivatives": [2]},
+                   {"op": "linear", "weight": [[1, 0], [0, "w2"]], "bias": [1, 0]}, {"op": "relu", "kink_derivatives": [2]},
+                   {"op": "linear", "weight": [[1, 1]]}],
+        "loss": {"op": "sum"},
+    }
+    r = kinkcheck.verify(doc, values=True)
+    assert [(t["layer"], t["unit"]) for t in r.real_ties] == [(1, 0), (1, 1), (3, 1)]
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, False)
+    assert r.ad == ["2", "0", "0"]
+    assert sorted(r.decision["limiting_gradients"]) == [["0", "0", "0"], ["1", "0", "0"]]
+    cert = json.loads(json.dumps(r.certificate()))
+    assert kinkcheck.check_certificate(cert)["complete"] is True

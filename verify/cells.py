@@ -302,9 +302,12 @@ def _degeneracy(runs, order, cells, infos, zero_ties) -> list:
         return []  # in one dimension the two half-lines are all there is
     if affine_tie_inputs(net):
         return []  # tie inputs are affine on each selection: the regions are exactly the cells
+    # Ties with an identically zero functional add no reason: their choice changes neither any
+    # gradient at w nor any other tie's functional (both multiply the zero functional), so whatever
+    # their sign does near w at higher order, it selects no new gradient. Cusp regions can only
+    # come from the non-zero functionals, and only when those are dependent in some cell (else
+    # every sign pattern is already a first-order cell).
     reasons = []
-    if zero_ties:
-        reasons.append(f"{len(zero_ties)} tie(s) with an identically zero tangent functional and non-affine inputs")
     for c in cells:
         vecs = c.constraints
         if vecs and rank(vecs) < len(vecs):

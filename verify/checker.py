@@ -742,7 +742,10 @@ def _check_complete_by(M, how, cells):
                     vecs += [[x - y for x, y in zip(F[ps[0]], F[p])] for p in ps[1:]]
                 else:
                     vecs.append(F)
-            if any(all(v == 0 for v in vec) for vec in vecs) or _rank(vecs) < len(vecs):
+            # identically zero functionals (and equal max-pool entries) select no new gradient:
+            # only the non-zero ones must be independent
+            vecs = [vec for vec in vecs if any(v != 0 for v in vec)]
+            if _rank(vecs) < len(vecs):
                 raise CheckFailed("completeness: dependent tie functionals in a cell")
     else:
         raise CheckFailed(f"completeness: unsupported argument {how!r}")
