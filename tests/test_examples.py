@@ -111,3 +111,31 @@ def test_bias_network_at_real_tie():
     # unit 1 active -> -1: dW1 = [[0, 0], [-1, -1]], db1 = (0, -1)
     assert fr(r.ad) == [0, 0, -1, -1, 0, -1, 0, Fraction(1, 2), 1]
     assert Fraction(r.loss_exact) == Fraction(-1, 4)
+
+
+def test_maxpool_ad_pattern_lp():
+    # f(u, b) = max(u + b, b): pieces u + b (u > 0, gradient (1, 1)) and b (u < 0, gradient (0, 1));
+    # AD with the first entry gives (1, 1), a limiting gradient (the LP condition holds: du > 0)
+    r = verify("maxpool_ad_pattern_lp.json")
+    assert fr(r.ad) == [1, 1]
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    assert sorted(tuple(fr(g)) for g in r.decision["limiting_gradients"]) == [(0, 1), (1, 1)]
+    assert any(t.startswith("ad-pattern") for t in r.decision["theorems"])
+
+
+def test_cross_entropy_relu_tie():
+    # the tie: W[0] . x_0 + b[0] = 1 + 2 - 3 = 0; ReLU'(0) = 0 sends nothing through unit 0, so the
+    # AD output has exact zeros for W[0, :] and b[0]; the other entries are softmax values (enclosed)
+    r = verify("cross_entropy_relu_tie.json")
+    assert tie_keys(r.real_ties) == {(1, 0, 0, "0")}
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    assert r.gradient is None
+    assert r.ad[0] == r.ad[1] == "0" and r.ad[6] == "0"  # W[0, 0], W[0, 1], b[0]: unit 0 carries no cotangent
+
+
+def test_two_layer_pairs():
+    # f(w) = w_0 + w_1 + w_2 near 0: gradient (1, 1, 1); every ReLU at 0 with ReLU'(0) = 0 gives AD 0
+    r = verify("two_layer_pairs.json")
+    assert len(r.real_ties) == 12
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, False, False)
+    assert fr(r.gradient) == [1, 1, 1] and fr(r.ad) == [0, 0, 0]
