@@ -7,15 +7,15 @@ confirms."""
 import math
 
 import numpy as np
-import pytest
 import z3
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kinkcheck
 from kinkcheck.encodings import program as P
 from kinkcheck.encodings.machine import MachineArith
 from kinkcheck.encodings.smt import Z3FPArith, value_of
+
 from strategies import networks
 
 

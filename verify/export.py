@@ -1,5 +1,9 @@
 """Export a counterexample (a network file) as a self-contained pytest file.
 
+``--framework torch`` (``export_torch`` below, docs/search.md): the network rebuilt as torch tensors
+from exact bit patterns and run three ways - exact, the spec's machine run, and the torch way
+(torch.nn.functional + autograd), asserting of torch's run only what no summation order can change.
+
 ``kinkcheck export-test CEX.json --framework numpy -o tests/test_cex_NAME.py``: the generated file
 rebuilds the network from exact bit patterns (hex floats), runs the forward and backward pass with
 numpy scalar-by-scalar arithmetic in the documented evaluation order (docs/semantics.md), and
@@ -12,8 +16,13 @@ the piecewise-linear activations relu, leaky_relu, hardtanh, relu6, abs, identit
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 from .encodings.errors import InputError
 
@@ -186,11 +195,19 @@ def test_float_ad_versus_exact_ad():
 
 
 def export_test(cex, framework: str = "numpy") -> str:
+    """The text of a self-contained pytest file reproducing the counterexample ``cex`` (a network
+    file path or document) with ``framework`` (``numpy`` or ``torch``)."""
+    if framework == "torch":
+        return export_torch(cex)
+    if framework != "numpy":
+        raise InputError(f"framework {framework!r}: numpy or torch")
+    return _export_numpy(cex)
+
+
+def _export_numpy(cex) -> str:
     import kinkcheck
     from kinkcheck.encodings import program as P
 
-    if framework != "numpy":
-        raise InputError(f"framework {framework!r}: only numpy is supported by this version")
     net = kinkcheck.load(cex)
     if net.fmt.name not in ("float16", "float32", "float64"):
         raise InputError(f"the numpy exporter needs float16, float32 or float64 (got {net.fmt.name})")
@@ -256,5 +273,1307 @@ def _format(text: str) -> str:
     ruff = shutil.which("ruff")
     if not ruff:
         return text
-    r = subprocess.run([ruff, "format", "--isolated", "-"], input=text, capture_output=True, text=True)
+    r = subprocess.run([ruff, "format", "--isolated", "-"], input=text, capture_output=True, text=True, check=False)
     return r.stdout if r.returncode == 0 and r.stdout else text
+
+
+# ================================================================================================
+# torch export
+#
+# The generated file runs the network three ways and asserts each run only what is certain:
+#   1. exact (fractions.Fraction): real ties, exact AD output;
+#   2. the spec's machine run (kinkcheck's documented order, every operation computed in binary64 and
+#      rounded into the dtype - exact for float16/bfloat16/float32): float ties and the machine AD
+#      output bit for bit, on any platform;
+#   3. the torch way (torch.nn.functional + autograd): what no summation order can change. Its
+#      predictions come from `_TorchModel`, an arithmetic over enclosures (exact centre, exact radius)
+#      that holds for EVERY order of the sums torch may use (BLAS blocking, fused multiply-adds,
+#      float32 accumulation of float16/bfloat16), and knows the value exactly where every order
+#      gives the same float (a single rounding, or sums whose every partial sum is representable).
+# Runs 1 and 2 use the replay engine below, whose source is copied verbatim into the generated file.
+# ================================================================================================
+
+# -- the replay engine (embedded in the generated file: stdlib only) -----------------------------
+
+
+class Exact:
+    """Exact rational arithmetic: the exact semantics."""
+
+    def val(self, h):
+        return Fraction(float.fromhex(h))
+
+    def const(self, q, h):
+        return Fraction(q)
+
+    def zero(self):
+        return Fraction(0)
+
+    def unknown(self):
+        raise ArithmeticError("every branch of the exact run is decided")
+
+    def add(self, a, b):
+        return a + b
+
+    def sub(self, a, b):
+        return a - b
+
+    def mul(self, a, b):
+        return a * b
+
+    def div(self, a, b):
+        return a / b
+
+    def neg(self, a):
+        return -a
+
+    def gt(self, a, b):
+        return a > b
+
+    def eq(self, a, b):
+        return a == b
+
+    def program(self, tree, x):
+        return evaluate(self, tree, x)
+
+    def terms(self, ts):
+        total = Fraction(0)
+        for a, b, s in ts:
+            v = a if b is None else a * b
+            total += v if s > 0 else -v
+        return total
+
+
+class Spec(Exact):
+    """The machine run in kinkcheck's documented order: every operation computed in binary64
+    (Python floats) and rounded once into the format by ``rnd`` (exact: 53 >= 2p + 2 for float16,
+    bfloat16 and float32; float64 needs no rounding); sums left to right from the first term."""
+
+    def __init__(self, rnd):
+        self.rnd = rnd
+
+    def val(self, h):
+        return float.fromhex(h)
+
+    def const(self, q, h):
+        return float.fromhex(h)
+
+    def zero(self):
+        return 0.0
+
+    def add(self, a, b):
+        return self.rnd(a + b)
+
+    def sub(self, a, b):
+        return self.rnd(a - b)
+
+    def mul(self, a, b):
+        return self.rnd(a * b)
+
+    def div(self, a, b):
+        return self.rnd(a / b)
+
+    def terms(self, ts):
+        acc = None
+        for a, b, s in ts:
+            v = a if b is None else self.mul(a, b)
+            v = v if s > 0 else -v
+            acc = v if acc is None else self.add(acc, v)
+        return 0.0 if acc is None else acc
+
+
+def evaluate(A, tree, x):
+    """A piece program (``["x"]``, ``["c", exact, hex]``, ``["neg", t]``, ``["add"|"sub"|"mul"|"div", t, t]``)."""
+    if tree[0] == "x":
+        return x
+    if tree[0] == "c":
+        return A.const(tree[1], tree[2])
+    a = evaluate(A, tree[1], x)
+    if tree[0] == "neg":
+        return A.neg(a)
+    return getattr(A, tree[0])(a, evaluate(A, tree[2], x))
+
+
+def locate(A, x, kinks):
+    """(piece, kink): piece = number of kinks strictly below x, kink = the kink x is on (-1);
+    None when the arithmetic cannot decide."""
+    piece = 0
+    for j, k in enumerate(kinks):
+        on = A.eq(x, k)
+        if on is None:
+            return None
+        if on:
+            return piece, j
+        above = A.gt(x, k)
+        if above is None:
+            return None
+        if not above:
+            break
+        piece = j + 1
+    return piece, -1
+
+
+def activate(A, L, v, branch, key):
+    if isinstance(v, float) and math.isnan(v):  # NaN: on no piece, propagates
+        branch[key] = (0, -1)
+        return v
+    loc = locate(A, v, [A.val(k) for k in L["kinks"]])
+    branch[key] = loc
+    if loc is None:
+        return A.unknown()
+    return A.program(L["pieces"][loc[0]]["value"], v)
+
+
+def side_of(mode, key):
+    """mode None: the file's proxies; "left" / "right": every tie's one-sided derivative (max-pool:
+    first / last maximal entry); (key, side): that one tie switched, the others the file's."""
+    if isinstance(mode, (list, tuple)):
+        return mode[1] if tuple(mode[0]) == tuple(key) else None
+    return mode
+
+
+def derivative(A, L, x, loc, mode, key):
+    """The derivative AD uses: the piece's, or at a kink the proxy or one-sided derivative."""
+    if loc is None:
+        return A.unknown()
+    piece, kink = loc
+    if kink >= 0:
+        side = side_of(mode, key)
+        return A.const(*L["proxies" if side is None else side][kink])
+    return A.program(L["pieces"][piece]["deriv"], x)
+
+
+def window_max(A, vals):
+    """The first maximal entry's value and the mask of the entries equal to it."""
+    m = vals[0]
+    for v in vals[1:]:
+        above = A.gt(v, m)
+        if above is None:
+            return A.unknown(), None
+        if above:
+            m = v
+    mask = []
+    for v in vals:
+        e = A.eq(v, m)
+        if e is None:
+            return A.unknown(), None
+        mask.append(bool(e))
+    return m, tuple(mask)
+
+
+def entry_value(A, e, theta):
+    if e[0] == "p":
+        return theta[e[1]] if e[2] > 0 else A.neg(theta[e[1]])
+    return A.val(e[1])
+
+
+def forward(A, net):
+    """Every layer's input per sample (flat lists), the branches, the residuals and the loss."""
+    theta = [A.val(h) for h in net["theta"]]
+    xs = [[[A.val(h) for h in row] for row in net["inputs"]]]
+    branch = {}
+    nl = len(net["layers"])
+    for li, L in enumerate(net["layers"]):
+        op = L["op"]
+        W = [entry_value(A, e, theta) for e in L["weight"]] if "weight" in L else None
+        b = [entry_value(A, e, theta) for e in L["bias"]] if L.get("bias") is not None else None
+        out = []
+        for n, x in enumerate(xs[-1]):
+            if op == "linear":
+                m = L["in"]
+                y = [A.terms([(W[i * m + j], x[j], 1) for j in range(m)] + ([(b[i], None, 1)] if b else [])) for i in range(L["out"])]
+            elif op == "conv2d":
+                m = L["ckk"]
+                xp = [[x[c] if c >= 0 else A.zero() for c in col] for col in L["cols"]]
+                y = [
+                    A.terms([(W[o * m + k], xp[p][k], 1) for k in range(m)] + ([(b[o], None, 1)] if b else []))
+                    for o in range(L["out"])
+                    for p in range(len(xp))
+                ]
+            elif op in ("maxpool1d", "maxpool2d"):
+                y = []
+                for w, idx in enumerate(L["windows"]):
+                    v, branch[(li, n, w)] = window_max(A, [x[i] for i in idx])
+                    y.append(v)
+            elif op == "avgpool2d":
+                y = [A.div(A.terms([(x[i], None, 1) for i in idx]), A.const(*L["k"])) for idx in L["windows"]]
+            elif op == "flatten":
+                y = list(x)
+            else:
+                y = [activate(A, L, v, branch, (li, n, u)) for u, v in enumerate(x)]
+            out.append(y)
+        xs.append(out)
+    lo = net["loss"]
+    out = xs[-1]
+    res = None
+    T = [[A.val(h) for h in row] for row in net["targets"]] if net["targets"] is not None else None
+    if lo["op"] == "sum":
+        total = A.terms([(v, None, 1) for row in out for v in row])
+    elif lo["op"] == "dot":
+        total = A.terms([(t, v, 1) for row, trow in zip(out, T) for v, t in zip(row, trow)])
+    else:
+        res = [[A.sub(v, t) for v, t in zip(row, trow)] for row, trow in zip(out, T)]
+        if lo["op"] == "mse":
+            total = A.terms([(r, r, 1) for row in res for r in row])
+        else:
+            vals = [activate(A, lo["abs"], r, branch, (nl, n, u)) for n, row in enumerate(res) for u, r in enumerate(row)]
+            total = A.terms([(v, None, 1) for v in vals])
+        if lo["reduction"] == "mean":
+            total = A.div(total, A.const(*lo["count"]))
+    return {"theta": theta, "xs": xs, "branch": branch, "res": res, "loss": total}
+
+
+def pool_cotangents(A, g, mask, K, rule, side):
+    if mask is None:
+        return [A.unknown()] * K
+    if side is not None:
+        rule = "first" if side == "left" else "last"
+    cnt = sum(mask)
+    if cnt >= 2 and rule == "split":
+        share = A.div(g, A.const(str(cnt), float(cnt).hex()))
+        return [share if e else A.zero() for e in mask]
+    at = [j for j, e in enumerate(mask) if e] or [0]
+    j = at[-1] if cnt >= 2 and rule == "last" else at[0]
+    return [g if i == j else A.zero() for i in range(K)]
+
+
+def backward(A, net, fw, mode=None):
+    """The AD output over the trainable params (declaration order, row-major). Parameter terms are
+    summed in the documented order (sample, layer, weight before bias, entry, position)."""
+    theta, xs, branch = fw["theta"], fw["xs"], fw["branch"]
+    layers, lo = net["layers"], net["loss"]
+    nl = len(layers)
+    terms = {}
+
+    def term(e, key, a, b):
+        if e[0] == "p":
+            terms.setdefault(e[1], []).append((key, a, b, e[2]))
+
+    g = []
+    for n, row in enumerate(xs[-1]):
+        seed = []
+        for u in range(len(row)):
+            if lo["op"] == "sum":
+                seed.append(A.const(*lo["one"]))
+            elif lo["op"] == "dot":
+                seed.append(A.val(net["targets"][n][u]))
+            elif lo["op"] == "mse":
+                seed.append(A.mul(fw["res"][n][u], A.const(*lo["c2"])))
+            else:
+                d = derivative(A, lo["abs"], fw["res"][n][u], branch[(nl, n, u)], mode, (nl, n, u))
+                seed.append(A.mul(d, A.const(*lo["inv"])) if lo["reduction"] == "mean" else d)
+        g.append(seed)
+    for li in range(nl - 1, -1, -1):
+        L = layers[li]
+        op = L["op"]
+        x = xs[li]
+        if op == "linear":
+            W = [entry_value(A, e, theta) for e in L["weight"]]
+            m, o_n = L["in"], L["out"]
+            for n in range(len(x)):
+                for i in range(o_n):
+                    for j in range(m):
+                        term(L["weight"][i * m + j], (n, li, 0, i * m + j, 0), g[n][i], x[n][j])
+                    if L["bias"] is not None:
+                        term(L["bias"][i], (n, li, 1, i, 0), g[n][i], None)
+            if li == 0:
+                break
+            g = [[A.terms([(W[i * m + j], gn[i], 1) for i in range(o_n)]) for j in range(m)] for gn in g]
+        elif op == "conv2d":
+            W = [entry_value(A, e, theta) for e in L["weight"]]
+            m, o_n, cols = L["ckk"], L["out"], L["cols"]
+            P = len(cols)
+            for n in range(len(x)):
+                for o in range(o_n):
+                    for k in range(m):
+                        for p, col in enumerate(cols):
+                            term(L["weight"][o * m + k], (n, li, 0, o * m + k, p), g[n][o * P + p], x[n][col[k]] if col[k] >= 0 else A.zero())
+                    if L["bias"] is not None:
+                        for p in range(P):
+                            term(L["bias"][o], (n, li, 1, o, p), g[n][o * P + p], None)
+            if li == 0:
+                break
+            new = []
+            for gn in g:
+                acc = [[] for _ in range(L["in_size"])]
+                for p, col in enumerate(cols):
+                    for k, c in enumerate(col):
+                        if c >= 0:
+                            acc[c].append((A.terms([(W[o * m + k], gn[o * P + p], 1) for o in range(o_n)]), None, 1))
+                new.append([A.terms(t) if t else A.zero() for t in acc])
+            g = new
+        elif op in ("maxpool1d", "maxpool2d", "avgpool2d"):
+            new = []
+            for n, gn in enumerate(g):
+                acc = [[] for _ in range(L["in_size"])]
+                for w, idx in enumerate(L["windows"]):
+                    if op == "avgpool2d":
+                        T = [A.div(gn[w], A.const(*L["k"]))] * len(idx)
+                    else:
+                        T = pool_cotangents(A, gn[w], branch[(li, n, w)], len(idx), L["rule"], side_of(mode, (li, n, w)))
+                    for i, t in zip(idx, T):
+                        acc[i].append((t, None, 1))
+                new.append([A.terms(t) if t else A.zero() for t in acc])
+            g = new
+        elif op != "flatten":
+            g = [[A.mul(gv, derivative(A, L, xv, branch[(li, n, u)], mode, (li, n, u))) for u, (gv, xv) in enumerate(zip(gn, x[n]))] for n, gn in enumerate(g)]
+    out = []
+    for off in net["grad_index"]:
+        ts = sorted(terms.get(off, []), key=lambda t: t[0])
+        out.append(A.terms([(a, b, s) for _, a, b, s in ts]))
+    return out
+
+
+def ties_of(fw):
+    """Sorted [layer, sample, unit] of the units on a kink and the max-pool windows with two or more
+    maximal entries (layer = number of layers: the l1 residuals)."""
+    out = []
+    for key, b in fw["branch"].items():
+        if b is not None and ((isinstance(b[0], bool) and sum(b) >= 2) or (not isinstance(b[0], bool) and b[1] >= 0)):
+            out.append(list(key))
+    return sorted(out)
+
+
+_ENGINE = (Exact, Spec, evaluate, locate, activate, side_of, derivative, window_max, entry_value, forward, pool_cotangents, backward, ties_of)
+
+
+# -- the torch run, predicted for every summation order -------------------------------------------
+
+
+class _Enc:
+    """torch's value lies in [c - r, c + r] whatever order it sums in; r == 0: it is exactly c;
+    r None: nothing is known (a branch torch's order could change)."""
+
+    __slots__ = ("c", "r")
+
+    def __init__(self, c, r):
+        self.c = c
+        self.r = r
+
+
+class _TorchModel:
+    """An arithmetic for the replay engine whose values are :class:`_Enc`.
+
+    Model of torch's CPU kernels: every operation rounds to nearest (ties to even) in a precision at
+    least the dtype's; a matrix product or reduction sums its terms in ANY order (any tree), possibly
+    with fused multiply-adds and a wider accumulator rounded once at the end; subnormals may be
+    flushed (FTZ/DAZ) by vectorised kernels. Exactly known results: a single rounding on exactly
+    known operands, or a sum whose every partial sum is representable (then every order is exact).
+    Otherwise the standard bound |computed - exact| <= gamma_k * sum |terms| (gamma_k = k u / (1 - k u))
+    plus an absolute slack per operation for underflow and flushed subnormals. Activation formulas
+    of more than one operation (hardsigmoid, hardswish) are enclosed with a rounding per operation,
+    their constants within a relative u of the exact ones."""
+
+    def __init__(self, fmt):
+        from gmpy2 import mpq
+
+        self.fmt = fmt
+        self.mpq = mpq
+        self.u = Fraction(1, 2**fmt.precision)
+        # torch's kernels hold some constants in float32 even for float64 tensors (hardsigmoid's
+        # backward multiplies by a float 1/6): constants and multi-operation formulas get at least
+        # float32's relative error
+        self.uc = max(self.u, Fraction(1, 2**24))
+        self.tiny = Fraction(2) ** fmt.emin  # the smallest normal number
+        self.big = Fraction(fmt.max_finite)
+
+    def gamma(self, k):
+        return k * self.u / (1 - k * self.u)
+
+    def rn(self, v):
+        r = self.fmt.round_rational(self.mpq(v.numerator, v.denominator))
+        return None if r in (float("inf"), float("-inf")) else Fraction(r)
+
+    def representable(self, v):
+        return abs(v) <= self.big and self.fmt.is_representable(self.mpq(v.numerator, v.denominator))
+
+    def sub_normal(self, v):
+        return v != 0 and abs(v) < self.tiny
+
+    def known(self, v, operands):
+        """RN(v) if every implementation of one operation on these exact operands gives it."""
+        if any(self.sub_normal(o) for o in operands):
+            return None
+        r = self.rn(v)
+        if r is None or (self.sub_normal(v) and r != 0):
+            return None
+        return _Enc(r, Fraction(0))
+
+    def may_be_subnormal(self, a):
+        lo, hi = a.c - a.r, a.c + a.r
+        return hi > -self.tiny and lo < self.tiny and not (lo == 0 and hi == 0)
+
+    # -- the arithmetic interface ---------------------------------------------------------------
+    def val(self, h):
+        return _Enc(Fraction(float.fromhex(h)), Fraction(0))
+
+    def const(self, q, h):
+        q = Fraction(q)
+        if Fraction(float.fromhex(h)) == q:
+            return _Enc(q, Fraction(0))
+        return _Enc(q, abs(q) * self.uc)
+
+    def zero(self):
+        return _Enc(Fraction(0), Fraction(0))
+
+    def unknown(self):
+        return _Enc(Fraction(0), None)
+
+    def neg(self, a):
+        return _Enc(-a.c, a.r)
+
+    def add(self, a, b):
+        return self.terms([(a, None, 1), (b, None, 1)])
+
+    def sub(self, a, b):
+        return self.terms([(a, None, 1), (b, None, -1)])
+
+    def mul(self, a, b):
+        return self.terms([(a, b, 1)])
+
+    def div(self, a, b):
+        if a.r is None or b.r is None or b.r != 0 or b.c == 0:
+            return self.unknown()
+        d = abs(b.c)
+        if a.r == 0 and d.numerator & (d.numerator - 1) == 0 and d.denominator & (d.denominator - 1) == 0:
+            # by a power of two: exact scaling in every implementation (torch fuses divisions
+            # into its kernels - avg_pool sums then divides in float32 - so only exact ones are known)
+            k = self.known(a.c / b.c, [a.c, b.c])
+            if k is not None:
+                return k
+        c = a.c / b.c
+        r = a.r / abs(b.c)
+        r = r + self.u * (abs(c) + r) + 2 * self.tiny
+        return _Enc(c, r) if abs(c) + r < self.big else self.unknown()
+
+    def gt(self, a, b):
+        if a.r is None or b.r is None:
+            return None
+        if a.c - a.r > b.c + b.r:
+            return True
+        if a.c + a.r <= b.c - b.r:
+            return False
+        return None
+
+    def eq(self, a, b):
+        if a.r is None or b.r is None:
+            return None
+        if a is b:
+            return True
+        if a.r == 0 and b.r == 0:
+            return a.c == b.c
+        if a.c + a.r < b.c - b.r or b.c + b.r < a.c - a.r:
+            return False
+        return None
+
+    def terms(self, ts):
+        if any(a.r is None or (b is not None and b.r is None) for a, b, _ in ts):
+            return self.unknown()
+        if not ts:
+            return self.zero()
+        if all(a.r == 0 and (b is None or b.r == 0) for a, b, _ in ts):
+            k = self._known_sum(ts)
+            if k is not None:
+                return k
+        c = r_in = S = slack = Fraction(0)
+        for a, b, s in ts:
+            if b is None:
+                v, r = a.c, a.r
+                if self.may_be_subnormal(a):
+                    slack += self.tiny
+            else:
+                v, r = a.c * b.c, abs(a.c) * b.r + abs(b.c) * a.r + a.r * b.r
+                if self.may_be_subnormal(a) or self.may_be_subnormal(b):
+                    slack += (abs(a.c) + a.r) * (abs(b.c) + b.r)
+            c += v if s > 0 else -v
+            r_in += r
+            S += abs(v) + r
+        k = 2 * len(ts) + 1
+        r = r_in + self.gamma(k) * S + k * self.tiny + slack
+        if S * (1 + self.gamma(k)) + r >= self.big:
+            return self.unknown()
+        return _Enc(c, r)
+
+    def _known_sum(self, ts):
+        ops = [a.c for a, _, _ in ts] + [b.c for _, b, _ in ts if b is not None]
+        if any(self.sub_normal(o) for o in ops):
+            return None
+        vals = [(a.c if b is None else a.c * b.c) * s for a, b, s in ts]
+        nz = [v for v in vals if v != 0]
+        if not nz:
+            return self.zero()
+        if len(nz) == 1:
+            return self.known(nz[0], [])
+        if not all(self.representable(v) and not self.sub_normal(v) for v in nz):
+            return None
+        if len(nz) == 2:
+            return self.known(nz[0] + nz[1], [])
+        if len(nz) > 12:
+            return None
+        sums = {Fraction(0)}
+        for v in nz:
+            sums |= {t + v for t in sums}
+        if all(self.representable(t) and not self.sub_normal(t) for t in sums):
+            return _Enc(sum(nz), Fraction(0))
+        return None
+
+    def program(self, tree, x):
+        if x.r is None:
+            return self.unknown()
+        k = tree[0]
+        if k == "x":
+            return x
+        if k == "c":
+            return self.const(tree[1], tree[2])
+        if k == "neg" and tree[1][0] == "x":
+            return self.neg(x)
+        if k == "mul" and sorted((tree[1][0], tree[2][0])) == ["c", "x"]:
+            c = tree[1] if tree[1][0] == "c" else tree[2]
+            if Fraction(float.fromhex(c[2])) == Fraction(c[1]):
+                return self.mul(x, self.const(c[1], c[2]))  # one product: torch computes x * c
+        lo, hi, S, n = self._interval(tree, x.c - x.r, x.c + x.r)
+        c = evaluate(Exact(), tree, x.c)
+        g = 2 * n * self.uc / (1 - 2 * n * self.uc)
+        r = max(hi - c, c - lo) + g * S + 2 * n * self.tiny
+        return _Enc(c, r) if abs(c) + r < self.big else self.unknown()
+
+    def _interval(self, tree, lo, hi):
+        """(lo, hi) of the exact formula over [lo, hi], the sum of its operations' magnitudes, and the
+        number of roundings (operations and inexact constants)."""
+        k = tree[0]
+        if k == "x":
+            return lo, hi, Fraction(0), 0
+        if k == "c":
+            q = Fraction(tree[1])
+            return q, q, Fraction(0), 0 if Fraction(float.fromhex(tree[2])) == q else 1
+        a = self._interval(tree[1], lo, hi)
+        if k == "neg":
+            return -a[1], -a[0], a[2], a[3]
+        b = self._interval(tree[2], lo, hi)
+        if k == "add":
+            rl, rh = a[0] + b[0], a[1] + b[1]
+        elif k == "sub":
+            rl, rh = a[0] - b[1], a[1] - b[0]
+        elif k == "mul":
+            ps = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
+            rl, rh = min(ps), max(ps)
+        else:
+            if b[0] <= 0 <= b[1]:
+                raise ZeroDivisionError("division by an interval around 0")
+            ps = [a[0] / b[0], a[0] / b[1], a[1] / b[0], a[1] / b[1]]
+            rl, rh = min(ps), max(ps)
+        return rl, rh, a[2] + b[2] + max(abs(rl), abs(rh)), a[3] + b[3] + 1
+
+
+# -- the network description shared by the engine and the torch builder ------------------------
+
+TORCH_OPS = {"linear", "conv2d", "maxpool1d", "maxpool2d", "avgpool2d", "flatten", "relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "identity"}
+TORCH_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _tracer():
+    """An arithmetic that records a piece program as a tree (constants: exact and format value)."""
+
+    class T:
+        fmt = None
+
+        @staticmethod
+        def const(q):
+            q = Fraction(int(q.numerator), int(q.denominator)) if not isinstance(q, float) else Fraction(q)
+            return ["c", str(q), T.fmt.to_hex(T.fmt.round_rational(_mpq(q)))]
+
+        add = staticmethod(lambda a, b: ["add", a, b])
+        sub = staticmethod(lambda a, b: ["sub", a, b])
+        mul = staticmethod(lambda a, b: ["mul", a, b])
+        div = staticmethod(lambda a, b: ["div", a, b])
+        neg = staticmethod(lambda a: ["neg", a])
+
+    return T
+
+
+def _mpq(q):
+    from gmpy2 import mpq
+
+    return mpq(q.numerator, q.denominator)
+
+
+def _qh(fmt, q) -> list:
+    """[exact rational string, hex of its rounding into the format]."""
+    q = Fraction(int(q.numerator), int(q.denominator)) if not isinstance(q, (float, int)) else Fraction(q)
+    return [str(q), fmt.to_hex(fmt.round_rational(_mpq(q)))]
+
+
+def _act_spec(fmt, act, proxies, builtin):
+    T = _tracer()
+    T.fmt = fmt
+    pieces = []
+    for pc in act.pieces:
+        v = pc.value_program(["x"], T)
+        d = pc.derivative_program(["x"], None, T)
+        pieces.append({"value": v, "deriv": d})
+    spec = {
+        "op": act.name,
+        "kinks": [fmt.to_hex(float(k.at)) for k in act.kinks],
+        "pieces": pieces,
+        "proxies": [_qh(fmt, Fraction(v)) for v in proxies],
+        "left": [_qh(fmt, k.left) for k in act.kinks],
+        "right": [_qh(fmt, k.right) for k in act.kinks],
+        "builtin": builtin,
+    }
+    for name in ("negative_slope", "min_val", "max_val"):
+        if name in act.params:
+            spec[name] = fmt.to_hex(fmt.round_rational(act.params[name]))
+    if act.name == "relu6":
+        spec["min_val"], spec["max_val"] = "0x0p+0", "0x1.8p+2"
+    return spec
+
+
+def _torch_builtin(net, act, proxies) -> bool:
+    """Whether torch's own backward (the pytorch convention, torch 2.13) uses these proxies."""
+    from .encodings.conventions import load_convention, resolve_kink_derivatives
+
+    entries = load_convention("pytorch").kink_entries(act.name) or ()
+    if len(entries) != len(act.kinks):
+        return not act.kinks
+    return tuple(resolve_kink_derivatives(entries, act, net.fmt, act.name)) == tuple(proxies)
+
+
+def _ref(fmt, names, ref, shape):
+    """Entries of a weight/bias and, when it is exactly one named param in order, that name."""
+    entries = []
+    for k in range(int(np.prod(shape))):
+        s = int(ref.src[k])
+        entries.append(["p", s, int(ref.sign[k])] if s >= 0 else ["c", fmt.to_hex(float(ref.const[k]))])
+    direct = None
+    srcs = [int(v) for v in ref.src.reshape(-1)]
+    if srcs and srcs[0] in names and all(e[0] == "p" and e[2] > 0 for e in entries):
+        p = names[srcs[0]]
+        if p.size == len(srcs) and srcs == list(range(p.offset, p.offset + p.size)):
+            direct = p.name
+    return entries, direct
+
+
+def describe_network(net) -> dict:
+    """The network as plain data for the replay engine and the torch builder."""
+    from kinkcheck.encodings import program as P
+
+    fmt = net.fmt
+    proxies = P.resolve_proxies(net)
+    names = {p.offset: p for p in net.params}
+    layers = []
+    for L in net.layers:
+        spec = {"op": L.op, "in_size": int(np.prod(L.in_shape)) if L.in_shape else 1, "in_shape": list(L.in_shape), "out_shape": list(L.out_shape)}
+        if L.op == "linear":
+            o, i = L.weight.shape
+            spec.update(out=int(o), **{"in": int(i)})
+            spec["weight"], spec["weight_param"] = _ref(fmt, names, L.weight, L.weight.shape)
+        elif L.op == "conv2d":
+            o, c, kh, kw = L.weight.shape
+            cols, interior, npad = P.conv_index(L)
+            inv = np.full(npad, -1, dtype=np.int64)
+            inv[interior] = np.arange(interior.size)
+            spec.update(out=int(o), ckk=int(c * kh * kw), cols=inv[cols].tolist(), kernel=[int(kh), int(kw)], stride=list(L.stride), padding=list(L.padding))
+            spec["weight"], spec["weight_param"] = _ref(fmt, names, L.weight, L.weight.shape)
+        elif L.op in ("maxpool1d", "maxpool2d", "avgpool2d"):
+            idx = P.pool_index(L)
+            spec.update(windows=idx.tolist(), kernel=list(L.kernel), stride=list(L.stride))
+            if L.op == "avgpool2d":
+                spec["k"] = _qh(fmt, Fraction(idx.shape[1]))
+            else:
+                spec["rule"] = proxies.ties[L.index]
+        elif L.act is not None:
+            spec.update(_act_spec(fmt, L.act, proxies.kinks[L.index], _torch_builtin(net, L.act, proxies.kinks[L.index])))
+        if L.op in ("linear", "conv2d"):
+            if L.bias is not None:
+                spec["bias"], spec["bias_param"] = _ref(fmt, names, L.bias, L.bias.shape)
+            else:
+                spec["bias"], spec["bias_param"] = None, None
+        layers.append(spec)
+    count = int(net.batch * int(np.prod(net.out_shape)) if net.out_shape else net.batch)
+    lo = {"op": net.loss.op, "reduction": net.loss.reduction, "count": _qh(fmt, Fraction(count)), "one": _qh(fmt, Fraction(1))}
+    if net.loss.op == "mse":
+        lo["c2"] = _qh(fmt, Fraction(2, count) if net.loss.reduction == "mean" else Fraction(2))
+    if net.loss.op == "l1":
+        lo["inv"] = _qh(fmt, Fraction(1, count))
+        lo["abs"] = _act_spec(fmt, P._abs(), proxies.kinks["loss"], tuple(proxies.kinks["loss"]) == (0.0,))
+    hexes = lambda a: [fmt.to_hex(float(v)) for v in np.asarray(a, dtype=np.float64).reshape(-1)]
+    return {
+        "dtype": fmt.name,
+        "params": [{"name": p.name, "shape": list(p.shape), "offset": p.offset, "size": p.size, "trainable": p.trainable} for p in net.params],
+        "theta": hexes(net.theta),
+        "grad_index": [int(v) for v in net.trainable_index],
+        "in_shape": list(net.inputs.shape[1:]),
+        "inputs": [hexes(row) for row in net.inputs.reshape(net.batch, -1)],
+        "targets": [hexes(row) for row in net.targets.reshape(net.batch, -1)] if net.targets is not None else None,
+        "out_shape": list(net.out_shape),
+        "layers": layers,
+        "loss": lo,
+    }
+
+
+# -- the generated file ---------------------------------------------------------------------------
+
+_TORCH_RUN = '''
+DT = getattr(torch, NET["dtype"])
+
+
+def rnd(v):
+    """A binary64 value rounded to nearest-even into the dtype (torch's conversion)."""
+    return torch.tensor(v, dtype=torch.float64).to(DT).item()
+
+
+def tensor(hexes, shape):
+    return torch.tensor([float.fromhex(h) for h in hexes], dtype=torch.float64).to(DT).reshape(shape)
+
+
+def build():
+    """Leaf tensors of the params (exact values) and a function giving one flat entry."""
+    leaves, where = {}, {}
+    for p in NET["params"]:
+        t = tensor(NET["theta"][p["offset"] : p["offset"] + p["size"]], p["shape"])
+        leaves[p["name"]] = t.requires_grad_(p["trainable"])
+        for k in range(p["size"]):
+            where[p["offset"] + k] = (p["name"], k)
+
+    def entry(e):
+        if e[0] == "c":
+            return torch.tensor(float.fromhex(e[1]), dtype=DT)
+        name, k = where[e[1]]
+        v = leaves[name].reshape(-1)[k]
+        return -v if e[2] < 0 else v
+
+    def weight(entries, direct, shape):
+        if direct is not None:
+            return leaves[direct].reshape(shape)
+        return torch.stack([entry(e) for e in entries]).reshape(shape)
+
+    return leaves, weight
+
+
+class Kinked(torch.autograd.Function):
+    """torch's own activation, forward and backward, except at inputs exactly on a kink, where the
+    gradient is g * d for the given derivative d (a proxy choice)."""
+
+    @staticmethod
+    def forward(ctx, x, fn, kinks, derivs):
+        ctx.save_for_backward(x)
+        ctx.fn, ctx.kinks, ctx.derivs = fn, kinks, derivs
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_()
+            (gx,) = torch.autograd.grad(ctx.fn(xx), xx, g)
+        for k, d in zip(ctx.kinks, ctx.derivs):
+            gx = torch.where(x == k, g * torch.tensor(d, dtype=DT), gx)
+        return gx, None, None, None
+
+
+class Pool(torch.autograd.Function):
+    """Max over index windows; the gradient goes to the first or last maximal entry or is split."""
+
+    @staticmethod
+    def forward(ctx, x, idx, rule):
+        win = x[:, idx]
+        m = win.max(dim=-1).values
+        ctx.save_for_backward(win == m.unsqueeze(-1))
+        ctx.idx, ctx.rule, ctx.size = idx, rule, x.shape[1]
+        return m
+
+    @staticmethod
+    def backward(ctx, g):
+        (eq,) = ctx.saved_tensors
+        K = eq.shape[-1]
+        cnt = eq.sum(-1, keepdim=True)
+        if ctx.rule == "split":
+            T = torch.where(eq, g.unsqueeze(-1) / cnt.clamp(min=1).to(g.dtype), torch.zeros((), dtype=g.dtype))
+        else:
+            pos = torch.arange(K).expand_as(eq)
+            key = torch.where(eq, pos if ctx.rule == "last" else K - pos, -1)
+            T = torch.zeros(eq.shape, dtype=g.dtype).scatter(-1, key.argmax(-1, keepdim=True), g.unsqueeze(-1))
+        gin = torch.zeros(g.shape[0], ctx.size, dtype=g.dtype)
+        return gin.index_add(1, ctx.idx.reshape(-1), T.reshape(g.shape[0], -1)), None, None
+
+
+def builtin(L):
+    op = L["op"]
+    if op == "relu":
+        return F.relu
+    if op == "leaky_relu":
+        return lambda x: F.leaky_relu(x, float.fromhex(L["negative_slope"]))
+    if op in ("hardtanh", "relu6"):
+        return lambda x: F.hardtanh(x, float.fromhex(L["min_val"]), float.fromhex(L["max_val"]))
+    if op == "hardsigmoid":
+        return F.hardsigmoid
+    if op == "hardswish":
+        return F.hardswish
+    if op == "abs":
+        return torch.abs
+    return lambda x: x
+
+
+def activation(L, x, mode):
+    fn = builtin(L)
+    if not L["kinks"] or (mode is None and L["builtin"]):
+        return fn(x)
+    derivs = [float.fromhex(h) for _, h in L["proxies" if mode is None else mode]]
+    return Kinked.apply(x, fn, [float.fromhex(k) for k in L["kinks"]], derivs)
+
+
+def torch_run(mode=None):
+    """The network the torch way: torch.nn.functional ops and autograd. mode None: the file's
+    convention (torch's own backward where it is that convention, Kinked/Pool where not);
+    "left" / "right": every kink's one-sided derivative, max-pool first / last maximal entry.
+    Returns ({layer: input tensor, "residual": out - target}, gradient as a list of floats)."""
+    leaves, weight = build()
+    N = len(NET["inputs"])
+    x = tensor([h for row in NET["inputs"] for h in row], [N] + NET["in_shape"])
+    seen = {}
+    for li, L in enumerate(NET["layers"]):
+        seen[li] = x
+        op = L["op"]
+        if op in ("linear", "conv2d"):
+            W = weight(L["weight"], L["weight_param"], [L["out"], -1])
+            b = weight(L["bias"], L["bias_param"], [-1]) if L["bias"] is not None else None
+        if op == "linear":
+            x = F.linear(x, W, b)
+        elif op == "conv2d":
+            # unfold + one matrix product: the sums are the spec's dot products (no Winograd/FFT)
+            y = W @ F.unfold(x, L["kernel"], padding=L["padding"], stride=L["stride"])
+            x = (y if b is None else y + b.reshape(-1, 1)).reshape([N] + L["out_shape"])
+        elif op in ("maxpool1d", "maxpool2d") and (mode is not None or L["rule"] != "first"):
+            rule = L["rule"] if mode is None else ("first" if mode == "left" else "last")
+            x = Pool.apply(x.reshape(N, -1), torch.tensor(L["windows"]), rule).reshape([N] + L["out_shape"])
+        elif op == "maxpool2d":
+            x = F.max_pool2d(x, L["kernel"], L["stride"])
+        elif op == "maxpool1d":
+            x = F.max_pool1d(x.reshape(N, -1, L["in_shape"][-1]), L["kernel"][0], L["stride"][0]).reshape([N] + L["out_shape"])
+        elif op == "avgpool2d":
+            x = F.avg_pool2d(x, L["kernel"], L["stride"])
+        elif op == "flatten":
+            x = x.reshape(N, -1)
+        else:
+            x = activation(L, x, mode)
+    out = x.reshape(N, -1)
+    lo = NET["loss"]
+    T = tensor([h for row in NET["targets"] for h in row], [N, -1]) if NET["targets"] is not None else None
+    if lo["op"] == "sum":
+        loss = out.sum()
+    elif lo["op"] == "dot":
+        loss = (T * out).sum()
+    elif lo["op"] == "mse":
+        seen["residual"] = out - T
+        loss = F.mse_loss(out, T, reduction=lo["reduction"])
+    else:
+        seen["residual"] = out - T
+        if mode is None and lo["abs"]["builtin"]:
+            loss = F.l1_loss(out, T, reduction=lo["reduction"])
+        else:
+            a = activation(lo["abs"], out - T, mode)
+            loss = a.mean() if lo["reduction"] == "mean" else a.sum()
+    if loss.requires_grad:
+        loss.backward()
+    grad = []
+    for p in NET["params"]:
+        if p["trainable"]:
+            t = leaves[p["name"]]
+            grad += t.grad.reshape(-1).tolist() if t.grad is not None else [0.0] * p["size"]
+    return seen, grad
+
+
+def unit_value(seen, layer, sample, unit):
+    if layer == len(NET["layers"]):
+        return seen["residual"][sample].reshape(-1)[unit].item()
+    return seen[layer][sample].reshape(-1)[unit].item()
+
+
+def check(value, prediction):
+    """A prediction is ["=", hex] (every summation order gives this float) or ["in", lo, hi] (every
+    order gives a value in [lo, hi], exact rationals)."""
+    if prediction[0] == "=":
+        return value == float.fromhex(prediction[1])
+    return Fraction(prediction[1]) <= Fraction(value) <= Fraction(prediction[2])
+
+
+def same(a, b):
+    """Equal as numbers (-0 == +0, NaN == NaN)."""
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+'''
+
+
+def _pred(fmt, e):
+    """A prediction of torch's value from an enclosure (see ``check`` in the generated file)."""
+    if e.r is None:
+        return None
+    if e.r == 0:
+        return ["=", fmt.to_hex(float(e.c))]
+    return ["in", str(e.c - e.r), str(e.c + e.r)]
+
+
+def _excludes(pred, q) -> bool:
+    if pred is None:
+        return False
+    if pred[0] == "=":
+        return Fraction(float.fromhex(pred[1])) != q
+    return not Fraction(pred[1]) <= q <= Fraction(pred[2])
+
+
+def _disjoint(a, b) -> bool:
+    if a is None or b is None:
+        return False
+    lo = lambda p: Fraction(float.fromhex(p[1])) if p[0] == "=" else Fraction(p[1])
+    hi = lambda p: Fraction(float.fromhex(p[1])) if p[0] == "=" else Fraction(p[2])
+    return hi(a) < lo(b) or hi(b) < lo(a)
+
+
+def _hexbits(v: float) -> str:
+    return float(v).hex()
+
+
+def _phenomena_text(f) -> list:
+    out = []
+    if f["float_ties"]:
+        out.append(f"float ties at {_keys(f['float_ties'])} (the spec's machine run)")
+    if f["real_ties"]:
+        out.append(f"real ties at {_keys(f['real_ties'])}")
+    if f["compensation"]:
+        out.append(f"compensation at {_keys(f['compensation'])}: the float run branches differently from the exact run")
+    if f["choice"]:
+        out.append("choice sensitivity: the float AD output changes with the proxy choice at the float ties")
+    if f["mismatch"]:
+        out.append(f"the float AD output differs from the exact AD output at entries {[m[0] for m in f['mismatch']]}")
+    if f["ad_correct"] is False:
+        out.append("the exact AD output is not the gradient")
+    if f["differentiable"] is False:
+        out.append("f is not differentiable at w")
+    return out or ["no tie, no mismatch: the float AD output equals the exact one"]
+
+
+def _keys(ks) -> str:
+    return ", ".join(f"(layer {k[0]}, sample {k[1]}, unit {k[2]})" for k in ks)
+
+
+def _convention_text(D) -> list:
+    out = []
+    for li, L in enumerate(D["layers"]):
+        if L.get("kinks"):
+            ds = ", ".join(f"{L['op']}'({float.fromhex(k)!r}) = {q}" for k, (q, _) in zip(L["kinks"], L["proxies"]))
+            how = "torch's own backward" if L["builtin"] else "Kinked (torch's backward, this derivative on the kink)"
+            out.append(f"layer {li} {L['op']}: {ds} - {how}")
+        elif L["op"] in ("maxpool1d", "maxpool2d"):
+            how = "torch's own max_pool" if L["rule"] == "first" else "Pool (index windows)"
+            out.append(f"layer {li} {L['op']}: ties go to the {L['rule']} maximal entry - {how}")
+    lo = D["loss"]
+    if lo["op"] == "l1":
+        how = "torch's l1_loss" if lo["abs"]["builtin"] else "Kinked abs"
+        out.append(f"loss l1: abs'(0) = {lo['abs']['proxies'][0][0]} - {how}")
+    return out or ["no kinked op"]
+
+
+def export_torch(cex) -> str:
+    """The torch pytest file for a counterexample (see the section comment above)."""
+    import kinkcheck
+
+    from .encodings.conventions import load_convention
+
+    net = kinkcheck.load(cex)
+    fmt = net.fmt
+    if fmt.name not in TORCH_DTYPES:
+        raise InputError(f"the torch exporter needs float16, bfloat16, float32 or float64: torch has no tensor dtype for the format {fmt.name}")
+    bad = sorted({L.op for L in net.layers} - TORCH_OPS)
+    if bad or net.loss.op not in ("sum", "dot", "mse", "l1"):
+        what = ", ".join(bad) if bad else f"loss {net.loss.op}"
+        raise InputError(f"the torch exporter supports linear, conv2d, pooling, flatten, the piecewise-linear/-quadratic activations and the sum/dot/mse/l1 losses (not {what})")
+    report = kinkcheck.verify(net, values=True)
+    if report.ad is None or any(a.startswith("[") for a in report.ad):
+        raise InputError("the exact AD output is not available for this network")
+    D = describe_network(net)
+
+    # the replay must reproduce kinkcheck's own runs (or the generated file would be wrong)
+    def rnd(v):
+        with np.errstate(all="ignore"):
+            return float(fmt.round_array(np.array([v], dtype=np.float64))[0])
+
+    S, E = Spec(rnd), Exact()
+    fs, fe = forward(S, D), forward(E, D)
+    machine, exact_ad = backward(S, D, fs), backward(E, D, fe)
+    problems = []
+    if [_hexbits(v) for v in machine] != [_hexbits(float.fromhex(h)) for h in report.machine_ad]:
+        problems.append("machine AD output")
+    if exact_ad != [Fraction(q) for q in report.ad]:
+        problems.append("exact AD output")
+    float_ties, real_ties = ties_of(fs), ties_of(fe)
+    if float_ties != sorted([t["layer"], t["sample"], t["unit"]] for t in report.float_ties):
+        problems.append("float ties")
+    if real_ties != sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties):
+        problems.append("real ties")
+    comp = sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k])
+    if report.compensation is not None and comp != sorted([c["layer"], c["sample"], c["unit"]] for c in report.compensation_neurons):
+        problems.append("compensation")
+    causes = sorted([c["layer"], c["sample"], c["unit"]] for c in report.choice_causes)
+    left, right = backward(S, D, fs, "left"), backward(S, D, fs, "right")
+    all_at_once = not _same(left, right)
+    for k in causes:
+        if _same(backward(S, D, fs, (k, "left")), backward(S, D, fs, (k, "right"))):
+            problems.append(f"choice cause {k}")
+    if bool(report.choice_sensitive) != (all_at_once or bool(causes)):
+        problems.append("choice sensitivity")
+    if problems:  # pragma: no cover - a bug in the replay engine or in kinkcheck
+        raise RuntimeError(f"export-test: the replay does not reproduce kinkcheck's {', '.join(problems)} for {net.source}")
+    mismatch = []
+    for i, (m, e) in enumerate(zip(machine, exact_ad)):
+        if math.isfinite(m) and Fraction(m) != e:
+            ulp = fmt.ulp(m)
+            mismatch.append([i, fmt.to_hex(ulp), str(abs(Fraction(m) - e) / Fraction(ulp))])
+    facts = {
+        "float_ties": float_ties,
+        "real_ties": real_ties,
+        "compensation": comp,
+        "choice": bool(report.choice_sensitive),
+        "mismatch": mismatch,
+        "ad_correct": report.ad_correct,
+        "differentiable": report.differentiable,
+    }
+
+    # the torch run, for every summation order
+    M = _TorchModel(fmt)
+    ft = forward(M, D)
+    nl = len(D["layers"])
+    units, windows, torch_ties, not_asserted = [], [], [], []
+    for key in sorted({tuple(k) for k in float_ties + real_ties + comp}):
+        layer, n, u = key
+        if layer < nl and D["layers"][layer]["op"] in ("maxpool1d", "maxpool2d"):
+            idx = D["layers"][layer]["windows"][u]
+            preds = [_pred(fmt, ft["xs"][layer][n][i]) for i in idx]
+            if all(p is not None and p[0] == "=" for p in preds):
+                windows.append([layer, n, u, idx, preds])
+                if sum(p == max(preds, key=lambda q: float.fromhex(q[1])) for p in preds) >= 2:
+                    torch_ties.append(list(key))
+            else:
+                not_asserted.append(list(key))
+            continue
+        e = ft["res"][n][u] if layer == nl else ft["xs"][layer][n][u]
+        p = _pred(fmt, e)
+        if p is None:
+            not_asserted.append(list(key))
+            continue
+        units.append([layer, n, u, p])
+        kinks = D["loss"]["abs"]["kinks"] if layer == nl else D["layers"][layer]["kinks"]
+        if p[0] == "=" and float.fromhex(p[1]) in [float.fromhex(k) for k in kinks]:
+            torch_ties.append(list(key))
+        elif p[0] == "in":
+            not_asserted.append(list(key))
+    tgrad = [_pred(fmt, v) for v in backward(M, D, ft)]
+    exact_q = [Fraction(q) for q in report.ad]
+    differs = [i for i, p in enumerate(tgrad) if _excludes(p, exact_q[i])]
+    tleft = [_pred(fmt, v) for v in backward(M, D, ft, "left")]
+    tright = [_pred(fmt, v) for v in backward(M, D, ft, "right")]
+    tchoice = [i for i, (a, b) in enumerate(zip(tleft, tright)) if _disjoint(a, b)]
+    uses_builtin = [li for li, L in enumerate(D["layers"]) if (L.get("kinks") and L["builtin"]) or (L["op"] in ("maxpool1d", "maxpool2d") and L["rule"] == "first")]
+    if D["loss"]["op"] == "l1" and D["loss"]["abs"]["builtin"]:
+        uses_builtin.append(nl)
+
+    conv = load_convention("pytorch").to_json()
+    try:
+        import torch
+
+        gen_torch = f"torch {torch.__version__}"
+    except ImportError:  # pragma: no cover - the [torch] extra is not installed
+        gen_torch = "torch not installed"
+    n_known = sum(p is not None for p in tgrad)
+    torch_lines = []
+    if torch_ties:
+        torch_lines.append(f"ties every order gives: {_keys(torch_ties)}")
+    if units or windows:
+        torch_lines.append("the values entering the tie units: exactly (one rounding, or exact sums) or within rigorous bounds")
+    if not_asserted:
+        torch_lines.append(f"NOT asserted: whether torch's run ties at {_keys(not_asserted)} - its summation order can decide it")
+    if n_known:
+        torch_lines.append(f"the AD output: {n_known} of {len(tgrad)} entries exactly or within rigorous bounds" + (f"; entries {differs} differ from the exact AD output in every order" if differs else ""))
+    if n_known < len(tgrad):
+        torch_lines.append(f"NOT asserted: AD entries {[i for i, p in enumerate(tgrad) if p is None]} (a branch torch's order could change lies upstream)")
+    if tchoice:
+        torch_lines.append(f"choice sensitivity: entries {tchoice} change from all-left to all-right one-sided derivatives in every order")
+    elif facts["choice"]:
+        torch_lines.append("NOT asserted: choice sensitivity in torch's run (its ties depend on the summation order)")
+
+    doc = [
+        f"Generated by kinkcheck export-test --framework torch from {Path(str(net.source)).name}.",
+        "",
+        f"Network: {D['dtype']}, {len(D['inputs'])} sample(s), layers {[L['op'] for L in D['layers']]}, loss {D['loss']['op']}.",
+        "The counterexample shows:",
+        *[f"- {t}" for t in _phenomena_text(facts)],
+        "",
+        f"Assumes PyTorch {conv.get('version', '2.13')} (generated with {gen_torch}) and these derivatives at kinks",
+        "(test_torch_convention_at_kinks checks torch's own ones):",
+        *[f"- {t}" for t in _convention_text(D)],
+        "",
+        "Three runs of the network, rebuilt from exact bit patterns (hex floats):",
+        "1. exact (fractions.Fraction): the real ties and the exact AD output;",
+        "2. the spec's machine run (kinkcheck's documented order, docs/semantics.md): every operation",
+        f"   computed in binary64 and rounded into {D['dtype']} by torch's conversion (exact: 53 >= 2p + 2),",
+        "   sums left to right: the float ties and the machine AD output bit for bit, on any platform;",
+        "3. the torch way: torch.nn.functional and autograd. torch's matrix products and reductions sum",
+        "   in an unspecified order (BLAS blocking, fused multiply-adds, float32 accumulation of",
+        "   float16/bfloat16), so this file asserts of torch's run only what no summation order can",
+        "   change (bounds computed by kinkcheck in exact arithmetic for every order):",
+        *[f"   - {t}" for t in torch_lines or ["nothing is order-independent here: runs 1 and 2 carry the assertions"]],
+    ]
+    consts = {
+        "NET": D,
+        "FLOAT_TIES": float_ties,
+        "REAL_TIES": real_ties,
+        "COMPENSATION": comp,
+        "MACHINE_AD": report.machine_ad,
+        "EXACT_AD": report.ad,
+        "GRADIENT": report.gradient,
+        "AD_CORRECT": report.ad_correct,
+        "MISMATCH": mismatch,
+        "ALL_AT_ONCE": all_at_once,
+        "CHOICE_CAUSES": causes,
+        "TORCH_UNITS": units,
+        "TORCH_WINDOWS": windows,
+        "TORCH_TIES": torch_ties,
+        "TORCH_GRAD": tgrad,
+        "TORCH_DIFFERS": differs,
+        "TORCH_LEFT": tleft,
+        "TORCH_RIGHT": tright,
+        "TORCH_CHOICE": tchoice,
+        "TORCH_BUILTIN": uses_builtin,
+    }
+    parts = ['"""' + "\n".join(doc).replace("\\", "\\\\") + '\n"""\n', "import math\nfrom fractions import Fraction\n\nimport pytest\n\ntorch = pytest.importorskip(\"torch\")\nF = torch.nn.functional\n"]
+    parts.append("\n".join(f"{k} = {v!r}" for k, v in consts.items()) + "\n")
+    parts.extend(inspect.getsource(obj) for obj in _ENGINE)
+    parts.append(_TORCH_RUN)
+    parts.append(_TORCH_TESTS_ALWAYS)
+    if facts["choice"]:
+        parts.append(_TEST_CHOICE)
+    if report.gradient is not None:
+        parts.append(_TEST_GRADIENT)
+    if uses_builtin:
+        parts.append(_TEST_BUILTIN)
+    if units or windows:
+        parts.append(_TEST_TORCH_UNITS)
+    if n_known:
+        parts.append(_TEST_TORCH_AD)
+    if tchoice:
+        parts.append(_TEST_TORCH_CHOICE)
+    return _format("\n\n".join(parts))
+
+
+def _same(a, b) -> bool:
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+
+
+_TORCH_TESTS_ALWAYS = '''
+def test_exact_run_real_ties_and_ad_output():
+    A = Exact()
+    fw = forward(A, NET)
+    assert ties_of(fw) == REAL_TIES
+    assert backward(A, NET, fw) == [Fraction(q) for q in EXACT_AD]
+
+
+def test_spec_machine_run_bit_for_bit():
+    A = Spec(rnd)
+    fw = forward(A, NET)
+    assert ties_of(fw) == FLOAT_TIES
+    assert [v.hex() for v in backward(A, NET, fw)] == [float.fromhex(h).hex() for h in MACHINE_AD]
+
+
+def test_compensation():
+    """Units whose branch (piece, kink, maximal entries) differs between the float and exact runs."""
+    fs, fe = forward(Spec(rnd), NET), forward(Exact(), NET)
+    assert sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k]) == COMPENSATION
+
+
+def test_float_ad_versus_exact_ad():
+    """Entries where the float AD output is not the exact one: [entry, ulp of the float, distance in ulps]."""
+    A, E = Spec(rnd), Exact()
+    machine, exact = backward(A, NET, forward(A, NET)), backward(E, NET, forward(E, NET))
+    found = []
+    for i, (m, e) in enumerate(zip(machine, exact)):
+        if math.isfinite(m) and Fraction(m) != e:
+            ulp = [u for j, u, _ in MISMATCH if j == i]
+            found.append([i, ulp[0] if ulp else None, str(abs(Fraction(m) - e) / Fraction(float.fromhex(ulp[0]))) if ulp else None])
+    assert found == MISMATCH
+'''
+
+_TEST_CHOICE = '''
+def test_choice_sensitivity():
+    """The float AD output with every float tie on its left versus its right one-sided derivative
+    (max-pool: first versus last maximal entry), and each tie of CHOICE_CAUSES switched alone."""
+    A = Spec(rnd)
+    fw = forward(A, NET)
+    assert (not same(backward(A, NET, fw, "left"), backward(A, NET, fw, "right"))) is ALL_AT_ONCE
+    for key in CHOICE_CAUSES:
+        assert not same(backward(A, NET, fw, (key, "left")), backward(A, NET, fw, (key, "right")))
+    assert ALL_AT_ONCE or CHOICE_CAUSES
+'''
+
+_TEST_GRADIENT = '''
+def test_exact_ad_versus_gradient():
+    """f is differentiable at w with the gradient GRADIENT (kinkcheck's exact decision)."""
+    A = Exact()
+    ad = backward(A, NET, forward(A, NET))
+    assert (ad == [Fraction(q) for q in GRADIENT]) is AD_CORRECT
+'''
+
+_TEST_BUILTIN = '''
+def test_torch_convention_at_kinks():
+    """torch's own backward at the kinks is the convention this file assumes (torch 2.13 CPU)."""
+    for li in TORCH_BUILTIN:
+        L = NET["loss"]["abs"] if li == len(NET["layers"]) else NET["layers"][li]
+        if L["op"] in ("maxpool1d", "maxpool2d"):
+            x = torch.tensor([[[1.0, 1.0]]], dtype=DT, requires_grad=True)
+            F.max_pool1d(x, 2).sum().backward()
+            assert x.grad.tolist() == [[[1.0, 0.0]]], "max-pool ties no longer go to the first entry"
+            continue
+        for k, (_, d) in zip(L["kinks"], L["proxies"]):
+            x = torch.tensor([float.fromhex(k)], dtype=DT, requires_grad=True)
+            (F.l1_loss(x, x.detach(), reduction="sum") if li == len(NET["layers"]) else builtin(L)(x)).sum().backward()
+            assert x.grad.item() == float.fromhex(d), f"{L['op']}'({float.fromhex(k)}) is not {float.fromhex(d)}"
+'''
+
+_TEST_TORCH_UNITS = '''
+def test_torch_tie_units():
+    """The values entering the tie units in torch's run: exactly where every summation order gives
+    the same float, else within bounds valid for every order (the ties of TORCH_TIES follow)."""
+    seen, _ = torch_run()
+    for layer, sample, unit, prediction in TORCH_UNITS:
+        assert check(unit_value(seen, layer, sample, unit), prediction), (layer, sample, unit)
+    for layer, sample, w, idx, predictions in TORCH_WINDOWS:
+        vals = [seen[layer][sample].reshape(-1)[i].item() for i in idx]
+        assert all(check(v, p) for v, p in zip(vals, predictions)), (layer, sample, w)
+    for layer, sample, unit in TORCH_TIES:
+        if layer < len(NET["layers"]) and NET["layers"][layer]["op"] in ("maxpool1d", "maxpool2d"):
+            vals = [seen[layer][sample].reshape(-1)[i].item() for i in NET["layers"][layer]["windows"][unit]]
+            assert vals.count(max(vals)) >= 2
+        else:
+            kinks = NET["loss"]["abs"]["kinks"] if layer == len(NET["layers"]) else NET["layers"][layer]["kinks"]
+            assert unit_value(seen, layer, sample, unit) in [float.fromhex(k) for k in kinks]
+'''
+
+_TEST_TORCH_AD = '''
+def test_torch_ad_output():
+    """torch's AD output: each entry of TORCH_GRAD exactly or within bounds valid for every
+    summation order (None: not asserted); entries TORCH_DIFFERS differ from the exact AD output."""
+    _, grad = torch_run()
+    for i, prediction in enumerate(TORCH_GRAD):
+        if prediction is not None:
+            assert check(grad[i], prediction), i
+    for i in TORCH_DIFFERS:
+        assert Fraction(grad[i]) != Fraction(EXACT_AD[i])
+'''
+
+_TEST_TORCH_CHOICE = '''
+def test_torch_choice_sensitivity():
+    """torch's run with every kink's left versus right one-sided derivative (Kinked / Pool): the
+    entries TORCH_CHOICE differ in every summation order."""
+    _, left = torch_run("left")
+    _, right = torch_run("right")
+    for i, (a, b) in enumerate(zip(TORCH_LEFT, TORCH_RIGHT)):
+        assert a is None or check(left[i], a), i
+        assert b is None or check(right[i], b), i
+    assert all(left[i] != right[i] for i in TORCH_CHOICE)
+'''

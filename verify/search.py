@@ -14,6 +14,11 @@ asks Z3 for parameters meeting the goal:
 - ``ad-mismatch``: some entry of the float AD output is more than K ulps (the spacing of its own
   binade in the format) away from the exact AD output (``k_ulps``, CLI ``--k``).
 
+Before the solver (docs/search.md): interval enclosures of every unit over the box (exact "unsat"
+when no unit can tie; otherwise the query is sliced to the units that may tie and the branches the
+enclosures fix are substituted), monotone bounds and bisection for first-layer ties, exhaustive
+enumeration of boxes of at most EXHAUSTIVE_MAX float points, and a few cheap point checks.
+
 "sat" is only reported after the counterexample (a network file with the found parameters as
 exact hex floats) has been confirmed by the ordinary point verification; otherwise "unknown".
 "unsat" comes with the SMT-LIB2 query and the solver's answer, labelled solver-trusted. A time-out
@@ -23,19 +28,26 @@ is "unknown" with the reason.
 from __future__ import annotations
 
 import copy
+import math
 import time
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import z3
 
+from . import structured as _structured
 from .encodings import program as P
 from .encodings.errors import InputError
 from .encodings.formats import InvalidValue, parse_value
 from .encodings.network import Network
-from . import structured
-from .encodings.smt import Unsupported, Z3FPArith, Z3RealArith, pool_tie_conditions, value_of
+from .encodings.smt import (
+    Unsupported,
+    Z3FPArith,
+    Z3RealArith,
+    pool_tie_conditions,
+    value_of,
+)
 
 GOALS = ("float-tie", "real-tie", "compensation", "choice-sensitive", "ad-mismatch")
 
@@ -54,6 +66,8 @@ class SearchResult:
     time_s: float = 0.0
     trust: str | None = None
     k_ulps: int = 0
+    pruning: dict = field(default_factory=dict)  # what the interval enclosures decided
+    enclosures: list = field(default_factory=list)  # every unit's enclosures, may-tie flags and fixed branches
 
     @property
     def exit_code(self) -> int:
@@ -70,11 +84,12 @@ class SearchResult:
             "solver": self.solver,
             "trust": self.trust or ("solver-trusted" if self.status == "unsat" else ("confirmed by point verification" if self.confirmed else None)),
             "time_s": round(self.time_s, 6),
+            "pruning": self.pruning,
         }
 
     def certificate(self) -> dict:
         """For unsat: the query and the answer (solver-trusted)."""
-        return {"kinkcheck_search": 1, **self.to_dict(), "smtlib": self.smtlib}
+        return {"kinkcheck_search": 1, **self.to_dict(), "enclosures": self.enclosures, "smtlib": self.smtlib}
 
 
 def _bounds(net: Network, box, free, ulps) -> dict:
@@ -134,7 +149,30 @@ def _tie_conditions(net, fw, A) -> list:
     return out
 
 
-def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float | None = None, solver: str = "z3", k_ulps: int = 0) -> SearchResult:
+EXHAUSTIVE_MAX = 1024  # boxes with at most this many float points are enumerated (exact answer)
+SAMPLES = 48  # cheap point checks before the solver (sat only after point verification)
+
+
+def search(
+    network,
+    goal: str,
+    *,
+    box=None,
+    free=None,
+    ulps=None,
+    timeout: float | None = None,
+    solver: str = "z3",
+    k_ulps: int = 0,
+    prune: bool = True,
+    structured: bool = True,
+) -> SearchResult:
+    """Search the box for parameters meeting ``goal`` (see the module docstring).
+
+    ``prune``: interval enclosures over the box fix the branch of every unit that cannot tie there
+    (exact "unsat" when no unit can; otherwise the SMT query is sliced to the units that may tie and
+    the fixed branches are substituted). ``structured``: answer without a solver where the
+    structure allows (first-layer monotone bounds and bisection, exhaustive enumeration of small
+    boxes, cheap point checks before the solver). Both only change how fast the answer comes."""
     import kinkcheck
 
     t0 = time.perf_counter()
@@ -146,6 +184,35 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         raise InputError(f"--solver bitwuzla has no real arithmetic: goal {goal} needs z3")
     net = network if isinstance(network, Network) else kinkcheck.load(network)
     bounds = _bounds(net, box, free, ulps)
+    res = SearchResult("unknown", goal, {k: (net.fmt.to_hex(lo), net.fmt.to_hex(hi)) for k, (_, lo, hi) in bounds.items()}, solver=f"z3 {z3.get_version_string()}")
+    res.k_ulps = k_ulps
+    real_goal = goal in ("real-tie", "compensation", "ad-mismatch")
+
+    # 1. interval enclosures: which units can tie anywhere in the box
+    boxes = None
+    if prune:
+        try:
+            boxes = _structured.enclosures(net, bounds)
+        except (Unsupported, ValueError, ArithmeticError, TypeError, OverflowError) as exc:
+            res.pruning = {"applied": False, "reason": f"no enclosure: {exc}"}
+    if boxes is not None:
+        cand = _candidates(goal, boxes)
+        res.pruning = {
+            "applied": True,
+            "units": len(boxes),
+            "may_tie": len(cand) if cand is not None else None,
+            "float_branches_fixed": sum(b.float_piece is not None for b in boxes.values()),
+            "real_branches_fixed": sum(b.real_piece is not None for b in boxes.values()),
+        }
+        res.enclosures = [b.to_dict() for b in boxes.values()]  # the evidence for the slicing (and for an exact unsat)
+        if cand is not None and not cand:
+            what = {"float-tie": "a kink in the float run", "real-tie": "a kink over the reals", "compensation": "a kink, float or real", "choice-sensitive": "a kink in the float run (no tie: no proxy choice)"}[goal]
+            res.status, res.trust, res.solver = "unsat", "exact", "interval enclosures (exact, no solver)"
+            res.reason = f"no unit can reach {what} anywhere in the box (interval enclosures of all {len(boxes)} units)"
+            res.time_s = time.perf_counter() - t0
+            return res
+
+    # 2. the SMT query (always built: it is the artefact behind a solver answer)
     Z = Z3FPArith(net.fmt)
     theta = np.array([Z.fpval(v) for v in net.theta.tolist()], dtype=object)
     variables = {}
@@ -153,18 +220,13 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         v = z3.FP(name, Z.sort)
         variables[name] = (v, lo, hi)
         theta[p.offset] = v
-    res = SearchResult("unknown", goal, {k: (net.fmt.to_hex(lo), net.fmt.to_hex(hi)) for k, (_, lo, hi) in bounds.items()}, solver=f"z3 {z3.get_version_string()}")
-    res.k_ulps = k_ulps
     s = z3.Solver()
-    if timeout:
-        s.set("timeout", int(timeout * 1000))
     for name, (v, lo, hi) in variables.items():
         s.add(z3.fpLEQ(Z.fpval(lo), v), z3.fpLEQ(v, Z.fpval(hi)), z3.Not(z3.fpIsNaN(v)))
+    R = fr = None
     try:
         fz = P.forward(net, Z, theta=theta)
-        if goal in ("float-tie", "compensation", "choice-sensitive"):
-            ftie = _tie_conditions(net, fz, Z)
-        if goal in ("real-tie", "compensation", "ad-mismatch"):
+        if real_goal:
             R = Z3RealArith(net.fmt)
             for name, (v, lo, hi) in variables.items():
                 s.add(z3.Not(z3.fpIsInf(v)))
@@ -172,47 +234,49 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
             for name, (v, lo, hi) in variables.items():
                 rtheta[bounds[name][0].offset] = z3.fpToReal(v)
             fr = P.forward(net, R, theta=rtheta)
-            rtie = _tie_conditions(net, fr, R)
+        goal_term = _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes)
+        if boxes is not None:
+            pairs = _fixed_branch_atoms(net, boxes, Z, fz, R, fr)
+            if pairs:
+                goal_term = z3.simplify(z3.substitute(goal_term, *pairs))
     except (Unsupported, ValueError, OverflowError) as exc:
         res.reason = f"not encodable: {exc}"
+        res.time_s = time.perf_counter() - t0
         return res
-    if goal == "float-tie":
-        s.add(z3.Or([c for _, c in ftie]) if ftie else z3.BoolVal(False))
-    elif goal == "real-tie":
-        s.add(z3.Or([c for _, c in rtie]) if rtie else z3.BoolVal(False))
-    elif goal == "compensation":
-        s.add(z3.Or([z3.Xor(a, b) for (_, a), (_, b) in zip(ftie, rtie)]) if ftie else z3.BoolVal(False))
-    elif goal == "ad-mismatch":
-        pr = P.resolve_proxies(net)
-        gm = P.backward(net, Z, fz, pr)
-        ge = P.backward(net, R, fr, pr)
-        conds = []
-        for m_, e_ in zip(gm, ge):
-            ulp = _ulp_term(net.fmt, m_)
-            dist = z3.fpToReal(m_) - e_
-            conds.append(z3.And(z3.Not(z3.fpIsNaN(m_)), z3.Not(z3.fpIsInf(m_)), z3.Or(dist > k_ulps * ulp, -dist > k_ulps * ulp)))
-        s.add(z3.Or(conds) if conds else z3.BoolVal(False))
-    else:
-        pr = P.resolve_proxies(net)
-        gl = P.backward(net, Z, fz, pr, side="left")
-        gr = P.backward(net, Z, fz, pr, side="right")
-        s.add(z3.Or([z3.Not(z3.Or(z3.fpEQ(a, b), z3.And(z3.fpIsNaN(a), z3.fpIsNaN(b)))) for a, b in zip(gl, gr)]) if len(gl) else z3.BoolVal(False))
+    s.add(goal_term)
     res.smtlib = s.to_smt2()
-    if goal in ("float-tie", "real-tie", "compensation") and structured.applicable(net, bounds):
-        found = structured.search_structured(net, goal, bounds)
-        if found is not None and found[0] == "unsat":
-            res.status, res.solver = "unsat", "structured (exact monotone bounds, no solver)"
-            res.reason = found[1]
-            res.trust = "exact"
+
+    # 3. structure before the solver
+    if structured:
+        if goal in ("float-tie", "real-tie", "compensation") and _structured.applicable(net, bounds):
+            found = _structured.search_structured(net, goal, bounds)
+            if found is not None and found[0] == "unsat":
+                res.status, res.solver = "unsat", "structured (exact monotone bounds, no solver)"
+                res.reason = found[1]
+                res.trust = "exact"
+                res.time_s = time.perf_counter() - t0
+                return res
+            if found is not None and found[0] == "sat":
+                _, t, _key = found
+                res.solver = "structured (bisection on the float grid, no solver)"
+                r = _confirm(res, net, {name: float(t[p.offset]) for name, (p, _, _) in bounds.items()}, goal, t0)
+                if r.status == "sat":
+                    return r
+                _reset(res)
+        done = _points(res, net, bounds, goal, k_ulps, t0, timeout)
+        if done is not None:
+            return done
+    if solver == "bitwuzla":
+        return _bitwuzla(res, net, variables, goal, _remaining(timeout, t0), t0)
+    rem = _remaining(timeout, t0)
+    if rem is not None:
+        if rem <= 0:
+            res.reason = "time-out before the solver was called"
             res.time_s = time.perf_counter() - t0
             return res
-        if found is not None and found[0] == "sat":
-            _, t, _key = found
-            res.solver = "structured (bisection on the float grid, no solver)"
-            return _confirm(res, net, {name: float(t[p.offset]) for name, (p, _, _) in bounds.items()}, goal, t0)
-    if solver == "bitwuzla":
-        return _bitwuzla(res, net, variables, goal, timeout, t0)
+        s.set("timeout", max(1, int(rem * 1000)))
     r = s.check()
+    res.solver = f"z3 {z3.get_version_string()}" + (" (query sliced by interval enclosures)" if boxes is not None else "")
     res.time_s = time.perf_counter() - t0
     if r == z3.unknown:
         res.reason = f"solver: {s.reason_unknown()}"
@@ -223,6 +287,290 @@ def search(network, goal: str, *, box=None, free=None, ulps=None, timeout: float
         return res
     m = s.model()
     return _confirm(res, net, {name: value_of(m.eval(v, model_completion=True)) for name, (v, _, _) in variables.items()}, goal, t0)
+
+
+def _reset(res):
+    """Forget an unconfirmed candidate (the search goes on)."""
+    res.status, res.reason, res.values, res.counterexample, res.confirmed = "unknown", "", {}, None, False
+
+
+def _remaining(timeout, t0):
+    return None if not timeout else timeout - (time.perf_counter() - t0)
+
+
+def _candidates(goal, boxes):
+    """Keys of the units that may meet the goal's tie condition (None: the goal has no per-unit
+    disjunction to slice - choice-sensitive needs some float tie, ad-mismatch none)."""
+    if goal == "float-tie":
+        return {k for k, b in boxes.items() if b.float_tie}
+    if goal == "real-tie":
+        return {k for k, b in boxes.items() if b.real_tie is not False}
+    if goal == "compensation":
+        return {k for k, b in boxes.items() if b.float_tie or b.real_tie is not False}
+    if goal == "choice-sensitive":
+        return {k for k, b in boxes.items() if b.float_tie}
+    return None
+
+
+def _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes):
+    """The goal as one Bool term; tie disjunctions keep only the units that may tie (slicing)."""
+    keep = _candidates(goal, boxes) if boxes is not None and goal != "choice-sensitive" else None
+
+    def ties(fw, A):
+        return [(k, c) for k, c in _tie_conditions(net, fw, A) if keep is None or k in keep]
+
+    def any_of(cs):
+        return z3.Or(cs) if len(cs) > 1 else cs[0] if cs else z3.BoolVal(False)
+
+    if goal == "float-tie":
+        return any_of([c for _, c in ties(fz, Z)])
+    if goal == "real-tie":
+        return any_of([c for _, c in ties(fr, R)])
+    if goal == "compensation":
+        rt = dict(ties(fr, R))
+        return any_of([z3.Xor(c, rt[k]) for k, c in ties(fz, Z)])
+    pr = P.resolve_proxies(net)
+    if goal == "ad-mismatch":
+        gm = P.backward(net, Z, fz, pr)
+        ge = P.backward(net, R, fr, pr)
+        conds = []
+        for m_, e_ in zip(gm, ge):
+            ulp = _ulp_term(net.fmt, m_)
+            dist = z3.fpToReal(m_) - e_
+            conds.append(z3.And(z3.Not(z3.fpIsNaN(m_)), z3.Not(z3.fpIsInf(m_)), z3.Or(dist > k_ulps * ulp, -dist > k_ulps * ulp)))
+        return any_of(conds)
+    gl = P.backward(net, Z, fz, pr, side="left")
+    gr = P.backward(net, Z, fz, pr, side="right")
+    return any_of([z3.Not(z3.Or(z3.fpEQ(a, b), z3.And(z3.fpIsNaN(a), z3.fpIsNaN(b)))) for a, b in zip(gl, gr)])
+
+
+def _fixed_branch_atoms(net, boxes, Z, fz, R, fr) -> list:
+    """(atom, truth value) for every branch condition the enclosures decide over the whole box: the
+    kink comparisons of units that cannot reach a kink, and the max-pool comparisons of windows
+    whose maximum is one entry everywhere. Substituting them is sound (they hold for every
+    parameter in the box, which the query constrains to) and slices the query."""
+    from .encodings.smt import _below
+
+    N = net.batch
+    T, Fa = z3.BoolVal(True), z3.BoolVal(False)
+    pairs = []
+    seen = set()
+
+    def put(atom, val):
+        if atom.get_id() not in seen:
+            seen.add(atom.get_id())
+            pairs.append((atom, T if val else Fa))
+
+    for key, b in boxes.items():
+        layer, n, u = key
+        if b.kind == "pool":
+            L = net.layers[layer]
+            idx = P.pool_index(L)[u]
+            for A, fw, a in ((Z, fz, b.float_piece), (R, fr, b.real_piece)):
+                if a is None or fw is None:
+                    continue
+                w = [fw.xs[layer].reshape(N, -1)[n, i] for i in idx]
+                gt = (lambda e, m: z3.fpGT(e, m)) if A is Z else (lambda e, m: e > m)
+                eqf = z3.fpEQ if A is Z else (lambda x, y: x == y)
+                m = w[0]
+                chain = [m]
+                for j in range(1, len(w)):
+                    c = gt(w[j], m)
+                    if j == a:
+                        put(c, True)
+                    elif j > a:
+                        put(c, False)
+                    m = z3.If(c, w[j], m)
+                    chain.append(m)
+                for j in range(len(w)):
+                    put(eqf(w[j], m), j == a)
+                for j in range(a, len(w)):
+                    if not chain[j].eq(w[a]):
+                        pairs.append((chain[j], w[a]))
+            continue
+        kinks = net.layers[layer].act.kinks if b.kind == "act" else P._abs().kinks
+        for A, fw, piece in ((Z, fz, b.float_piece), (R, fr, b.real_piece)):
+            if piece is None or fw is None:
+                continue
+            v = fw.residual[n, u] if b.kind == "l1" else fw.xs[layer].reshape(N, -1)[n, u]
+            if A is Z:
+                put(z3.fpIsNaN(v), False)
+            for j, k in enumerate(kinks):
+                below = j >= piece  # every value lies below kink j
+                if A is Z:
+                    c = A.kink_const(k)
+                    if c is None:
+                        put(z3.fpLEQ(v, _below(A, k)), below)
+                    else:
+                        put(z3.fpLEQ(v, c), below)
+                        put(z3.fpLT(v, c), below)
+                        put(z3.fpEQ(v, c), False)
+                else:
+                    kk = A._k(k)
+                    put(v <= kk, below)
+                    put(v < kk, below)
+                    put(v == kk, False)
+    return pairs
+
+
+def _points(res, net, bounds, goal, k_ulps, t0, timeout):
+    """Exhaustive enumeration of small boxes (an exact sat / unsat), else a few cheap point checks
+    (the file point, corners, random grid points): a hit is confirmed by point verification."""
+    import itertools
+    import random
+
+    fmt = net.fmt
+    real_goal = goal in ("real-tie", "compensation", "ad-mismatch")
+    grids = []
+    total = 1
+    for p, lo, hi in bounds.values():
+        n = _count(fmt, lo, hi, real_goal)
+        total *= n
+        grids.append((p, lo, hi, n))
+    budget = min(2.0, 0.25 * timeout) if timeout else 2.0
+    if total <= EXHAUSTIVE_MAX:
+        names = list(bounds)
+        lists = [_values(fmt, lo, hi, real_goal) for _, lo, hi, _ in grids]
+        limit = 0.5 * timeout if timeout else 20.0  # enumeration time allowed (estimated from the first point)
+        for i, combo in enumerate(itertools.product(*lists)):
+            t1 = time.perf_counter()
+            if _point_meets(net, bounds, combo, goal, k_ulps):
+                solver = res.solver
+                res.solver = f"exhaustive enumeration of the {total} float points of the box"
+                r = _confirm(res, net, dict(zip(names, combo)), goal, t0)
+                if r.status == "sat":
+                    return r
+                _reset(res)  # pragma: no cover - the point check and the point verification disagree
+                res.solver = solver  # pragma: no cover
+                return None  # pragma: no cover
+            if i == 0 and (time.perf_counter() - t1) * total > limit:
+                break  # too slow to enumerate: sample instead
+        else:
+            res.status, res.trust = "unsat", "exact"
+            res.solver = f"exhaustive enumeration of the {total} float points of the box (exact, no solver)"
+            res.reason = f"none of the {total} float points of the box meets {goal}"
+            res.time_s = time.perf_counter() - t0
+            return res
+    rng = random.Random(0)
+    cands = []
+    file_point = tuple(min(max(float(net.theta[p.offset]), lo), hi) for p, lo, hi, _ in grids)
+    cands.append(file_point)
+    cands.append(tuple(lo for _, lo, _, _ in grids))
+    cands.append(tuple(hi for _, _, hi, _ in grids))
+    while len(cands) < SAMPLES:
+        cands.append(tuple(_random_value(fmt, lo, hi, real_goal, rng) for _, lo, hi, _ in grids))
+    names = list(bounds)
+    ts = time.perf_counter()
+    for combo in cands:
+        if time.perf_counter() - ts > budget:
+            break
+        if any(not np.isfinite(v) for v in combo) and real_goal:
+            continue
+        if _point_meets(net, bounds, combo, goal, k_ulps):
+            solver = res.solver
+            res.solver = "point check before the solver"
+            r = _confirm(res, net, dict(zip(names, combo)), goal, t0)
+            if r.status == "sat":
+                return r
+            _reset(res)  # pragma: no cover - the point check and the point verification disagree
+            res.solver = solver  # pragma: no cover
+    return None
+
+
+def _ordinal(fmt, v: float) -> int:
+    """Position of v on the format's grid: monotone, consecutive values differ by 1, -0 = +0 = 0."""
+    if v == 0:
+        return 0
+    sign = -1 if v < 0 else 1
+    a = abs(v)
+    M = fmt.fraction_bits
+    if math.isinf(a):
+        return sign * ((2**fmt.exponent_bits - 1) << M)
+    E = math.frexp(a)[1] - 1
+    if E < fmt.emin:
+        return sign * int(Fraction(a) / Fraction(2) ** (fmt.emin - M))
+    return sign * (((E - fmt.emin + 1) << M) + int(Fraction(a) / Fraction(2) ** (E - M)) - (1 << M))
+
+
+def _from_ordinal(fmt, k: int) -> float:
+    if k == 0:
+        return 0.0
+    sign = -1.0 if k < 0 else 1.0
+    k = abs(k)
+    M = fmt.fraction_bits
+    if k >= (2**fmt.exponent_bits - 1) << M:
+        return sign * float("inf")
+    e_field, mant = k >> M, k & ((1 << M) - 1)
+    if e_field == 0:
+        return sign * float(Fraction(mant) * Fraction(2) ** (fmt.emin - M))
+    return sign * float((1 + Fraction(mant, 2**M)) * Fraction(2) ** (e_field - 1 + fmt.emin))
+
+
+def _count(fmt, lo, hi, finite_only) -> int:
+    n = _ordinal(fmt, hi) - _ordinal(fmt, lo) + 1
+    if lo <= 0 <= hi:
+        n += 1  # -0 and +0
+    if finite_only:
+        n -= (lo == float("-inf")) + (hi == float("inf"))
+    return max(n, 0)
+
+
+def _values(fmt, lo, hi, finite_only) -> list:
+    out = []
+    for k in range(_ordinal(fmt, lo), _ordinal(fmt, hi) + 1):
+        v = _from_ordinal(fmt, k)
+        if finite_only and not np.isfinite(v):
+            continue
+        if v == 0:
+            out.extend([-0.0, 0.0])
+        else:
+            out.append(v)
+    return out
+
+
+def _random_value(fmt, lo, hi, finite_only, rng) -> float:
+    a, b = _ordinal(fmt, lo), _ordinal(fmt, hi)
+    for _ in range(8):
+        v = _from_ordinal(fmt, rng.randint(a, b))
+        if not finite_only or np.isfinite(v):
+            return v
+    return lo
+
+
+def _point_meets(net, bounds, combo, goal, k_ulps) -> bool:
+    """The goal's condition at one point, exactly as the SMT query states it."""
+    from .encodings.errors import Undecided
+    from .encodings.exact import ExactArith
+    from .encodings.machine import MachineArith
+
+    theta = net.theta.copy()
+    for (p, _, _), v in zip(bounds.values(), combo):
+        theta[p.offset] = v
+    n2 = net.with_theta(theta)
+    M = MachineArith(n2.fmt)
+    fm = P.forward(n2, M)
+    if goal == "float-tie":
+        return bool(P.ties(n2, fm))
+    pr = P.resolve_proxies(n2)
+    if goal == "choice-sensitive":
+        from .choice import same
+
+        return not same(P.backward(n2, M, fm, pr, side="left"), P.backward(n2, M, fm, pr, side="right"))
+    try:
+        fe = P.forward(n2, ExactArith())
+    except (Undecided, ValueError):
+        return False
+    if goal == "real-tie":
+        return bool(P.ties(n2, fe))
+    if goal == "compensation":
+        return {t.key for t in P.ties(n2, fm)} != {t.key for t in P.ties(n2, fe)}
+    gm = P.backward(n2, M, fm, pr)
+    ge = P.backward(n2, fe.A, fe, pr)
+    for m, e in zip(gm.tolist(), ge):
+        m = float(m)
+        if np.isfinite(m) and abs(Fraction(m) - Fraction(int(e.numerator), int(e.denominator))) > k_ulps * Fraction(n2.fmt.ulp(m)):
+            return True
+    return False
 
 
 def _ulp_term(fmt, m):
