@@ -154,6 +154,8 @@ def search(
     out_file: Optional[str] = typer.Option(None, "--out", help="write the counterexample network (sat) or the certificate (unsat)"),
     smtlib: Optional[str] = typer.Option(None, "--smtlib", help="write the SMT-LIB2 query to this file"),
     json_out: bool = typer.Option(False, "--json"),
+    no_prune: bool = typer.Option(False, "--no-prune", help="no interval enclosures: the whole query, nothing sliced"),
+    no_structure: bool = typer.Option(False, "--no-structure", help="the solver only: no monotone bounds, enumeration or point checks first"),
 ):
     """Search a box of float parameters: exit 1 sat (a confirmed counterexample), 0 unsat (none exists), 3 unknown, 2 bad input."""
     import json as _json
@@ -169,7 +171,18 @@ def search(
             _fail(f"--box {item!r}: expected NAME=LO:HI")
         boxes[name] = (lo, hi)
     try:
-        res = _search(network, find, box=boxes, free=[f for f in (free or "").split(",") if f], ulps=ulps, timeout=timeout, solver=solver, k_ulps=k)
+        res = _search(
+            network,
+            find,
+            box=boxes,
+            free=[f for f in (free or "").split(",") if f],
+            ulps=ulps,
+            timeout=timeout,
+            solver=solver,
+            k_ulps=k,
+            prune=not no_prune,
+            structured=not no_structure,
+        )
     except InputError as exc:
         _fail(str(exc))
     try:
@@ -188,16 +201,17 @@ def search(
         out.print(f"{res.status}: {res.goal} in {', '.join(f'{k} in [{lo}, {hi}]' for k, (lo, hi) in res.box.items())} - {res.reason}")
         for k, v in res.values.items():
             out.print(f"  {k} = {v}")
+        out.print(f"  answered by: {res.solver}" + (f" ({res.trust or 'solver-trusted'})" if res.status == "unsat" else ""))
     raise typer.Exit(res.exit_code)
 
 
 @app.command("export-test")
 def export_test(
     cex: str = typer.Argument(..., help="counterexample network file (e.g. from kinkcheck search --out)"),
-    framework: str = typer.Option("numpy", "--framework", help="numpy"),
+    framework: str = typer.Option("numpy", "--framework", help="numpy (the documented order, bit for bit) | torch (torch.nn.functional + autograd; asserts what no summation order can change)"),
     output: str = typer.Option(..., "-o", "--output", help="the pytest file to write"),
 ):
-    """Write a self-contained pytest file that reproduces the counterexample."""
+    """Write a self-contained pytest file that reproduces the counterexample (exit 2 on unsupported networks)."""
     from .export import export_test as _export
 
     try:
@@ -221,7 +235,7 @@ def export_test(
 
 @app.command("import")
 def import_model(
-    model: str = typer.Argument(..., help="model.onnx, or model.pt: TorchScript, or a state_dict with --arch"),
+    model: str = typer.Argument(..., help="model.onnx, model.pt2 (torch.export archive), or model.pt: TorchScript, or a state_dict with --arch"),
     inputs: str = typer.Option(..., "--inputs", help="X.npy: the batch"),
     targets: Optional[str] = typer.Option(None, "--targets", help="Y.npy"),
     loss: str = typer.Option("sum", "--loss", help="sum | dot | mse | l1 | cross_entropy"),
@@ -229,18 +243,20 @@ def import_model(
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full module (runs code from the file)"),
     output: str = typer.Option(..., "-o", "--output", help="the network file to write"),
 ):
-    """Import a PyTorch model file and a batch as a network file (exact bits)."""
+    """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits)."""
     import numpy as _np
 
     from .certificate import write_atomic
     from .torch import _t, from_torch, load_module, scripted_to_sequential
 
     try:
-        try:
-            xa = _np.load(inputs, allow_pickle=False)
-            ya = _np.load(targets, allow_pickle=False) if targets else None
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read the data: {exc}") from None
+        arrays = []
+        for name in (inputs, targets):
+            try:
+                arrays.append(_np.load(name, allow_pickle=False) if name else None)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{name}: cannot read the data: {exc}") from None
+        xa, ya = arrays
         if model.endswith(".onnx"):
             from .onnx_import import from_onnx
 
@@ -262,45 +278,121 @@ def import_model(
     raise typer.Exit(0)
 
 
+@app.command("export")
+def export_model(
+    network: str = typer.Argument(..., help="network file (JSON, format version 1)"),
+    to: str = typer.Option(..., "--to", help="torch (TorchScript .pt) | pt2 (torch.export archive) | onnx"),
+    order: str = typer.Option("torch", "--order", help="torch: torch's own modules; spec: TorchScript that evaluates in kinkcheck's machine order (see docs/interop.md)"),
+    output: str = typer.Option(..., "-o", "--output", help="the model file to write"),
+):
+    """Write a network file's model (exact parameter bits) as TorchScript, a torch.export archive or ONNX."""
+    import kinkcheck
+
+    from .torch import export_network
+
+    if to not in ("torch", "pt2", "onnx"):
+        _fail(f"--to must be torch, pt2 or onnx, got {to!r}")
+    if order not in ("torch", "spec"):
+        _fail(f"--order must be torch or spec, got {order!r}")
+    try:
+        notes = export_network(kinkcheck.load(network), to, output, order=order)
+    except InputError as exc:
+        _fail(str(exc))
+    for note in notes:
+        err.print(f"kinkcheck: note: {note}", markup=False)
+    out.print(f"wrote {output}")
+    raise typer.Exit(0)
+
+
 @app.command()
 def survey(
-    quick: bool = typer.Option(False, "--quick", help="a preset that finishes in about a minute"),
-    widths: str = typer.Option("64,256", "--widths"),
-    depths: str = typer.Option("1", "--depths"),
-    dtypes: str = typer.Option("float16,float32,float64", "--dtypes"),
-    inits: int = typer.Option(8, "--inits"),
-    workers: int = typer.Option(2, "--workers", help="local processes"),
-    out_dir: str = typer.Option("survey-out", "--out", help="folder for summary.md, results.json, plots"),
-    seed: int = typer.Option(0, "--seed"),
+    quick: bool = typer.Option(False, "--quick", help="a preset that finishes in about a minute on 2 cores (options given explicitly override it)"),
+    protocol: int = typer.Option(1, "--protocol", help="1: one epoch without updates (Bertoin et al.); 2: SGD training, every event recorded"),
+    arch: str = typer.Option("mlp", "--arch", help="mlp | cnn (Conv2d -> MaxPool2d -> ReLU -> ... -> Linear)"),
+    widths: str | None = typer.Option(None, "--widths", help="hidden widths (mlp) or channels (cnn), comma-separated; default 16,64"),
+    depths: str | None = typer.Option(None, "--depths", help="hidden layers (mlp) or conv layers (cnn), comma-separated; default 1"),
+    dtypes: str | None = typer.Option(None, "--dtypes", help="comma-separated: float16, bfloat16, float32, float64; default float16,float32,float64"),
+    inits: int | None = typer.Option(None, "--inits", help="random initialisations per grid point; default 8"),
+    batch: int | None = typer.Option(None, "--batch", help="minibatch size; default 32"),
+    max_batches: int | None = typer.Option(None, "--max-batches", help="at most this many minibatches per epoch; default all"),
+    max_classified: str | None = typer.Option(None, "--max-classified", help="events classified exactly per run: N or all; default 5"),
+    lr: float | None = typer.Option(None, "--lr", help="SGD learning rate, protocol 2; default 0.1"),
+    epochs: int | None = typer.Option(None, "--epochs", help="training epochs, protocol 2; default 3"),
+    loss: str | None = typer.Option(None, "--loss", help="cross_entropy | mse (mse keeps every verdict rational); default cross_entropy"),
+    inputs: str | None = typer.Option(None, "--inputs", help="pixels (value/16) | standardized (per pixel); default pixels for mlp, standardized for cnn"),
+    verdict_budget: float | None = typer.Option(None, "--verdict-budget", help="seconds for the verdicts of one event, 0: no limit; default 60, with --quick 2"),
+    full_verify: bool = typer.Option(False, "--full-verify", help="classify with the whole kinkcheck.verify (adds kinkcheck's spec-order float run; slower)"),
+    seed: int | None = typer.Option(None, "--seed", help="default 0"),
+    executor: str = typer.Option("local", "--executor", help="local (processes on this machine) | dask"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="dask scheduler address (tcp://HOST:PORT); without it: a local Dask cluster"),
+    workers: int = typer.Option(2, "--workers", help="local processes (or local Dask workers)"),
+    out_dir: str = typer.Option("survey-out", "--out", help="folder for runs/, summary.md, results.json, plots; finished runs there are reused"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table on stdout"),
 ):
-    """Protocol 1 of Bertoin et al. on load_digits, every event classified exactly."""
+    """Bertoin et al.'s and Boustany's experiments on load_digits (ReLU'(0) = 0 vs 1, max-pool first vs split), every event classified exactly."""
+    from dataclasses import replace
+
     try:
-        from .survey import SurveyConfig, survey as _survey, write
+        from .survey import SurveyConfig, write
+        from .survey import survey as _survey
     except ImportError as exc:  # pragma: no cover
         _fail(f"the survey needs the [survey] extra: {exc}")
-    if quick:
-        cfg = SurveyConfig.quick()
-    else:
+
+    def ints(name, text):
         try:
-            cfg = SurveyConfig(
-                widths=tuple(int(v) for v in widths.split(",")),
-                depths=tuple(int(v) for v in depths.split(",")),
-                dtypes=tuple(dtypes.split(",")),
-                inits=inits,
-                seed=seed,
-            )
+            return tuple(int(v) for v in text.split(","))
         except ValueError:
-            _fail("--widths/--depths take comma-separated integers")
-        for dt in cfg.dtypes:
-            if dt not in ("float16", "bfloat16", "float32", "float64"):
-                _fail(f"--dtypes: {dt!r} is not a torch dtype")
+            _fail(f"--{name}: expected comma-separated integers, got {text!r}")
+
+    if protocol not in (1, 2):
+        _fail(f"--protocol: expected 1 or 2, got {protocol}")
+    if arch not in ("mlp", "cnn"):
+        _fail(f"--arch: expected mlp or cnn, got {arch!r}")
+    if executor not in ("local", "dask"):
+        _fail(f"--executor: expected local or dask, got {executor!r}")
+    if scheduler is not None and executor != "dask":
+        _fail("--scheduler needs --executor dask")
+    if workers < 1:
+        _fail(f"--workers: expected an integer >= 1, got {workers}")
+    cfg = SurveyConfig.quick(protocol, arch) if quick else SurveyConfig(protocol=protocol, arch=arch)
+    given = {}
+    if widths is not None:
+        given["widths"] = ints("widths", widths)
+    if depths is not None:
+        given["depths"] = ints("depths", depths)
+    if dtypes is not None:
+        given["dtypes"] = tuple(v.strip() for v in dtypes.split(","))
+    if max_classified is not None:
+        if max_classified == "all":
+            given["max_classified"] = None
+        else:
+            try:
+                given["max_classified"] = int(max_classified)
+            except ValueError:
+                _fail(f"--max-classified: expected an integer or 'all', got {max_classified!r}")
+    if verdict_budget is not None:
+        given["verdict_budget_s"] = verdict_budget or None
+    for name, v in (("inits", inits), ("batch", batch), ("max_batches", max_batches), ("lr", lr), ("epochs", epochs), ("loss", loss), ("inputs", inputs), ("seed", seed)):
+        if v is not None:
+            given[name] = v
+    if full_verify:
+        given["full_verify"] = True
+    cfg = replace(cfg, **given)
     try:
-        res = _survey(cfg, workers=workers)
+        cfg.validate()
+        res = _survey(cfg, workers=workers, executor=executor, scheduler=scheduler, out_dir=out_dir, progress=not quiet and err.is_terminal)
+    except InputError as exc:
+        _fail(str(exc))
     except ImportError as exc:
         _fail(f"the survey needs PyTorch and scikit-learn: pip install 'kinkcheck[torch,survey]' ({exc})")
-    write(res, out_dir)
-    out.print(res.markdown(), markup=False)
-    out.print(f"wrote {out_dir}/summary.md, results.json, zone_fraction.png")
+    try:
+        files = write(res, out_dir)
+    except OSError as exc:
+        _fail(f"{out_dir}: cannot write: {exc.strerror or exc}")
+    if not quiet:
+        out.print(res.markdown(), markup=False)
+    reused = len(res.runs) - res.computed
+    out.print(f"{res.computed} run(s) computed, {reused} reused from {out_dir}/runs; wrote " + ", ".join(str(f) for f in files), markup=False)
     raise typer.Exit(0)
 
 
@@ -310,7 +402,7 @@ app.add_typer(conventions_app, name="conventions")
 
 @conventions_app.command("probe")
 def conventions_probe(
-    framework: str = typer.Option("torch", "--framework", help="torch (jax: not yet)"),
+    framework: str = typer.Option("torch", "--framework", help="torch | jax (JAX runs on CPU)"),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="write the convention file here"),
 ):
     """Measure the installed framework's derivatives at every kink and write a convention file."""
