@@ -18,6 +18,7 @@ _LAZY = {
     "check_certificate": "checker",
     "CheckFailed": "checker",
     "from_torch": "torch",
+    "membership": "point",
 }
 
 
@@ -33,4 +34,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "__version__"]
+__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "membership", "__version__"]
