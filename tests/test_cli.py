@@ -343,3 +343,16 @@ def test_subprocess_exit_codes(tmp_path):
     (out0, err0, rc0), (out1, err1, rc1) = outs
     assert (rc0, err0) == (0, "") and json.loads(out0)["gradient"] == NO_TIE_GRADIENT
     assert (rc1, err1) == (1, "") and json.loads(out1)["compensation"] is True
+
+
+def test_written_files_get_the_ordinary_mode(tmp_path):
+    """Atomic writes go through mkstemp (0600); the final file gets 0666 minus the umask like any
+    new file, so a certificate written by one user can be checked by another."""
+    from conftest import EXAMPLES
+
+    out = tmp_path / "c.json"
+    r = run("verify", str(EXAMPLES / "bias_relu_clarke.json"), "--certificate", str(out))
+    assert r.exit_code in (0, 1), r.output
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask

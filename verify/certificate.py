@@ -96,6 +96,13 @@ def digest(network: dict, convention: dict) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def user_mode(tmp) -> None:
+    """Give a mkstemp file (0600) the mode an ordinary new file gets (0666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+
+
 def write_atomic(path, data: dict) -> None:
     """Write JSON to ``path`` via a temporary file in the same folder: never half-written."""
     path = Path(path)
@@ -104,6 +111,7 @@ def write_atomic(path, data: dict) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
+        user_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

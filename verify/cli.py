@@ -226,6 +226,9 @@ def export_test(
         fd, tmp = tempfile.mkstemp(dir=d, suffix=".py.tmp")
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        from .certificate import user_mode
+
+        user_mode(tmp)
         os.replace(tmp, output)
     except OSError as exc:
         _fail(f"{output}: cannot write: {exc.strerror or exc}")

@@ -985,6 +985,9 @@ def _replace_atomic(write, output: str, suffix: str) -> None:
     os.close(fd)
     try:
         write(tmp)
+        from .certificate import user_mode
+
+        user_mode(tmp)
         os.replace(tmp, output)
     except BaseException:
         if os.path.exists(tmp):
