@@ -167,7 +167,7 @@ def _exp_enclosure(q) -> Enc:
 
     out = []
     for mode in (gmpy2.RoundDown, gmpy2.RoundUp):
-        with gmpy2.local_context(gmpy2.context(), precision=160, round=mode):
+        with gmpy2.context(gmpy2.get_context(), precision=160, round=mode, emin=-(2**40), emax=2**40):
             out.append(mpq(gmpy2.exp(gmpy2.mpfr(q))))
     return Enc(out[0], out[1])
 
