@@ -290,7 +290,8 @@ class NumpyArith:
             return -math.inf if x == 0 else math.nan
         q = _transcendental(name, Fraction(x)) if x != 0 or name in ("sigmoid", "exp") else Fraction(0)
         # IEEE 754 (9.2): tanh(-0) = -0
-        neg_zero = q == 0 and math.copysign(1, x) < 0 and getattr(self, "tanh_signed_zero", True)
+        # (only tanh: exp and sigmoid are positive, a tiny one rounds to +0 even for negative x)
+        neg_zero = name == "tanh" and q == 0 and math.copysign(1, x) < 0 and getattr(self, "tanh_signed_zero", True)
         return self.fmt.round(q, neg_zero=neg_zero)
 
     def sigmoid(self, x):
