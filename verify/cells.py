@@ -220,7 +220,7 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
     infos_seen: dict = {}
 
     def inside(cons, d):
-        return d is not None and all(sum((a * b for a, b in zip(c, d) if a != 0), mpq(0)) > 0 for c in cons)
+        return d is not None and all(_dot(c, d) > 0 for c in cons)
 
     def visit(i, choose, constraints, zeros, d):
         if time.perf_counter() - t0 > time_limit:
@@ -358,14 +358,14 @@ class _Walker:
             self.cache[key] = tie_info(self.runs, self.fw, t, dict(choose))
         return self.cache[key]
 
-    def cell(self, choose, d):
-        net = self.runs.net
-        g = list(P.backward(net, self.fw.A, self.fw, self.runs.proxies, choose=dict(choose)))
-        return g
+    def cell(self, choose):
+        """The gradient of the pattern's selection (an exact backward pass with its choices)."""
+        return list(P.backward(self.runs.net, self.fw.A, self.fw, self.runs.proxies, choose=dict(choose)))
 
-    def follow(self, d):
-        """The cell containing direction d: (choices, constraints, zero ties), or None when d lies
-        on a cell boundary (some tie's tangent does not pick a branch strictly)."""
+    def walk(self, select):
+        """Walk the ties in order; ``select(tie, info)`` gives the branch to take at each tie with a
+        non-zero functional (ties with a zero one have a single branch). Returns (choices,
+        constraints, zero ties), or None as soon as ``select`` gives None."""
         choose, cons, zeros = {}, [], []
         for i, t in enumerate(self.order):
             info = self.info(i, choose)
@@ -373,36 +373,37 @@ class _Walker:
                 choose[t.key] = info.branches[0].choice
                 zeros.append(t.key)
                 continue
-            hit = [br for br in info.branches if all(_dot(c, d) > 0 for c in br.constraints)]
-            if len(hit) != 1:
+            br = select(t, info)
+            if br is None:
                 return None
-            choose[t.key] = hit[0].choice
-            cons += hit[0].constraints
+            choose[t.key] = br.choice
+            cons += br.constraints
         return choose, cons, zeros
 
+    def follow(self, d):
+        """The cell containing direction d, or None when d lies on a cell boundary (some tie's
+        tangent does not pick a branch strictly)."""
+
+        def strict(t, info):
+            hit = [br for br in info.branches if all(_dot(c, d) > 0 for c in br.constraints)]
+            return hit[0] if len(hit) == 1 else None
+
+        return self.walk(strict)
+
     def pattern(self, pick):
-        """Choices and constraints of the pattern that takes branch ``pick(tie)`` at every tie
-        (None: no such pattern, e.g. a proxy between the sides)."""
-        choose, cons, zeros = {}, [], []
-        for i, t in enumerate(self.order):
-            info = self.info(i, choose)
-            if info.zero:
-                choose[t.key] = info.branches[0].choice
-                zeros.append(t.key)
-                continue
+        """The pattern that takes branch ``pick(tie)`` at every tie (None: no such pattern, e.g. a
+        proxy between the sides). A max-pool choice names a window position; the branch is the
+        group of entries with that entry's functional."""
+
+        def chosen(t, info):
             want = pick(t)
             if want is None:
                 return None
             if info.kind == "pool":
-                grp = next((b for b in info.branches if b.choice == want or info.functionals[b.choice] == info.functionals.get(want)), None)
-                if grp is None:
-                    return None
-                br = grp
-            else:
-                br = next(b for b in info.branches if b.choice == want)
-            choose[t.key] = br.choice
-            cons += br.constraints
-        return choose, cons, zeros
+                return next((b for b in info.branches if b.choice == want or info.functionals[b.choice] == info.functionals.get(want)), None)
+            return next(b for b in info.branches if b.choice == want)
+
+        return self.walk(chosen)
 
 
 def _dot(c, d):
@@ -424,7 +425,7 @@ def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_l
     def add(choose, cons, zeros, d):
         if any(c.choices == choose for c in cells):
             return
-        cells.append(Cell(dict(choose), d, W.cell(choose, d) if gradients else None, [list(c) for c in cons], list(zeros)))
+        cells.append(Cell(dict(choose), d, W.cell(choose) if gradients else None, [list(c) for c in cons], list(zeros)))
 
     ad_index = None
     pat = W.pattern(lambda t: ad_sides(runs, t))
@@ -471,4 +472,4 @@ def ad_pattern_cell(runs, fw, ties, *, timeout_ms=20000):
     if d is None:
         return None
     choose, cons, zeros = pat
-    return Cell(dict(choose), d, W.cell(choose, d), [list(c) for c in cons], list(zeros))
+    return Cell(dict(choose), d, W.cell(choose), [list(c) for c in cons], list(zeros))
