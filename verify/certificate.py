@@ -96,24 +96,25 @@ def digest(network: dict, convention: dict) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def user_mode(tmp) -> None:
-    """Give a mkstemp file (0600) the mode an ordinary new file gets (0666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-
-
-def write_atomic(path, data: dict) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder: never half-written."""
+def replace_atomic(path, write, suffix: str = ".tmp") -> None:
+    """Call ``write(tmp)`` for a temporary file next to ``path``, give it the mode an ordinary new
+    file gets (0666 minus the umask; mkstemp makes 0600), then move it into place: never
+    half-written. ``suffix``: for writers that look at the file name."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent or "."))
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=suffix, dir=str(path.parent))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        user_mode(tmp)
+        write(tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path, data: dict) -> None:
+    """Write JSON to ``path`` atomically (``replace_atomic``)."""
+    replace_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))

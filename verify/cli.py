@@ -218,18 +218,12 @@ def export_test(
         text = _export(cex, framework)
     except InputError as exc:
         _fail(str(exc))
-    import os
-    import tempfile
+    from pathlib import Path
 
-    d = os.path.dirname(os.path.abspath(output))
+    from .certificate import replace_atomic
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".py.tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        from .certificate import user_mode
-
-        user_mode(tmp)
-        os.replace(tmp, output)
+        replace_atomic(output, lambda tmp: Path(tmp).write_text(text), ".py")
     except OSError as exc:
         _fail(f"{output}: cannot write: {exc.strerror or exc}")
     out.print(f"wrote {output}")

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -742,9 +741,9 @@ class SurveyResult:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from .certificate import replace_atomic
+
+    replace_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _resume(cfg: SurveyConfig, out: Path) -> dict:

@@ -975,26 +975,6 @@ def export_notes(net) -> list:
     return notes
 
 
-def _replace_atomic(write, output: str, suffix: str) -> None:
-    """Call ``write(tmp)`` for a temporary file next to ``output``, then move it into place."""
-    import os
-    import tempfile
-
-    d = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".kinkcheck-export-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        from .certificate import user_mode
-
-        user_mode(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _example_input(net, m):
     torch = _t()
     ps = list(m.parameters())
@@ -1028,8 +1008,10 @@ def to_onnx(network, path: str) -> None:
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
         onnx.checker.check_model(onnx.load(tmp), full_check=True)
 
+    from .certificate import replace_atomic
+
     try:
-        _replace_atomic(write, str(path), ".onnx")
+        replace_atomic(path, write, ".onnx")
     except InputError:
         raise
     except OSError as exc:
@@ -1064,8 +1046,10 @@ def export_network(network, to: str, output: str, order: str = "torch") -> list:
                 warnings.simplefilter("ignore")
                 torch.export.save(torch.export.export(m, (_example_input(net, m),)), tmp)
 
+    from .certificate import replace_atomic
+
     try:
-        _replace_atomic(write, str(output), ".pt2" if to == "pt2" else ".pt")
+        replace_atomic(output, write, ".pt2" if to == "pt2" else ".pt")
     except OSError as exc:
         raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
     except Exception as exc:  # noqa: BLE001 - scripting / export errors: one line naming the network
