@@ -28,6 +28,7 @@ import os
 import sys
 
 from .encodings.errors import InputError
+from .probe import tie_rule
 
 
 def _jax():
@@ -101,16 +102,6 @@ def _measure(jax, jnp, lax, dtype, jit: bool) -> dict:
     return {k: [float(v) for v in raw[k]] for k in thunks}
 
 
-def _rule(g: list) -> str:
-    if g[0] == 1 and all(v == 0 for v in g[1:]):
-        return "first"
-    if g[-1] == 1 and all(v == 0 for v in g[:-1]):
-        return "last"
-    if all(v == g[0] for v in g):
-        return "split"
-    return f"unrecognised gradient {g}"
-
-
 def _num(v: float):
     return v if math.isfinite(v) else str(v)
 
@@ -140,22 +131,22 @@ def probe_jax() -> dict:
         "hardsigmoid": entry(m["hardsigmoid"], "jax.nn.hard_sigmoid"),
         "hardswish": entry(m["hardswish"], "jax.nn.hard_swish"),
         "abs": entry(m["abs"], "jnp.abs", f"abs'(+0) = {m['abs'][0]}, abs'(-0) = {m['abs(-0)'][0]}"),
-        "maxpool1d": {"tie_break": _rule(m["maxpool1d"]), "source": f"{src}: lax.reduce_window(x, -inf, lax.max, (3,), (3,), 'VALID') on a window of equal entries"},
-        "maxpool2d": {"tie_break": _rule(m["maxpool2d"]), "source": f"{src}: lax.reduce_window(x, -inf, lax.max, (2, 2), (2, 2), 'VALID') on a window of equal entries"},
+        "maxpool1d": {"tie_break": tie_rule(m["maxpool1d"]), "source": f"{src}: lax.reduce_window(x, -inf, lax.max, (3,), (3,), 'VALID') on a window of equal entries"},
+        "maxpool2d": {"tie_break": tie_rule(m["maxpool2d"]), "source": f"{src}: lax.reduce_window(x, -inf, lax.max, (2, 2), (2, 2), 'VALID') on a window of equal entries"},
         "l1": entry(m["l1"], "jnp.abs(output - target) at output = target", f"jnp.abs(target - output) gives {m['l1_target_minus_output'][0]} instead"),
     }
     extra = {
         "clip_at_bounds": [_num(v) for v in m["clip_at_bounds"]],
         "maximum_x_0_at_0": _num(m["maximum_x_0_at_0"][0]),
-        "max_ties": _rule(m["max_ties"]),
-        "amax_ties": _rule(m["amax_ties"]),
+        "max_ties": tie_rule(m["max_ties"]),
+        "amax_ties": tie_rule(m["amax_ties"]),
         "l1_target_minus_output": _num(m["l1_target_minus_output"][0]),
         "hard_sigmoid_below_3": _num(m["hard_sigmoid_below_3"][0]),
         "hard_swish_below_3": _num(m["hard_swish_below_3"][0]),
     }
     pools = ("maxpool1d", "maxpool2d", "max_ties", "amax_ties")
     for mode, other in others.items():  # compare what the file records: numbers, or the pool rule
-        diff = sorted(k for k in m if (_rule(other[k]) != _rule(m[k]) if k in pools else other[k] != m[k]))
+        diff = sorted(k for k in m if (tie_rule(other[k]) != tie_rule(m[k]) if k in pools else other[k] != m[k]))
         if mode.endswith("float64"):  # the number below 3 is another number in float64
             diff = [k for k in diff if not k.endswith("_below_3")]
         extra[f"differs under {mode}"] = {k: other[k] for k in diff}

@@ -32,6 +32,17 @@ def _grad(torch, fn, x0):
     return float(x.grad)
 
 
+def tie_rule(g: list) -> str:
+    """The tie-break a framework used, read off the gradient of sum(max-pool(ones)) over one window."""
+    if g[0] == 1 and all(v == 0 for v in g[1:]):
+        return "first"
+    if g[-1] == 1 and all(v == 0 for v in g[:-1]):
+        return "last"
+    if all(v == g[0] for v in g):
+        return "split"
+    return f"unrecognised gradient {g}"
+
+
 def probe_torch() -> dict:
     torch = _torch()
     F = torch.nn.functional
@@ -59,14 +70,7 @@ def probe_torch() -> dict:
     def pool_rule(fn, shape):
         x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
         fn(x).sum().backward()
-        g = x.grad.reshape(-1).tolist()
-        if g[0] == 1 and all(v == 0 for v in g[1:]):
-            return "first"
-        if g[-1] == 1 and all(v == 0 for v in g[:-1]):
-            return "last"
-        if all(v == g[0] for v in g):
-            return "split"
-        return f"unrecognised gradient {g}"
+        return tie_rule(x.grad.reshape(-1).tolist())
 
     ops["maxpool1d"] = {"tie_break": pool_rule(lambda x: F.max_pool1d(x, 3), (1, 1, 3)), "source": src}
     ops["maxpool2d"] = {"tie_break": pool_rule(lambda x: F.max_pool2d(x, 2), (1, 1, 2, 2)), "source": src}
