@@ -496,6 +496,35 @@ class FloatFormat:
 
     # -- enumeration ------------------------------------------------------------------------
 
+    def ordinal(self, v: float) -> int:
+        """Position of v on the format's grid: monotone, consecutive values differ by 1,
+        -0 = +0 = 0, +-inf just past +-max_finite."""
+        if v == 0:
+            return 0
+        sign = -1 if v < 0 else 1
+        a = abs(v)
+        M = self.fraction_bits
+        if math.isinf(a):
+            return sign * ((2**self.exponent_bits - 1) << M)
+        E = math.frexp(a)[1] - 1
+        if E < self.emin:
+            return sign * int(Fraction(a) / Fraction(2) ** (self.emin - M))
+        return sign * (((E - self.emin + 1) << M) + int(Fraction(a) / Fraction(2) ** (E - M)) - (1 << M))
+
+    def from_ordinal(self, k: int) -> float:
+        """The value at position k of the grid (inverse of ``ordinal``; 0 gives +0)."""
+        if k == 0:
+            return 0.0
+        sign = -1.0 if k < 0 else 1.0
+        k = abs(k)
+        M = self.fraction_bits
+        if k >= (2**self.exponent_bits - 1) << M:
+            return sign * float("inf")
+        e_field, mant = k >> M, k & ((1 << M) - 1)
+        if e_field == 0:
+            return sign * float(Fraction(mant) * Fraction(2) ** (self.emin - M))
+        return sign * float((1 + Fraction(mant, 2**M)) * Fraction(2) ** (e_field - 1 + self.emin))
+
     def all_finite_values(self) -> np.ndarray:
         """Sorted float64 array of every finite value, ``-0.0`` (just before) ``+0.0`` included.
 

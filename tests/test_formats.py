@@ -1016,3 +1016,19 @@ def test_all_finite_values_counts():
             f.all_finite_values()
     assert len(FloatFormat(2, 17).all_finite_values()) == 2 * 3 * 2**17
     assert len(E7M12.all_finite_values()) == 2 * 127 * 2**12  # 1040384 <= 2**20 values: allowed
+
+
+@pytest.mark.parametrize("spec", ["float16", "bfloat16", "float32", {"exponent_bits": 4, "fraction_bits": 3}])
+def test_grid_ordinal_counts_every_value(spec):
+    """ordinal numbers the grid consecutively (next_up adds exactly 1) and from_ordinal inverts it."""
+    import random
+
+    fmt = FloatFormat.from_spec(spec)
+    rng = random.Random(0)
+    vals = [0.0, fmt.min_subnormal, -fmt.min_subnormal, fmt.min_normal, fmt.max_finite, -fmt.max_finite, 1.0, -1.5]
+    vals += [fmt.round_rational(mpq(rng.randint(-10**6, 10**6), rng.randint(1, 10**6))) for _ in range(50)]
+    for v in (v for v in vals if math.isfinite(v)):
+        k = fmt.ordinal(v)
+        assert fmt.from_ordinal(k) == v
+        assert fmt.ordinal(fmt.next_up(v)) == k + 1
+    assert fmt.ordinal(math.inf) == fmt.ordinal(fmt.max_finite) + 1

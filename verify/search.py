@@ -477,37 +477,8 @@ def _points(res, net, bounds, goal, k_ulps, t0, timeout):
     return None
 
 
-def _ordinal(fmt, v: float) -> int:
-    """Position of v on the format's grid: monotone, consecutive values differ by 1, -0 = +0 = 0."""
-    if v == 0:
-        return 0
-    sign = -1 if v < 0 else 1
-    a = abs(v)
-    M = fmt.fraction_bits
-    if math.isinf(a):
-        return sign * ((2**fmt.exponent_bits - 1) << M)
-    E = math.frexp(a)[1] - 1
-    if E < fmt.emin:
-        return sign * int(Fraction(a) / Fraction(2) ** (fmt.emin - M))
-    return sign * (((E - fmt.emin + 1) << M) + int(Fraction(a) / Fraction(2) ** (E - M)) - (1 << M))
-
-
-def _from_ordinal(fmt, k: int) -> float:
-    if k == 0:
-        return 0.0
-    sign = -1.0 if k < 0 else 1.0
-    k = abs(k)
-    M = fmt.fraction_bits
-    if k >= (2**fmt.exponent_bits - 1) << M:
-        return sign * float("inf")
-    e_field, mant = k >> M, k & ((1 << M) - 1)
-    if e_field == 0:
-        return sign * float(Fraction(mant) * Fraction(2) ** (fmt.emin - M))
-    return sign * float((1 + Fraction(mant, 2**M)) * Fraction(2) ** (e_field - 1 + fmt.emin))
-
-
 def _count(fmt, lo, hi, finite_only) -> int:
-    n = _ordinal(fmt, hi) - _ordinal(fmt, lo) + 1
+    n = fmt.ordinal(hi) - fmt.ordinal(lo) + 1
     if lo <= 0 <= hi:
         n += 1  # -0 and +0
     if finite_only:
@@ -517,8 +488,8 @@ def _count(fmt, lo, hi, finite_only) -> int:
 
 def _values(fmt, lo, hi, finite_only) -> list:
     out = []
-    for k in range(_ordinal(fmt, lo), _ordinal(fmt, hi) + 1):
-        v = _from_ordinal(fmt, k)
+    for k in range(fmt.ordinal(lo), fmt.ordinal(hi) + 1):
+        v = fmt.from_ordinal(k)
         if finite_only and not np.isfinite(v):
             continue
         if v == 0:
@@ -529,9 +500,9 @@ def _values(fmt, lo, hi, finite_only) -> list:
 
 
 def _random_value(fmt, lo, hi, finite_only, rng) -> float:
-    a, b = _ordinal(fmt, lo), _ordinal(fmt, hi)
+    a, b = fmt.ordinal(lo), fmt.ordinal(hi)
     for _ in range(8):
-        v = _from_ordinal(fmt, rng.randint(a, b))
+        v = fmt.from_ordinal(rng.randint(a, b))
         if not finite_only or np.isfinite(v):
             return v
     return lo
@@ -629,8 +600,6 @@ def _bitwuzla(res, net, variables, goal, timeout, t0):
 
 def _mismatch(rep, net, k) -> bool:
     """Point check: some machine AD entry is more than k ulps (of itself) from the exact AD."""
-    import math
-
     if rep.ad is None or rep.machine_ad is None:
         return False
     for e, m in zip(rep.ad, rep.machine_ad):
