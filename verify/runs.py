@@ -147,9 +147,12 @@ def _classify(net):
     return Classified(loc, pools, loss_loc, sub, samples), N - samples.size
 
 
-def run(net, proxies, *, use_filter: bool = True) -> Runs:
+def run(net, proxies, *, use_filter: bool = True, machine: bool = True) -> Runs:
+    """The machine run (unless ``machine`` is False: callers that only need the exact side, e.g. a
+    survey whose float run is the framework's) and the exact branches."""
     runs = Runs(net=net, proxies=proxies)
-    runs.machine = P.forward(net, MachineArith(net.fmt))
+    if machine:
+        runs.machine = P.forward(net, MachineArith(net.fmt))
     if not np.isfinite(net.theta).all() or not np.isfinite(net.inputs).all() or (
         net.targets is not None and net.targets.dtype.kind == "f" and not np.isfinite(net.targets).all()
     ):

@@ -474,28 +474,12 @@ def _time_budget(seconds):
 
 
 def _exact_runs(net):
-    """``runs.run`` without the machine run: the exact branches (float64 filter with a rigorous
-    bound, exact evaluation of the samples it cannot decide), which is all ``decide`` uses. The
-    float side of a survey event is PyTorch's run, not kinkcheck's spec-order one."""
-    import numpy as np
-
-    from .encodings import enclosure as F
+    """``runs.run`` without the machine run: the exact branches are all ``decide`` uses. The float
+    side of a survey event is PyTorch's run, not kinkcheck's spec-order one."""
     from .encodings import program as P
-    from .encodings.errors import Undecided
-    from .runs import MAX_PREC, Runs, _classify, exact_forward
+    from .runs import run
 
-    runs = Runs(net=net, proxies=P.resolve_proxies(net, net.convention))
-    if not np.isfinite(net.theta).all() or not np.isfinite(net.inputs).all():
-        runs.exact_reason = "the exact semantics is undefined: a parameter or input is infinite"
-        return runs
-    try:
-        try:
-            runs.exact, runs.filtered = _classify(net)
-        except F.Unsupported:
-            runs.exact = runs._full = exact_forward(net)
-    except Undecided as exc:
-        runs.exact, runs.exact_reason = None, f"undecided at {MAX_PREC} bits of enclosure precision: {exc}"
-    return runs
+    return run(net, P.resolve_proxies(net, net.convention), machine=False)
 
 
 def classify(model, xb, targets, ties, loss: str, *, budget_s: float | None = None, full: bool = False) -> dict:
