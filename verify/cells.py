@@ -428,12 +428,10 @@ def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_l
         cells.append(Cell(dict(choose), d, W.cell(choose) if gradients else None, [list(c) for c in cons], list(zeros)))
 
     ad_index = None
-    pat = W.pattern(lambda t: ad_sides(runs, t))
-    if pat is not None:
-        d = feasible(pat[1], n, timeout_ms)
-        if d is not None:
-            add(*pat, d)
-            ad_index = 0
+    c = ad_pattern_cell(runs, fw, ties, timeout_ms=timeout_ms, walker=W, gradient=gradients)
+    if c is not None:
+        cells.append(c)
+        ad_index = 0
     rng = np.random.default_rng(seed)
     tries = stale = 0
     while tries < 4 * n_random and stale < n_random and len(cells) < n_random + 1 and time.perf_counter() - t0 < time_limit:
@@ -458,13 +456,13 @@ def sample_cells(runs, fw, ties, *, n_random=6, seed=0, timeout_ms=20000, time_l
     )
 
 
-def ad_pattern_cell(runs, fw, ties, *, timeout_ms=20000):
+def ad_pattern_cell(runs, fw, ties, *, timeout_ms=20000, walker=None, gradient=True):
     """The cell of the AD output's own pattern, with a witness, or None (a proxy between the
     sides, split tie-break, or an empty cell). One exact LP over the reals: when it is feasible,
     AD is the gradient of a selection that f follows on an open set touching w, i.e. a limiting
     gradient, so a Clarke subderivative. For networks with max-pools this is the kind of LP check
     Park-Chun-Lee's Theorem 8 / Algorithm 1 proposes; stated here in our own terms."""
-    W = _Walker(runs, fw, ties)
+    W = walker or _Walker(runs, fw, ties)
     pat = W.pattern(lambda t: ad_sides(runs, t))
     if pat is None:
         return None
@@ -472,4 +470,4 @@ def ad_pattern_cell(runs, fw, ties, *, timeout_ms=20000):
     if d is None:
         return None
     choose, cons, zeros = pat
-    return Cell(dict(choose), d, W.cell(choose), [list(c) for c in cons], list(zeros))
+    return Cell(dict(choose), d, W.cell(choose) if gradient else None, [list(c) for c in cons], list(zeros))

@@ -103,7 +103,8 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
         v.theorems = theorems.check(runs.net, runs.proxies, real_ties)
     if not _transcendental(runs.net):
         try:
-            c = ad_pattern_cell(runs, runs.exact_full(), real_ties)
+            en = v.enumeration  # the sampled cells may hold the AD pattern's cell already
+            c = en.cells[en.ad_index] if en is not None and en.ad_index is not None else ad_pattern_cell(runs, runs.exact_full(), real_ties)
             if c is not None and c.gradient == list(runs.exact_ad()):
                 v.theorems.append(AD_PATTERN)
                 v.ad_cell = c
