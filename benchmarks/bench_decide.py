@@ -106,7 +106,7 @@ def make_pairs(m):
 
 def main():
     import kinkcheck
-    from kinkcheck import differentiability as D
+    from kinkcheck.decide import differentiability as D
 
     print(f"{'family':>20} {'ties':>5} {'method':>13} {'decide s':>9} {'check s':>8} {'base s':>7} {'ratio':>7}  verdicts")
     for family in ("one-layer", "one-layer, no hinge", "two layers", "two-layer pairs"):
@@ -118,7 +118,7 @@ def main():
             r0._runs.exact_ad()
             # baseline: the exact AD output alone (forward + backward), measured in the same run
             from kinkcheck.encodings import program as P
-            from kinkcheck.runs import exact_forward
+            from kinkcheck.encodings.runs import exact_forward
 
             tb = time.perf_counter()
             fw = exact_forward(net)

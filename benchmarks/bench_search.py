@@ -57,7 +57,7 @@ def plain_z3(doc, box, cap):
     import kinkcheck
     from kinkcheck.encodings import program as P
     from kinkcheck.encodings.smt import Z3FPArith, Z3RealArith
-    from kinkcheck.search import search as _  # noqa: F401  (warm imports)
+    from kinkcheck.search.solver import search as _  # noqa: F401  (warm imports)
 
     net = kinkcheck.load(doc)
     Z, R = Z3FPArith(net.fmt), Z3RealArith(net.fmt)
@@ -122,7 +122,7 @@ def ratio(t_plain, status_plain, t_kc, cap):
 
 
 def table1(sizes, cap):
-    from kinkcheck.search import search
+    from kinkcheck.search.solver import search
 
     print("Table 1: compensation, one float32 neuron, fan-in n (plain Z3 capped)")
     print(f"{'n':>3} {'plain Z3':>22} {'kinkcheck search':>26}  {'ratio':>7}  answered by")
@@ -137,7 +137,7 @@ def table1(sizes, cap):
 
 
 def table2(hidden_sizes, cap):
-    from kinkcheck.search import search
+    from kinkcheck.search.solver import search
 
     print("\nTable 2: 2-layer MLP, 3 inputs, h hidden relu units, 3h first-layer weights free (plain Z3 = whole query, capped)")
     print(f"{'case':<44} {'h':>2} {'plain Z3':>22} {'kinkcheck search':>26}  {'ratio':>7}  answered by")

@@ -148,3 +148,14 @@ def resolve_kink_derivatives(entries, act, fmt, where: str) -> tuple:
                 raise InputError(f"{where}: kink_derivatives[{k}]: {exc}") from None
             out.append(v)
     return tuple(out)
+
+
+def tie_rule(g: list) -> str:
+    """The tie-break a framework used, read off the gradient of sum(max-pool(ones)) over one window."""
+    if g[0] == 1 and all(v == 0 for v in g[1:]):
+        return "first"
+    if g[-1] == 1 and all(v == 0 for v in g[:-1]):
+        return "last"
+    if all(v == g[0] for v in g):
+        return "split"
+    return f"unrecognised gradient {g}"

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import kinkcheck  # noqa: E402
-from kinkcheck.certificate import write_atomic  # noqa: E402
+from kinkcheck.files import write_atomic  # noqa: E402
 
 YN = {True: "yes", False: "**no**", None: "undecided"}
 

@@ -162,11 +162,11 @@ def test_cli_check_exit_codes(tmp_path):
 
 def test_checker_imports_neither_z3_nor_the_decision_code():
     code = (
-        "import sys, kinkcheck.checker as c; "
+        "import sys, kinkcheck.certify.checker as c; "
         f"c.check_certificate({str(CERTS[0])!r}); "
         "bad = [m for m in sys.modules if m == 'z3' or m.startswith('z3.') or m in "
         "('kinkcheck.encodings.program', 'kinkcheck.encodings.exact', 'kinkcheck.encodings.machine', "
-        "'kinkcheck.cells', 'kinkcheck.differentiability', 'kinkcheck.runs', 'kinkcheck.api')]; "
+        "'kinkcheck.decide', 'kinkcheck.decide.cells', 'kinkcheck.decide.differentiability', 'kinkcheck.encodings.runs', 'kinkcheck.api')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

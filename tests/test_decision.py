@@ -142,8 +142,8 @@ def test_clarke_verdict_is_consistent(doc):
                 activations=("relu", "leaky_relu", "hardtanh", "abs", "hardsigmoid"), losses=["sum", "dot", "l1"]))
 def test_hinge_path_agrees_with_cell_enumeration(doc):
     """The fast hinge decomposition (ties in one layer) and the general enumeration agree."""
-    from kinkcheck import differentiability as D
-    from kinkcheck import hinge
+    from kinkcheck.decide import differentiability as D
+    from kinkcheck.decide import hinge
 
     net = kinkcheck.load(doc)
     assume(net.n_grad <= 24)
@@ -188,12 +188,12 @@ def test_sufficient_conditions_agree_with_the_general_procedure(doc):
 def test_theorem_decides_when_the_enumeration_runs_out(monkeypatch):
     """Budget exhausted (forced): the private-bias condition still gives 'AD in Clarke', and the
     certificate carries the premises, which the checker re-verifies."""
-    from kinkcheck import cells
+    from kinkcheck.decide import cells
 
     def boom(*a, **k):
         raise cells.Budget("forced for the test")
 
-    monkeypatch.setattr("kinkcheck.differentiability.enumerate_cells", boom)
+    monkeypatch.setattr("kinkcheck.decide.differentiability.enumerate_cells", boom)
     r = kinkcheck.verify(str(__import__("conftest").EXAMPLES / "bias_relu_clarke.json"))
     assert r.differentiable is None and r.ad_in_clarke is True
     cert = json.loads(json.dumps(r.certificate()))
@@ -229,8 +229,8 @@ def test_checker_verifies_each_theorem_premise(name):
 def test_sampled_cells_and_ad_pattern_agree_with_the_complete_enumeration(doc):
     """The cheap paths (sampled cells; the AD pattern's LP) never contradict the complete
     enumeration: whatever they decide, the enumeration decides the same."""
-    from kinkcheck import cells
-    from kinkcheck import differentiability as D
+    from kinkcheck.decide import cells
+    from kinkcheck.decide import differentiability as D
 
     net = kinkcheck.load(doc)
     assume(net.n_grad <= 24)
@@ -266,7 +266,7 @@ def test_ad_pattern_condition_decides_max_pool_clarke_and_is_checked(monkeypatch
     """The max-pool LP condition: the AD pattern's cell is non-empty, so AD is a limiting
     gradient. It decides when the enumeration runs out (forced) and its certificate checks; on the
     u-b max-pool counterexample it does not hold, and a forged claim is refused."""
-    from kinkcheck import cells
+    from kinkcheck.decide import cells
 
     from conftest import EXAMPLES
 
@@ -284,8 +284,8 @@ def test_ad_pattern_condition_decides_max_pool_clarke_and_is_checked(monkeypatch
     def boom(*a, **k):
         raise cells.Budget("forced for the test")
 
-    monkeypatch.setattr("kinkcheck.differentiability.enumerate_cells", boom)
-    monkeypatch.setattr("kinkcheck.differentiability.SAMPLE_FROM", None)
+    monkeypatch.setattr("kinkcheck.decide.differentiability.enumerate_cells", boom)
+    monkeypatch.setattr("kinkcheck.decide.differentiability.SAMPLE_FROM", None)
     r = kinkcheck.verify(doc)
     assert r.differentiable is None and r.ad_in_clarke is True
     assert r.decision["theorems"][-1].startswith("ad-pattern")

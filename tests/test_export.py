@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from test_search import TIE16
 
 import kinkcheck
-from kinkcheck.export import export_test
+from kinkcheck.testgen.export import export_test
 
 from conftest import EXAMPLES
 from strategies import networks
@@ -94,7 +94,7 @@ def _goal_docs():
 @pytest.fixture(scope="module")
 def torch_files(tmp_path_factory):
     """One torch test file per search goal, written by the CLI from the counterexample search found."""
-    from kinkcheck.search import search
+    from kinkcheck.search.solver import search
 
     d = tmp_path_factory.mktemp("torch_cex")
     files = {}

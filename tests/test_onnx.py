@@ -21,7 +21,7 @@ from test_torch import layer_errors
 import kinkcheck
 from kinkcheck.encodings import program as P
 from kinkcheck.encodings.machine import MachineArith
-from kinkcheck.onnx_import import from_onnx
+from kinkcheck.interop.onnx import from_onnx
 from kinkcheck.torch import from_torch
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kinkcheck
-from kinkcheck.point import membership
+from kinkcheck.search.point import membership
 
 from conftest import EXAMPLES
 from strategies import networks

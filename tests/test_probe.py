@@ -18,7 +18,7 @@ from kinkcheck.encodings.conventions import (
     resolve_kink_derivatives,
 )
 from kinkcheck.encodings.formats import FloatFormat, exact
-from kinkcheck.probe import probe
+from kinkcheck.interop.probe import probe
 
 F64 = FloatFormat.from_spec("float64")
 ACTS = {

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kinkcheck
-from kinkcheck.search import search
+from kinkcheck.search.solver import search
 
 TIE16 = {
     "kinkcheck": 1,

@@ -18,7 +18,7 @@ pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip instal
 
 from typer.testing import CliRunner
 
-import kinkcheck.survey as S
+import kinkcheck.survey.run as S
 from kinkcheck.cli import app
 from kinkcheck.encodings.errors import InputError
 

@@ -5,20 +5,37 @@
 >>> report.differentiable, report.ad, report.gradient, report.machine_ad
 (True, ['0'], ['1'], ['0x0p+0'])
 
-The names are imported lazily, so that ``import kinkcheck.checker`` (the independent certificate
-checker) loads neither Z3 nor the decision code.
+The package is laid out by question; data flows one way, each line importing only the ones above it
+(``tests/test_layout.py`` enforces it):
+
+- ``kinkcheck.encodings``: the network model and loader, formats, the activation library, the
+  network program over exact / machine / SMT arithmetics, running both semantics;
+- ``kinkcheck.decide``: the questions at one parameter point (ties, choice sensitivity,
+  differentiability, AD correctness, Clarke membership);
+- ``kinkcheck.certify``: certificates and their independent checker;
+- ``kinkcheck.api``: ``load``, ``verify``, ``Report`` (this package's top-level names);
+- ``kinkcheck.search``, ``kinkcheck.interop``, ``kinkcheck.testgen``, ``kinkcheck.survey``: the
+  questions across parameter space, other frameworks, counterexamples as pytest files, surveys;
+- ``kinkcheck.cli``: the command line.
+
+The names are imported lazily, so that ``import kinkcheck.certify.checker`` (the independent
+certificate checker) loads neither Z3 nor the decision code.
 """
 
 __version__ = "0.1.0"
+
+from . import _moved  # noqa: E402
+
+_moved.install()
 
 _LAZY = {
     "load": "api",
     "verify": "api",
     "Report": "api",
-    "check_certificate": "checker",
-    "CheckFailed": "checker",
-    "from_torch": "torch",
-    "membership": "point",
+    "check_certificate": "certify.checker",
+    "CheckFailed": "certify.checker",
+    "from_torch": "interop.torch",
+    "membership": "search.point",
 }
 
 
@@ -31,6 +48,8 @@ def __getattr__(name):
         from .encodings import errors
 
         return getattr(errors, name)
+    if _moved.target(name) is not None:  # kinkcheck.cells without an import statement
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -7,16 +7,16 @@ import time
 from dataclasses import dataclass, field
 
 from . import __version__
-from .choice import choice_sensitivity
-from .differentiability import decide
+from .decide.choice import choice_sensitivity
+from .decide.differentiability import decide
+from .decide.ties import compensation, describe_tie
 from .encodings import program as P
 from .encodings.conventions import load_convention
 from .encodings.errors import InputError, Undecided
+from .encodings.fmt import hexf, is_exact, rat
 from .encodings.network import Network, check_convention
 from .encodings.network import load as _load
-from .fmt import hexf, is_exact, rat
-from .runs import run
-from .ties import compensation, describe_tie
+from .encodings.runs import run
 
 VALUES_AUTO_LIMIT = 200_000  # n_grad * batch above which AD values are only computed on request
 
@@ -120,7 +120,7 @@ class Report:
     def certificate(self) -> dict:
         """The evidence behind the verdicts as a JSON-able dict (docs/certificate.md), for
         :func:`kinkcheck.check_certificate`."""
-        from .certificate import build
+        from .certify.certificate import build
 
         return build(self)
 

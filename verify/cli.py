@@ -110,7 +110,7 @@ def verify(
     except InputError as exc:
         _fail(str(exc))
     if certificate:
-        from .certificate import write_atomic
+        from .files import write_atomic
 
         try:
             write_atomic(certificate, report.certificate())
@@ -128,7 +128,7 @@ def verify(
 @app.command()
 def check(certificate: str = typer.Argument(..., help="certificate written by kinkcheck verify --certificate")):
     """Re-validate a certificate with exact arithmetic: exit 0 valid, 1 invalid (first failing step), 2 bad input."""
-    from .checker import CheckFailed, check_certificate
+    from .certify.checker import CheckFailed, check_certificate
 
     try:
         res = check_certificate(certificate)
@@ -160,8 +160,8 @@ def search(
     """Search a box of float parameters: exit 1 sat (a confirmed counterexample), 0 unsat (none exists), 3 unknown, 2 bad input."""
     import json as _json
 
-    from .certificate import write_atomic
-    from .search import search as _search
+    from .files import write_atomic
+    from .search.solver import search as _search
 
     boxes = {}
     for item in box or []:
@@ -212,7 +212,7 @@ def export_test(
     output: str = typer.Option(..., "-o", "--output", help="the pytest file to write"),
 ):
     """Write a self-contained pytest file that reproduces the counterexample (exit 2 on unsupported networks)."""
-    from .export import export_test as _export
+    from .testgen.export import export_test as _export
 
     try:
         text = _export(cex, framework)
@@ -220,7 +220,7 @@ def export_test(
         _fail(str(exc))
     from pathlib import Path
 
-    from .certificate import replace_atomic
+    from .files import replace_atomic
 
     try:
         replace_atomic(output, lambda tmp: Path(tmp).write_text(text), ".py")
@@ -243,8 +243,8 @@ def import_model(
     """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits)."""
     import numpy as _np
 
-    from .certificate import write_atomic
-    from .torch import _t, from_torch, load_module, scripted_to_sequential
+    from .files import write_atomic
+    from .interop.torch import _t, from_torch, load_module, scripted_to_sequential
 
     try:
         arrays = []
@@ -255,16 +255,16 @@ def import_model(
                 raise InputError(f"{name}: cannot read the data: {exc}") from None
         xa, ya = arrays
         if model.endswith(".onnx"):
-            from .onnx_import import from_onnx
+            from .interop.onnx import from_onnx
 
             doc = from_onnx(model, xa, ya, loss)
         else:
             torch = _t()
             m = scripted_to_sequential(load_module(model, arch=arch, trust_pickle=trust_pickle))
             doc = from_torch(m, torch.from_numpy(xa), torch.from_numpy(ya) if ya is not None else None, loss)
-        import kinkcheck
+        from .api import load
 
-        kinkcheck.load(doc)  # validate before writing
+        load(doc)  # validate before writing
     except InputError as exc:
         _fail(str(exc))
     try:
@@ -283,16 +283,15 @@ def export_model(
     output: str = typer.Option(..., "-o", "--output", help="the model file to write"),
 ):
     """Write a network file's model (exact parameter bits) as TorchScript, a torch.export archive or ONNX."""
-    import kinkcheck
-
-    from .torch import export_network
+    from .api import load
+    from .interop.torch import export_network
 
     if to not in ("torch", "pt2", "onnx"):
         _fail(f"--to must be torch, pt2 or onnx, got {to!r}")
     if order not in ("torch", "spec"):
         _fail(f"--order must be torch or spec, got {order!r}")
     try:
-        notes = export_network(kinkcheck.load(network), to, output, order=order)
+        notes = export_network(load(network), to, output, order=order)
     except InputError as exc:
         _fail(str(exc))
     for note in notes:
@@ -330,8 +329,8 @@ def survey(
     from dataclasses import replace
 
     try:
-        from .survey import SurveyConfig, write
-        from .survey import survey as _survey
+        from .survey.run import SurveyConfig, write
+        from .survey.run import survey as _survey
     except ImportError as exc:  # pragma: no cover
         _fail(f"the survey needs the [survey] extra: {exc}")
 
@@ -405,8 +404,8 @@ def conventions_probe(
     """Measure the installed framework's derivatives at every kink and write a convention file."""
     import json as _json
 
-    from .certificate import write_atomic
-    from .probe import probe
+    from .files import write_atomic
+    from .interop.probe import probe
 
     try:
         conv = probe(framework)

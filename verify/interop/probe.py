@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 
+from ..encodings.conventions import tie_rule
+
 
 def _torch():
     try:
         import torch
     except ImportError:
-        from .encodings.errors import InputError
+        from ..encodings.errors import InputError
 
         raise InputError("the torch probe needs PyTorch: pip install 'kinkcheck[torch]'") from None
     return torch
@@ -30,17 +32,6 @@ def _grad(torch, fn, x0):
     y = fn(x)
     y.backward()
     return float(x.grad)
-
-
-def tie_rule(g: list) -> str:
-    """The tie-break a framework used, read off the gradient of sum(max-pool(ones)) over one window."""
-    if g[0] == 1 and all(v == 0 for v in g[1:]):
-        return "first"
-    if g[-1] == 1 and all(v == 0 for v in g[:-1]):
-        return "last"
-    if all(v == g[0] for v in g):
-        return "split"
-    return f"unrecognised gradient {g}"
 
 
 def probe_torch() -> dict:
@@ -99,6 +90,6 @@ def probe(framework: str) -> dict:
         from .jax_probe import probe_jax
 
         return probe_jax()
-    from .encodings.errors import InputError
+    from ..encodings.errors import InputError
 
     raise InputError(f"unknown framework {framework!r} (torch or jax)")

@@ -22,10 +22,10 @@ import numpy as np
 import z3
 from gmpy2 import mpq
 
+from ..encodings.errors import Undecided
+from ..encodings.exact import Interval, mk
 from . import hinge, theorems
 from .cells import Budget, _rat, ad_pattern_cell, enumerate_cells, sample_cells
-from .encodings.errors import Undecided
-from .encodings.exact import Interval, mk
 
 HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
 SAMPLE_FROM = 4  # this many ties or more: try sampled cells before the (exponential) enumeration
@@ -269,7 +269,7 @@ def _coarse_seed(runs, fw, n, bits=64):
     them). Still an enclosure, with small integers for the exact matmuls."""
     import gmpy2
 
-    from .encodings import program as P
+    from ..encodings import program as P
 
     net = runs.net
     out = fw.out.reshape(net.batch, -1)
@@ -292,7 +292,7 @@ def _one_tie_apart(runs, fw, cells):
     cotangent at k's output, the same in both cells (only ties after k feed it, and those agree).
     So they differ exactly when u != 0, decided by u's enclosure: one partial backward pass, no
     parameter gradient."""
-    from .encodings import program as P
+    from ..encodings import program as P
 
     for i in range(len(cells)):
         for j in range(i):
@@ -324,7 +324,7 @@ def _decide_ce(runs, ties) -> Verdict:
     ad_cell = en.cells[en.ad_index] if en.ad_index is not None else None
     pair = _one_tie_apart(runs, fw, en.cells)
     if pair is None and runs.net.n_grad * runs.net.batch <= CE_FULL_GRADIENTS:
-        from .encodings import program as P
+        from ..encodings import program as P
 
         for c in en.cells:
             c.gradient = list(P.backward(runs.net, fw.A, fw, runs.proxies, choose=dict(c.choices)))

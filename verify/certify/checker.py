@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from gmpy2 import mpq
 
-from .encodings.errors import InputError
-from .encodings.network import load
+from ..encodings.errors import InputError
+from ..encodings.network import load
 
 SCHEMA = 1
 
@@ -96,7 +96,7 @@ def _proxies(net, conv):
                 q = derivs[k][0 if e == "left" else 1]
                 vals.append(mpq(net.fmt.round_rational(q)))
             else:
-                from .encodings.formats import parse_value
+                from ..encodings.formats import parse_value
 
                 vals.append(mpq(parse_value(e, net.fmt, "nearest")[0]))
         return vals

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gmpy2 import mpq
 
-from .encodings.exact import Interval
+from .exact import Interval
 
 
 def _dec(q, rnd) -> str:

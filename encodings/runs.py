@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .encodings import enclosure as F
-from .encodings import program as P
-from .encodings.errors import Undecided
-from .encodings.exact import ExactArith
-from .encodings.machine import MachineArith
+from . import enclosure as F
+from . import program as P
+from .errors import Undecided
+from .exact import ExactArith
+from .machine import MachineArith
 
 START_PREC = 128
 MAX_PREC = 8192

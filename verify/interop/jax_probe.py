@@ -27,8 +27,8 @@ import math
 import os
 import sys
 
-from .encodings.errors import InputError
-from .probe import tie_rule
+from ..encodings.conventions import tie_rule
+from ..encodings.errors import InputError
 
 
 def _jax():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encodings.errors import InputError
+from ..encodings.errors import InputError
 
 DT = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
 
@@ -185,9 +185,9 @@ def from_onnx(path: str, inputs: np.ndarray, targets=None, loss: str = "sum") ->
         t = np.asarray(targets)
         doc["targets"] = {"shape": list(t.shape), "values": t.astype(np.int64).tolist() if loss == "cross_entropy" else t.astype(np.float64).tolist()}
     if flat_checks:
-        import kinkcheck
+        from ..api import load
 
-        net = kinkcheck.load(doc)
+        net = load(doc)
         for k, size, where in flat_checks:
             have = int(np.prod(net.layers[k].in_shape))
             if have != size:

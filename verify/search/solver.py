@@ -36,18 +36,18 @@ from fractions import Fraction
 import numpy as np
 import z3
 
-from . import structured as _structured
-from .encodings import program as P
-from .encodings.errors import InputError
-from .encodings.formats import InvalidValue, parse_value
-from .encodings.network import Network
-from .encodings.smt import (
+from ..encodings import program as P
+from ..encodings.errors import InputError
+from ..encodings.formats import InvalidValue, parse_value
+from ..encodings.network import Network
+from ..encodings.smt import (
     Unsupported,
     Z3FPArith,
     Z3RealArith,
     pool_tie_conditions,
     value_of,
 )
+from . import structured as _structured
 
 GOALS = ("float-tie", "real-tie", "compensation", "choice-sensitive", "ad-mismatch")
 
@@ -173,7 +173,7 @@ def search(
     the fixed branches are substituted). ``structured``: answer without a solver where the
     structure allows (first-layer monotone bounds and bisection, exhaustive enumeration of small
     boxes, cheap point checks before the solver). Both only change how fast the answer comes."""
-    import kinkcheck
+    from ..api import load
 
     t0 = time.perf_counter()
     if goal not in GOALS:
@@ -182,7 +182,7 @@ def search(
         raise InputError(f"unknown solver {solver!r} (z3 or bitwuzla)")
     if solver == "bitwuzla" and goal in ("real-tie", "compensation", "ad-mismatch"):
         raise InputError(f"--solver bitwuzla has no real arithmetic: goal {goal} needs z3")
-    net = network if isinstance(network, Network) else kinkcheck.load(network)
+    net = network if isinstance(network, Network) else load(network)
     bounds = _bounds(net, box, free, ulps)
     res = SearchResult("unknown", goal, {k: (net.fmt.to_hex(lo), net.fmt.to_hex(hi)) for k, (_, lo, hi) in bounds.items()}, solver=f"z3 {z3.get_version_string()}")
     res.k_ulps = k_ulps
@@ -349,7 +349,7 @@ def _fixed_branch_atoms(net, boxes, Z, fz, R, fr) -> list:
     kink comparisons of units that cannot reach a kink, and the max-pool comparisons of windows
     whose maximum is one entry everywhere. Substituting them is sound (they hold for every
     parameter in the box, which the query constrains to) and slices the query."""
-    from .encodings.smt import _below
+    from ..encodings.smt import _below
 
     N = net.batch
     T, Fa = z3.BoolVal(True), z3.BoolVal(False)
@@ -510,9 +510,9 @@ def _random_value(fmt, lo, hi, finite_only, rng) -> float:
 
 def _point_meets(net, bounds, combo, goal, k_ulps) -> bool:
     """The goal's condition at one point, exactly as the SMT query states it."""
-    from .encodings.errors import Undecided
-    from .encodings.exact import ExactArith
-    from .encodings.machine import MachineArith
+    from ..encodings.errors import Undecided
+    from ..encodings.exact import ExactArith
+    from ..encodings.machine import MachineArith
 
     theta = net.theta.copy()
     for (p, _, _), v in zip(bounds.values(), combo):
@@ -524,7 +524,7 @@ def _point_meets(net, bounds, combo, goal, k_ulps) -> bool:
         return bool(P.ties(n2, fm))
     pr = P.resolve_proxies(n2)
     if goal == "choice-sensitive":
-        from .choice import same
+        from ..decide.choice import same
 
         return not same(P.backward(n2, M, fm, pr, side="left"), P.backward(n2, M, fm, pr, side="right"))
     try:
@@ -615,7 +615,7 @@ def _mismatch(rep, net, k) -> bool:
 
 def _confirm(res, net, values, goal, t0):
     """Write the counterexample network and confirm it by point verification."""
-    import kinkcheck
+    from ..api import verify
 
     doc = copy.deepcopy(net.raw)
     for name, val in values.items():
@@ -627,7 +627,7 @@ def _confirm(res, net, values, goal, t0):
         spec["value"] = net.fmt.to_hex(val)
         doc["params"][name] = spec
     res.counterexample = doc
-    rep = kinkcheck.verify(doc, values=(goal == "ad-mismatch"))
+    rep = verify(doc, values=(goal == "ad-mismatch"))
     ok = {
         "float-tie": bool(rep.float_ties),
         "real-tie": bool(rep.real_ties),

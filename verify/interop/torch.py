@@ -12,7 +12,7 @@ JSON numbers (bfloat16 through float32). Anything else is refused with an error 
 
 from __future__ import annotations
 
-from .encodings.errors import InputError
+from ..encodings.errors import InputError
 
 try:  # the module classes below need torch; every function raises InputError through _t() without it
     import torch as _torch
@@ -316,7 +316,7 @@ def check(module, inputs, targets=None, loss: str = "sum", reduction: str | None
     floats in kinkcheck's parameter order), and the verdicts: whether torch's gradient equals
     kinkcheck's exact AD output, is the true gradient, is a Clarke subderivative; which units sit
     on kinks; whether the float run diverged from the exact one."""
-    import kinkcheck
+    from ..api import verify
 
     torch = _t()
     doc = from_torch(module, inputs, targets, loss, reduction)
@@ -328,7 +328,7 @@ def check(module, inputs, targets=None, loss: str = "sum", reduction: str | None
         for p in m.parameters(recurse=False):
             g = p.grad if p.grad is not None else torch.zeros_like(p)
             grads += g.detach().to(torch.float64).reshape(-1).tolist()
-    report = kinkcheck.verify(doc, values=True)
+    report = verify(doc, values=True)
     from fractions import Fraction
 
     exact_ad = [Fraction(s) for s in report.ad] if report.ad and not any(s.startswith("[") for s in report.ad) else None
@@ -890,13 +890,13 @@ def to_torch(network, order: str = "torch"):
     time, so that the forward pass equals kinkcheck's machine forward (docs/interop.md says where).
     Needs weights/biases that are whole named params or constants (negated tied inline scalars have
     no torch layer equivalent)."""
-    import kinkcheck
+    from ..api import load
 
     torch = _t()
     nn = torch.nn
     if order not in ORDERS:
         raise InputError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-    net = network if hasattr(network, "layers") else kinkcheck.load(network)
+    net = network if hasattr(network, "layers") else load(network)
     if net.fmt.name not in TORCH_DT:
         raise InputError(f"{net.source}: torch has no {net.fmt.name} dtype (export supports float16, bfloat16, float32, float64)")
     dt = getattr(torch, TORCH_DT[net.fmt.name])
@@ -987,14 +987,14 @@ def to_onnx(network, path: str) -> None:
     check the file with onnx.checker (needs the onnx package)."""
     import warnings
 
-    import kinkcheck
+    from ..api import load
 
     torch = _t()
     try:
         import onnx
     except ImportError:
         raise InputError("ONNX export needs the onnx package: pip install 'kinkcheck[onnx]'") from None
-    net = network if hasattr(network, "layers") else kinkcheck.load(network)
+    net = network if hasattr(network, "layers") else load(network)
     for L in net.layers:
         if L.op == "maxpool1d" and len(L.in_shape) == 1:
             raise InputError(f"{net.source}: {L.label} pools a vector; ONNX MaxPool needs a channel axis (give the layer a [C, L] input)")
@@ -1008,7 +1008,7 @@ def to_onnx(network, path: str) -> None:
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
         onnx.checker.check_model(onnx.load(tmp), full_check=True)
 
-    from .certificate import replace_atomic
+    from ..files import replace_atomic
 
     try:
         replace_atomic(path, write, ".onnx")
@@ -1023,10 +1023,10 @@ def to_onnx(network, path: str) -> None:
 def export_network(network, to: str, output: str, order: str = "torch") -> list:
     """Write the network's model as ``to`` = "torch" (TorchScript, torch.jit.script), "pt2"
     (torch.export archive of the network's batch shape) or "onnx"; returns export_notes."""
-    import kinkcheck
+    from ..api import load
 
     torch = _t()
-    net = network if hasattr(network, "layers") else kinkcheck.load(network)
+    net = network if hasattr(network, "layers") else load(network)
     if to not in ("torch", "pt2", "onnx"):
         raise InputError(f"--to must be torch, pt2 or onnx, got {to!r}")
     if order == "spec" and to != "torch":
@@ -1046,7 +1046,7 @@ def export_network(network, to: str, output: str, order: str = "torch") -> list:
                 warnings.simplefilter("ignore")
                 torch.export.save(torch.export.export(m, (_example_input(net, m),)), tmp)
 
-    from .certificate import replace_atomic
+    from ..files import replace_atomic
 
     try:
         replace_atomic(output, write, ".pt2" if to == "pt2" else ".pt")

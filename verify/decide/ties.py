@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encodings import program as P
-from .fmt import hexf, rat
+from ..encodings import program as P
+from ..encodings.fmt import hexf, rat
 
 
 def describe_tie(net, t: P.Tie, exact_fw, machine_fw) -> dict:

@@ -26,7 +26,7 @@ import numpy as np
 import z3
 from gmpy2 import mpq
 
-from .encodings import program as P
+from ..encodings import program as P
 from .linalg import is_zero, rank, sub
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from gmpy2 import mpq
 
-from .encodings.arith import ArrayArith
-from .encodings.formats import exact
+from ..encodings.arith import ArrayArith
+from ..encodings.formats import exact
 
 
 def applicable(net, bounds) -> bool:
@@ -292,7 +292,7 @@ class _BoxArith:
         return _objmap(lambda v: -v, a)
 
     def sigmoid(self, a):
-        from .encodings.smt import Unsupported
+        from ..encodings.smt import Unsupported
 
         raise Unsupported("transcendental op: no interval enclosure here")
 
@@ -578,7 +578,7 @@ def _fixed_argmax(A, vals):
 def enclosures(net, bounds) -> dict:
     """{key: UnitBox} for every kinked unit, max-pool window and l1 residual, over the box
     ``bounds`` = {name: (param, lo, hi)} (other params at their file values)."""
-    from .encodings import program as P
+    from ..encodings import program as P
 
     MB, RB = MachineBox(net.fmt), RealBox(net.fmt)
     theta_f = MB.from_floats(net.theta)

@@ -45,7 +45,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .encodings.errors import InputError
+from ..encodings.errors import InputError
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 ARCHS = ("mlp", "cnn")
@@ -476,8 +476,8 @@ def _time_budget(seconds):
 def _exact_runs(net):
     """``runs.run`` without the machine run: the exact branches are all ``decide`` uses. The float
     side of a survey event is PyTorch's run, not kinkcheck's spec-order one."""
-    from .encodings import program as P
-    from .runs import run
+    from ..encodings import program as P
+    from ..encodings.runs import run
 
     return run(net, P.resolve_proxies(net, net.convention), machine=False)
 
@@ -493,11 +493,11 @@ def classify(model, xb, targets, ties, loss: str, *, budget_s: float | None = No
     the spec's order (its float ties, compensation and choice sensitivity: one machine backward
     pass per float tie, the expensive part). ``budget_s``: time budget of the verdicts (None: no budget); past it
     the verdicts are ``None`` with the reason."""
-    import kinkcheck
-    from kinkcheck.torch import from_torch
+    from kinkcheck.interop.torch import from_torch
 
-    from .differentiability import decide
-    from .encodings import program as P
+    from ..api import load, verify
+    from ..decide.differentiability import decide
+    from ..encodings import program as P
 
     t0 = time.perf_counter()
     doc = from_torch(model, xb, targets, loss=loss)
@@ -506,7 +506,7 @@ def classify(model, xb, targets, ties, loss: str, *, budget_s: float | None = No
     if full:
         try:
             with _time_budget(budget_s):
-                rep = kinkcheck.verify(doc, values=False)
+                rep = verify(doc, values=False)
         except BudgetExceeded:
             rep = None
         if rep is None:
@@ -518,7 +518,7 @@ def classify(model, xb, targets, ties, loss: str, *, budget_s: float | None = No
             out = {"differentiable": rep.differentiable, "ad_correct": rep.ad_correct, "ad_in_clarke": rep.ad_in_clarke, "reason": rep.reason,
                    "spec_float_ties": len(rep.float_ties), "compensation_spec_order": rep.compensation, "choice_sensitive_spec_order": rep.choice_sensitive}
     else:
-        net = kinkcheck.load(doc)
+        net = load(doc)
         runs = _exact_runs(net)
         exact_ok = runs.exact is not None
         real_t = P.ties(net, runs.exact) if exact_ok else []
@@ -563,8 +563,8 @@ def _run_one(cfg: SurveyConfig, job) -> dict:
     dt, depth, width, init = job
     load_data(cfg.arch, dt, cfg.inputs)  # scikit-learn import and loading: not training time
     # the classification's imports (z3, sympy, ...) are not classification time
-    from . import differentiability
-    from . import torch as _interop
+    from ..decide import differentiability
+    from ..interop import torch as _interop
 
     del differentiability, _interop
     t0 = time.perf_counter()
@@ -725,7 +725,7 @@ class SurveyResult:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    from .certificate import replace_atomic
+    from ..files import replace_atomic
 
     replace_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
@@ -776,7 +776,7 @@ def _execute(cfg, jobs, *, executor, workers, scheduler, on_done):
         # fork server that has imported only this module, or are spawned
         if "forkserver" in mp.get_all_start_methods():
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["kinkcheck.survey"])
+            ctx.set_forkserver_preload(["kinkcheck.survey.run"])
         else:  # pragma: no cover - not Linux
             ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as ex:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from gmpy2 import mpq
 
+from ..encodings import program as P
 from .cells import affine_tie_inputs, functional
-from .encodings import program as P
 from .linalg import rank
 from .linalg import solve as solve_linear
 

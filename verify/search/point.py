@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import z3
 
-from .encodings import program as P
-from .encodings.network import Network
-from .encodings.smt import Unsupported, Z3FPArith, Z3RealArith, pool_tie_conditions
+from ..encodings import program as P
+from ..encodings.network import Network
+from ..encodings.smt import Unsupported, Z3FPArith, Z3RealArith, pool_tie_conditions
 
 
 @dataclass
@@ -94,16 +94,16 @@ def real_ties(net: Network) -> list:
 
 def membership(network, convention=None) -> Membership:
     """Is the network's parameter point w in the float-tie set, the real-tie set, the nd set?"""
-    import kinkcheck
+    from ..api import load
+    from ..decide.differentiability import decide
+    from ..encodings.errors import InputError as _InputError
+    from ..encodings.runs import run
 
-    from .differentiability import decide
-    from .runs import run
-
-    net = network if isinstance(network, Network) else kinkcheck.load(network, convention=convention)
+    net = network if isinstance(network, Network) else load(network, convention=convention)
     try:
         ft = float_ties(net)
     except Unsupported as exc:
-        raise kinkcheck.InputError(f"not encodable in the FloatingPoint theory: {exc}") from None
+        raise _InputError(f"not encodable in the FloatingPoint theory: {exc}") from None
     try:
         rt = real_ties(net)
     except (Unsupported, ValueError) as exc:

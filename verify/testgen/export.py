@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .encodings.errors import InputError
+from ..encodings.errors import InputError
 
 SUPPORTED_OPS = {"linear", "relu", "leaky_relu", "hardtanh", "relu6", "abs", "identity"}
 
@@ -205,16 +205,17 @@ def export_test(cex, framework: str = "numpy") -> str:
 
 
 def _export_numpy(cex) -> str:
-    import kinkcheck
     from kinkcheck.encodings import program as P
 
-    net = kinkcheck.load(cex)
+    from ..api import load, verify
+
+    net = load(cex)
     if net.fmt.name not in ("float16", "float32", "float64"):
         raise InputError(f"the numpy exporter needs float16, float32 or float64 (got {net.fmt.name})")
     ops = {L.op for L in net.layers}
     if not ops <= SUPPORTED_OPS or net.loss.op not in ("sum", "dot", "mse") or any(p.shape != () for p in net.params):
         raise InputError("the numpy exporter supports scalar params, linear layers, piecewise-linear activations and the sum/dot/mse losses")
-    report = kinkcheck.verify(net, values=True)
+    report = verify(net, values=True)
     proxies = P.resolve_proxies(net)
     names = {p.offset: p.name for p in net.params}
     fmt = net.fmt
@@ -929,7 +930,7 @@ def _act_spec(fmt, act, proxies, builtin):
 
 def _torch_builtin(net, act, proxies) -> bool:
     """Whether torch's own backward (the pytorch convention, torch 2.13) uses these proxies."""
-    from .encodings.conventions import load_convention, resolve_kink_derivatives
+    from ..encodings.conventions import load_convention, resolve_kink_derivatives
 
     entries = load_convention("pytorch").kink_entries(act.name) or ()
     if len(entries) != len(act.kinks):
@@ -1273,11 +1274,10 @@ def _convention_text(D) -> list:
 
 def export_torch(cex) -> str:
     """The torch pytest file for a counterexample (see the section comment above)."""
-    import kinkcheck
+    from ..api import load, verify
+    from ..encodings.conventions import load_convention
 
-    from .encodings.conventions import load_convention
-
-    net = kinkcheck.load(cex)
+    net = load(cex)
     fmt = net.fmt
     if fmt.name not in TORCH_DTYPES:
         raise InputError(f"the torch exporter needs float16, bfloat16, float32 or float64: torch has no tensor dtype for the format {fmt.name}")
@@ -1285,7 +1285,7 @@ def export_torch(cex) -> str:
     if bad or net.loss.op not in ("sum", "dot", "mse", "l1"):
         what = ", ".join(bad) if bad else f"loss {net.loss.op}"
         raise InputError(f"the torch exporter supports linear, conv2d, pooling, flatten, the piecewise-linear/-quadratic activations and the sum/dot/mse/l1 losses (not {what})")
-    report = kinkcheck.verify(net, values=True)
+    report = verify(net, values=True)
     if report.ad is None or any(a.startswith("[") for a in report.ad):
         raise InputError("the exact AD output is not available for this network")
     D = describe_network(net)
