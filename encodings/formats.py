@@ -1,5 +1,9 @@
 """Machine-number formats: which numbers are machine numbers and how the machine rounds.
 
+Why one module: a format, its machine numbers, their rounding and the value syntax that names them
+exactly in a file are one concept; every other module asks this one whether a rational is a
+machine number.
+
 Every decision in this module is made in exact rational arithmetic (``gmpy2.mpq``); Python
 floats / float64 arrays appear only where the result is provably exact.
 

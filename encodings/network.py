@@ -1,6 +1,6 @@
 """The network model and the loader for the network file, format version 1.
 
-``load(path_or_dict)`` validates everything (see shared/spec/network-format.md and docs/format.md)
+``load(path_or_dict)`` validates everything (docs/format.md is the reference)
 and returns a :class:`Network`. Any defect raises :class:`InputError` with one line naming the file
 and the place (tensor and index, layer and key). Nothing is evaluated here: the semantics live in
 ``exact.py`` and ``machine.py``.
@@ -12,6 +12,10 @@ Representation choices:
   A weight or bias of a layer is a :class:`Ref`: per entry either a constant or ``sign *
   theta[src]``; this covers whole named tensors, inline tied scalars (``"w"``, ``"-w"``) and
   constants uniformly. The gradient is laid out over the trainable params in declaration order.
+
+Why one module: it is the one reader of one file format. Every rule of the format (keys, shapes,
+values, ops, losses, limits) is checked here in one pass over the document, so that each error can
+name its place and a reader finds every rule in one file.
 """
 
 from __future__ import annotations

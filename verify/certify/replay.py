@@ -1,0 +1,363 @@
+"""The checker's own exact model of a network: its activation table and the forward tangent pass.
+
+Part of the independent checker (``checker.py``, which explains the method): the activation table
+is written here again on purpose (kinks, one-sided derivatives, values), a second, independent
+statement of the library's derived data; ``Model.tangent(d, choice)`` re-evaluates the network
+exactly, sample by sample, with a forward tangent pass. Like the checker, it imports neither Z3 nor
+the decision code nor the semantics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gmpy2 import mpq
+
+
+class CheckFailed(Exception):
+    """The certificate is invalid: the message names the first failing step."""
+
+
+# ----------------------------------------------------------------------------------------------
+# the activation table (independent of the sympy library)
+
+H = mpq(1, 2)
+
+
+def _table(op, prm):
+    """(kinks, [(left, right) derivative per kink], value(x), derivative(x) off the kinks)."""
+    if op == "relu":
+        return [mpq(0)], [(mpq(0), mpq(1))], lambda x: x if x > 0 else mpq(0), lambda x: mpq(1) if x > 0 else mpq(0)
+    if op == "leaky_relu":
+        s = prm["negative_slope"]
+        if s == 1:
+            return [], [], lambda x: x, lambda x: mpq(1)
+        return [mpq(0)], [(s, mpq(1))], lambda x: x if x > 0 else s * x, lambda x: mpq(1) if x > 0 else s
+    if op in ("hardtanh", "relu6"):
+        lo, hi = (prm["min_val"], prm["max_val"]) if op == "hardtanh" else (mpq(0), mpq(6))
+        return (
+            [lo, hi],
+            [(mpq(0), mpq(1)), (mpq(1), mpq(0))],
+            lambda x: lo if x < lo else hi if x > hi else x,
+            lambda x: mpq(1) if lo < x < hi else mpq(0),
+        )
+    if op == "hardsigmoid":
+        return (
+            [mpq(-3), mpq(3)],
+            [(mpq(0), mpq(1, 6)), (mpq(1, 6), mpq(0))],
+            lambda x: mpq(0) if x <= -3 else mpq(1) if x >= 3 else x / 6 + H,
+            lambda x: mpq(1, 6) if -3 < x < 3 else mpq(0),
+        )
+    if op == "hardswish":
+        return (
+            [mpq(-3), mpq(3)],
+            [(mpq(0), mpq(-1, 2)), (mpq(3, 2), mpq(1))],
+            lambda x: mpq(0) if x <= -3 else x if x >= 3 else x * (x + 3) / 6,
+            lambda x: mpq(0) if x < -3 else mpq(1) if x > 3 else (2 * x + 3) / 6,
+        )
+    if op == "abs":
+        return [mpq(0)], [(mpq(-1), mpq(1))], lambda x: abs(x), lambda x: mpq(1) if x > 0 else mpq(-1)
+    if op == "identity":
+        return [], [], lambda x: x, lambda x: mpq(1)
+    raise CheckFailed(f"the checker does not handle op {op!r} (transcendental ops have no rational certificate)")
+
+
+def _proxies(net, conv):
+    """Per elementwise layer (and "loss"): proxy values (dtype-rounded), from the convention."""
+    out = {}
+
+    def resolve(entries, derivs, where):
+        if len(entries) != len(derivs):
+            if not derivs:
+                return []
+            raise CheckFailed(f"{where}: {len(entries)} kink derivatives for {len(derivs)} kinks")
+        vals = []
+        for k, e in enumerate(entries):
+            if e in ("left", "right"):
+                q = derivs[k][0 if e == "left" else 1]
+                vals.append(mpq(net.fmt.round_rational(q)))
+            else:
+                from ..encodings.formats import parse_value
+
+                vals.append(mpq(parse_value(e, net.fmt, "nearest")[0]))
+        return vals
+
+    for L in net.layers:
+        if L.act is not None:
+            kinks, derivs, _, _ = _table(L.op, _params(L))
+            entries = L.kink_derivatives if L.kink_derivatives is not None else (conv.get(L.op) or [])
+            if L.kink_derivatives is None and len(entries) != len(kinks) and not kinks:
+                entries = []
+            out[L.index] = resolve(entries, derivs, f"layer {L.index}")
+    if net.loss.op == "l1":
+        entries = net.loss.kink_derivatives or conv.get("l1") or [0]
+        out["loss"] = resolve(entries, [(mpq(-1), mpq(1))], "loss")
+    return out
+
+
+def _params(L):
+    return {k: mpq(v) for k, v in (L.act.params.items() if L.act is not None else [])}
+
+
+def _ties_break(net, conv):
+    return {L.index: (L.tie_break or conv.get(L.op) or "first") for L in net.layers if L.op in ("maxpool1d", "maxpool2d")}
+
+
+# ----------------------------------------------------------------------------------------------
+# exact forward + tangent, one sample at a time
+
+
+def _q(a):
+    out = np.empty(np.shape(a), dtype=object)
+    for i, v in enumerate(np.asarray(a, dtype=np.float64).reshape(-1).tolist()):
+        out.reshape(-1)[i] = mpq(v)
+    return out
+
+
+class Enc:
+    """A certified enclosure [lo, hi] (rational end points) of a real number: the cross-entropy
+    seed softmax - onehot is transcendental, everything else the checker computes is rational."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __add__(self, o):
+        if isinstance(o, Enc):
+            return Enc(self.lo + o.lo, self.hi + o.hi)
+        return Enc(self.lo + o, self.hi + o)
+
+    __radd__ = __add__
+
+    def scale(self, q):
+        return Enc(self.lo * q, self.hi * q) if q >= 0 else Enc(self.hi * q, self.lo * q)
+
+    def disjoint(self, o) -> bool:
+        return self.hi < o.lo or o.hi < self.lo
+
+
+def _enc(v):
+    return v if isinstance(v, Enc) else Enc(v, v)
+
+
+def _exp_enclosure(q) -> Enc:
+    """exp(q) for rational q, from MPFR with directed rounding (the argument is rounded the same
+    way first; exp is increasing)."""
+    import gmpy2
+
+    out = []
+    for mode in (gmpy2.RoundDown, gmpy2.RoundUp):
+        with gmpy2.context(gmpy2.get_context(), precision=160, round=mode, emin=-(2**40), emax=2**40):
+            out.append(mpq(gmpy2.exp(gmpy2.mpfr(q))))
+    return Enc(out[0], out[1])
+
+
+class Model:
+    def __init__(self, net, conv):
+        self.net = net
+        self.conv = conv
+        self.proxy = _proxies(net, conv)
+        self.tie_break = _ties_break(net, conv)
+        self.trainable = np.zeros(net.theta.size, dtype=bool)
+        self.trainable[net.trainable_index] = True
+        self.gpos = np.full(net.theta.size, -1, dtype=np.int64)
+        self.gpos[net.trainable_index] = np.arange(net.n_grad)
+        self.W = {}
+        for L in net.layers:
+            if L.weight is not None:
+                self.W[L.index] = (_q(L.weight.values(net.theta)), _q(L.bias.values(net.theta)) if L.bias is not None else None)
+        self.inputs = _q(net.inputs)
+        self.targets = _q(net.targets) if net.targets is not None and net.targets.dtype.kind == "f" else None
+        self.count = int(np.prod(net.out_shape)) * net.batch
+        self.P = net.n_grad
+
+    def dref(self, ref, d):
+        """Tangent of a weight/bias tensor along direction d (over trainable params)."""
+        out = np.empty(ref.src.shape, dtype=object)
+        for e, (s, sg) in enumerate(zip(ref.src.tolist(), ref.sign.tolist())):
+            out[e] = (d[self.gpos[s]] * int(sg)) if s >= 0 and self.trainable[s] else mpq(0)
+        return out.reshape(ref.shape)
+
+    def tangent(self, d, choice):
+        """(f, f'(w; d) under ``choice``, records {tie key: input tangent(s)}, ties found)."""
+        net = self.net
+        dW = {L.index: (self.dref(L.weight, d), self.dref(L.bias, d) if L.bias is not None else None) for L in net.layers if L.weight is not None}
+        f = mpq(0)
+        df = Enc(mpq(0), mpq(0)) if net.loss.op == "cross_entropy" else mpq(0)
+        rec, ties = {}, []
+        for n in range(net.batch):
+            x = self.inputs[n].copy()
+            t = np.empty(x.shape, dtype=object)
+            t.fill(mpq(0))
+            for L in net.layers:
+                x, t = self._layer(L, n, x, t, dW, choice, rec, ties)
+            fn, dfn = self._loss(n, x.reshape(-1), t.reshape(-1), choice, rec, ties)
+            f += fn
+            df += dfn
+        if net.loss.reduction == "mean" and net.loss.op in ("mse", "l1"):
+            f, df = f / self.count, df / self.count
+        if net.loss.reduction == "mean" and net.loss.op == "cross_entropy":
+            df = df.scale(mpq(1, net.batch))  # f (the loss value) is not used by any check
+        return f, df, rec, ties
+
+    def _layer(self, L, n, x, t, dW, choice, rec, ties):
+        op = L.op
+        if op == "linear":
+            W, b = self.W[L.index]
+            Wd, bd = dW[L.index]
+            y = W.dot(x)
+            ty = W.dot(t) + Wd.dot(x)
+            if b is not None:
+                y, ty = y + b, ty + bd
+            return y, ty
+        if op == "conv2d":
+            W, b = self.W[L.index]
+            Wd, bd = dW[L.index]
+            C, Hh, Ww = L.in_shape
+            (ph, pw), (sh, sw) = L.padding, L.stride
+            xp = np.empty((C, Hh + 2 * ph, Ww + 2 * pw), dtype=object)
+            xp.fill(mpq(0))
+            tp = xp.copy()
+            xp[:, ph : ph + Hh, pw : pw + Ww] = x
+            tp[:, ph : ph + Hh, pw : pw + Ww] = t
+            O, _, kh, kw = W.shape
+            Ho, Wo = L.out_shape[1:]
+            y = np.empty((O, Ho, Wo), dtype=object)
+            ty = np.empty((O, Ho, Wo), dtype=object)
+            for i in range(Ho):
+                for j in range(Wo):
+                    px = xp[:, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
+                    pt = tp[:, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
+                    y[:, i, j] = W.reshape(O, -1).dot(px)
+                    ty[:, i, j] = W.reshape(O, -1).dot(pt) + Wd.reshape(O, -1).dot(px)
+            if b is not None:
+                y = y + b[:, None, None]
+                ty = ty + bd[:, None, None]
+            return y, ty
+        if op in ("maxpool1d", "maxpool2d", "avgpool2d"):
+            return self._pool(L, n, x, t, choice, rec, ties)
+        if op == "flatten":
+            return x.reshape(-1), t.reshape(-1)
+        kinks, derivs, val, der = _table(op, _params(L))
+        y = np.empty(x.shape, dtype=object)
+        ty = np.empty(x.shape, dtype=object)
+        for u, (xv, tv) in enumerate(zip(x.reshape(-1), t.reshape(-1))):
+            y.reshape(-1)[u] = val(xv)
+            k = next((k for k, at in enumerate(kinks) if xv == at), None)
+            if k is None:
+                ty.reshape(-1)[u] = der(xv) * tv
+                continue
+            key = (L.index, n, u)
+            ties.append((key, "act", str(kinks[k])))
+            rec[key] = tv
+            c = choice(key)
+            if c == "proxy":
+                dv = self.proxy[L.index][k]
+            elif c == "auto":
+                dv = derivs[k][0] if tv < 0 else derivs[k][1]  # at tv == 0 both give 0
+            elif c in ("left", "right"):
+                dv = derivs[k][0 if c == "left" else 1]
+            else:
+                raise CheckFailed(f"tie {key}: invalid choice {c!r}")
+            ty.reshape(-1)[u] = dv * tv
+        return y, ty
+
+    def _windows(self, L):
+        if L.op == "maxpool1d":
+            shp = L.in_shape if len(L.in_shape) == 2 else (1,) + L.in_shape
+            C, Lin = shp
+            (k,), (s,) = L.kernel, L.stride
+            Lout = (Lin - k) // s + 1
+            return [[c * Lin + o * s + j for j in range(k)] for c in range(C) for o in range(Lout)]
+        C, Hh, Ww = L.in_shape
+        (kh, kw), (sh, sw) = L.kernel, L.stride
+        Ho, Wo = L.out_shape[1:]
+        return [[c * Hh * Ww + (y * sh + i) * Ww + (x * sw + j) for i in range(kh) for j in range(kw)] for c in range(C) for y in range(Ho) for x in range(Wo)]
+
+    def _pool(self, L, n, x, t, choice, rec, ties):
+        xf, tf = x.reshape(-1), t.reshape(-1)
+        ys, tys = [], []
+        for w, win in enumerate(self._windows(L)):
+            vals = [xf[i] for i in win]
+            tans = [tf[i] for i in win]
+            if L.op == "avgpool2d":
+                ys.append(sum(vals, mpq(0)) / len(win))
+                tys.append(sum(tans, mpq(0)) / len(win))
+                continue
+            m = max(vals)
+            tied = [p for p, v in enumerate(vals) if v == m]
+            ys.append(m)
+            if len(tied) == 1:
+                tys.append(tans[tied[0]])
+                continue
+            key = (L.index, n, w)
+            ties.append((key, "max", tuple(win[p] for p in tied)))
+            rec[key] = {p: tans[p] for p in tied}
+            c = choice(key)
+            if c == "proxy":
+                c = self.tie_break[L.index]
+                if c == "split":
+                    tys.append(sum((tans[p] for p in tied), mpq(0)) / len(tied))
+                    continue
+            if c == "auto":
+                tys.append(max(tans[p] for p in tied))
+            elif c == "first":
+                tys.append(tans[tied[0]])
+            elif c in ("last",):
+                tys.append(tans[tied[-1]])
+            elif c == "left":
+                tys.append(tans[tied[0]])
+            elif c == "right":
+                tys.append(tans[tied[-1]])
+            elif isinstance(c, int) and c in tied:
+                tys.append(tans[c])
+            else:
+                raise CheckFailed(f"tie {key}: invalid choice {c!r}")
+        shape = L.out_shape
+        return np.array(ys, dtype=object).reshape(shape), np.array(tys, dtype=object).reshape(shape)
+
+    def _loss(self, n, out, tout, choice, rec, ties):
+        op = self.net.loss.op
+        if op == "sum":
+            return sum(out, mpq(0)), sum(tout, mpq(0))
+        if op == "cross_entropy":
+            # d/d out of -log softmax(out)[y] is softmax(out) - onehot(y): enclosed, times exact tangents
+            es = [_exp_enclosure(o - out[0]) for o in out]
+            S = sum((e for e in es[1:]), es[0])
+            y = int(self.net.targets[n])
+            df = Enc(mpq(0), mpq(0))
+            for k, (e, tv) in enumerate(zip(es, tout)):
+                if tv == 0:
+                    continue
+                p = Enc(e.lo / S.hi, e.hi / S.lo)
+                if k == y:
+                    p = p + mpq(-1)
+                df = df + p.scale(tv)
+            return mpq(0), df
+        tg = self.targets[n].reshape(-1)
+        if op == "dot":
+            return sum(a * b for a, b in zip(tg, out)), sum(a * b for a, b in zip(tg, tout))
+        r = [o - y for o, y in zip(out, tg)]
+        if op == "mse":
+            return sum(v * v for v in r), sum(2 * v * tv for v, tv in zip(r, tout))
+        f = sum(abs(v) for v in r)
+        df = mpq(0)
+        for u, (v, tv) in enumerate(zip(r, tout)):
+            if v != 0:
+                df += (1 if v > 0 else -1) * tv
+                continue
+            key = (len(self.net.layers), n, u)
+            ties.append((key, "l1", "0"))
+            rec[key] = tv
+            c = choice(key)
+            dv = self.proxy["loss"][0] if c == "proxy" else (mpq(-1) if (c == "left" or (c == "auto" and tv < 0)) else mpq(1))
+            df += dv * tv
+        return f, df
+
+    def unit(self, i):
+        d = [mpq(0)] * self.P
+        d[i] = mpq(1)
+        return d
+
+    def linear_map(self, choice):
+        return [self.tangent(self.unit(i), choice)[1] for i in range(self.P)]
