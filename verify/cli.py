@@ -99,6 +99,7 @@ def verify(
     values: bool = typer.Option(False, "--values", help="always include the exact and machine AD outputs"),
     rounding: Optional[str] = typer.Option(None, help="'nearest' rounds non-representable values (reported)"),
     certificate: Optional[str] = typer.Option(None, "--certificate", help="write the certificate (JSON) to this file"),
+    report_html: Optional[str] = typer.Option(None, "--report", help="write a self-contained HTML page (verdicts, ties, the picture around each tie) to this file"),
 ):
     """Verify a network at its parameters: ties, compensation, choice sensitivity, AD outputs."""
     from .api import verify as _verify
@@ -118,6 +119,21 @@ def verify(
             _fail(f"{certificate}: cannot write the certificate: {exc.strerror or exc}")
         except ValueError as exc:
             _fail(f"{network}: {exc}", 3)
+    if report_html:
+        from pathlib import Path
+
+        from .files import replace_atomic
+        from .htmlreport import render
+
+        try:
+            cert = report.certificate()
+        except ValueError:
+            cert = None  # no exact run: the page says what is undecided
+        page = render(report, certificate=cert)
+        try:
+            replace_atomic(report_html, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"), ".html")
+        except OSError as exc:
+            _fail(f"{report_html}: cannot write the report: {exc.strerror or exc}")
     if json_out:
         sys.stdout.write(report.to_json() + "\n")
     else:
