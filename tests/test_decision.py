@@ -348,3 +348,41 @@ def test_zero_functional_ties_do_not_block_a_complete_clarke_verdict():
     assert sorted(r.decision["limiting_gradients"]) == [["0", "0", "0"], ["1", "0", "0"]]
     cert = json.loads(json.dumps(r.certificate()))
     assert kinkcheck.check_certificate(cert)["complete"] is True
+
+
+def test_affine_tie_inputs_looks_only_up_to_the_last_tie():
+    """f(w, v) = v * (relu(w) - relu(-w)) at (0, 1): the ties are in layer 1, whose arguments w and
+    -w are affine in (w, v); the trainable v after them does not matter (issue 11: the test used to
+    fail whenever any later layer had trainable weights, leaving "not in Clarke" undecided).
+    Near (0, 1), f = v*w: gradient (1, 0); AD with relu'(0) = 0 gives (0, 0), outside {(1, 0)}."""
+    import kinkcheck
+    from kinkcheck.decide.cells import affine_tie_inputs
+
+    doc = {
+        "kinkcheck": 1,
+        "dtype": "float32",
+        "params": {"w": {"value": 0}, "v": {"value": 1}},
+        "inputs": {"shape": [1, 1], "values": [[1]]},
+        "layers": [{"op": "linear", "weight": [["w"], ["-w"]]}, {"op": "relu"}, {"op": "linear", "weight": [["v", "-v"]]}],
+        "loss": {"op": "sum"},
+    }
+    net = kinkcheck.load(doc)
+    assert affine_tie_inputs(net, upto=1) and not affine_tie_inputs(net)
+    r = kinkcheck.verify(net)
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, False, False)
+    assert r.gradient == ["1", "0"] and r.ad == ["0", "0"]
+    cert = r.certificate()
+    assert cert["evidence"]["complete_by"] == "affine"
+    assert kinkcheck.check_certificate(cert)["complete"] is True
+    # the same network with a second relu after the trainable layer: that tie's argument v*w - ...
+    # is not affine, and the checker refuses "affine" completeness for it
+    doc2 = {**doc, "layers": doc["layers"] + [{"op": "relu"}]}
+    net2 = kinkcheck.load(doc2)
+    assert not affine_tie_inputs(net2, upto=3)
+    from kinkcheck.certify.checker import _check_complete_by
+    from kinkcheck.certify.replay import Model
+
+    M2 = Model(net2, cert["convention"])
+    _check_complete_by(M2, "affine", [], [(1, 0, 0)])  # ties in layer 1 only: affine
+    with pytest.raises(kinkcheck.CheckFailed, match="not affine"):
+        _check_complete_by(M2, "affine", [], [(1, 0, 0), (3, 0, 0)])

@@ -70,7 +70,7 @@ def build(report) -> dict:
             evidence["clarke_weights"] = [rat(x) for x in v.clarke_weights]
         if v.separator is not None:
             evidence["separator"] = [rat(x) for x in v.separator]
-            evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "affine" if affine_tie_inputs(net) else "independent"
+            evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "affine" if affine_tie_inputs(net, upto=max((t["layer"] for t in report.real_ties), default=None)) else "independent"
     if v.ad_cell is not None and (evidence.get("theorem") == "ad-pattern" or net.loss.op == "cross_entropy"):
         c = v.ad_cell
         evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient] if c.gradient is not None else None, "zero_ties": [_key(k) for k in c.zero_ties]}

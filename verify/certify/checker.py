@@ -169,7 +169,7 @@ def _check(cert) -> dict:
         for c, g in enumerate(grads):
             if sum((v[k] * (ad[k] - g[k]) for k in range(M.P)), mpq(0)) <= 0:
                 raise CheckFailed(f"step 5 (not Clarke): the separator does not separate AD from cell {c}")
-        _check_complete_by(M, ev.get("complete_by"), cells)
+        _check_complete_by(M, ev.get("complete_by"), cells, found)
         steps.append("AD separated from every limiting gradient")
     return {"valid": True, "steps": steps, "complete": complete}
 
@@ -367,14 +367,16 @@ def _check_tree(M, order, ev, cells):
     walk(0, {}, [])
 
 
-def _check_complete_by(M, how, cells):
+def _check_complete_by(M, how, cells, found):
     net = M.net
     if how == "one-parameter":
         if M.P != 1:
             raise CheckFailed("completeness: more than one parameter")
     elif how == "affine":
+        # only the layers before the last tie's layer shape the ties' arguments
+        upto = max((k[0] for k in found), default=len(net.layers))
         first = None
-        for L in net.layers:
+        for L in net.layers[:upto]:
             tw = L.weight is not None and bool(M.trainable[L.weight.src[L.weight.src >= 0]].any())
             tb = L.bias is not None and bool(M.trainable[L.bias.src[L.bias.src >= 0]].any())
             if tw and first is not None:
@@ -507,7 +509,7 @@ def _check_hinge(M, ev, claims, ad, ties, found):
         if _rank([ln[0] for ln in active]) != len(active) if active else False:
             raise CheckFailed("hinge: the active lines are dependent (the zonotope may not be the Clarke set)")
         if not (M.P <= 1 or all(len(ln[1]) == 1 for ln in lines)):
-            _check_complete_by(M, "affine", [])
+            _check_complete_by(M, "affine", [], found)
         mu = _solve(cols, target) if cols else ([] if target == [0] * len(target) else None)
         if mu is not None and all(0 <= m <= 1 for m in mu):
             raise CheckFailed("hinge: AD is in the zonotope of limiting gradients")

@@ -266,13 +266,15 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
     )
 
 
-def affine_tie_inputs(net) -> bool:
-    """True when every pre-activation is an affine function of the trainable params on each
-    selection (so the cells of first order are exactly the regions near w, no cusps): no layer
-    with trainable weights sees an input that depends on trainable params, and no op between the
-    first trainable layer and the end has a non-affine piece."""
+def affine_tie_inputs(net, upto: int | None = None) -> bool:
+    """True when every tie's argument is an affine function of the trainable params on each
+    selection (so the cells of first order are exactly the regions near w, no cusps): among the
+    layers before ``upto`` (the last real tie's layer; None: every layer, as for a loss tie), no
+    layer with trainable weights sees an input that depends on trainable params, and no op between
+    the first trainable layer and ``upto`` has a non-affine piece. Layers after the last tie do not
+    matter: they change no tie's argument, and on each selection f is smooth whatever they are."""
     first = None
-    for L in net.layers:
+    for L in net.layers[:upto]:
         trainable_w = L.weight is not None and _has_trainable(net, L.weight)
         trainable_b = L.bias is not None and _has_trainable(net, L.bias)
         if trainable_w and first is not None:
@@ -300,7 +302,7 @@ def _degeneracy(runs, order, cells, infos, zero_ties) -> list:
     net = runs.net
     if net.n_grad <= 1:
         return []  # in one dimension the two half-lines are all there is
-    if affine_tie_inputs(net):
+    if affine_tie_inputs(net, upto=max((t.layer for t in order), default=None)):
         return []  # tie inputs are affine on each selection: the regions are exactly the cells
     # Ties with an identically zero functional add no reason: their choice changes neither any
     # gradient at w nor any other tie's functional (both multiply the zero functional), so whatever

@@ -204,7 +204,7 @@ def _decide_hinge(runs, fw, ties, ad):
     if h is None:
         return None
     base = f"{len(ties)} real tie(s) in one layer, {len(h.lines)} hinge line(s), {sum(1 for ln in h.lines if ln[2] != 0)} active"
-    complete = hinge.complete_for_clarke_no(runs.net, h)
+    complete = hinge.complete_for_clarke_no(runs.net, h, upto=max(t.layer for t in ties))
     if h.differentiable:
         g = h.gradient
         if g == ad:

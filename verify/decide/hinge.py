@@ -114,10 +114,11 @@ def zonotope_coordinates(h: Hinge, ad):
     return solve_linear(cols, target)  # independent columns: unique, or None outside their span
 
 
-def complete_for_clarke_no(net, h: Hinge) -> bool:
-    """The zonotope is all of conv(limiting gradients): no cusp-shaped regions are possible."""
+def complete_for_clarke_no(net, h: Hinge, upto: int | None = None) -> bool:
+    """The zonotope is all of conv(limiting gradients): no cusp-shaped regions are possible
+    (``upto``: the ties' layer, see ``cells.affine_tie_inputs``)."""
     if not h.independent:
         return False
-    if net.n_grad <= 1 or affine_tie_inputs(net):
+    if net.n_grad <= 1 or affine_tie_inputs(net, upto):
         return True
     return all(len(members) == 1 for _, members, C in h.lines)
