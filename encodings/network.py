@@ -41,6 +41,7 @@ LAYER_KEYS = {
     "maxpool2d": {"kernel", "stride", "tie_break"},
     "avgpool2d": {"kernel", "stride"},
     "flatten": set(),
+    "fixed_point": {"cell", "solver", "init"},
     **{op: {"kink_derivatives"} for op in ELEMENTWISE},
 }
 LAYER_KEYS["leaky_relu"] = {"kink_derivatives", "negative_slope"}
@@ -98,6 +99,7 @@ class Layer:
     act: object = None  # activations.Activation for elementwise ops
     kink_derivatives: tuple | None = None  # per-layer override (entries, unresolved)
     tie_break: str | None = None  # per-layer override
+    fp: object = None  # fixedpoint.FixedPoint for op fixed_point (its act and kink_derivatives are the cell's)
 
     @property
     def label(self) -> str:
@@ -490,7 +492,7 @@ class _Loader:
 
         for L in layers:
             if L.act is not None and L.kink_derivatives is None:
-                entries = conv.kink_entries(L.op) or ()
+                entries = conv.kink_entries(L.act.name if L.op == "fixed_point" else L.op) or ()
                 if len(entries) != len(L.act.kinks) and L.act.smooth:
                     continue
                 resolve_kink_derivatives(entries, L.act, self.fmt, f"{_conv_where(conv)}: {L.op}")
@@ -652,6 +654,10 @@ class _Loader:
                 L.tie_break = spec["tie_break"]
         elif op == "flatten":
             L.out_shape = (int(np.prod(shape, dtype=np.int64)),)
+        elif op == "fixed_point":
+            from . import fixedpoint
+
+            fixedpoint.parse(self, L, spec, where, shape)
         else:  # elementwise
             params = {}
             for key, default in OP_DEFAULTS.get(op, {}).items():

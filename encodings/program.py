@@ -36,6 +36,7 @@ import numpy as np
 from gmpy2 import mpq
 
 from . import activations as _act
+from . import fixedpoint as _fp
 from .conventions import load_convention, resolve_kink_derivatives
 from .network import Layer, Network
 
@@ -67,7 +68,7 @@ def resolve_proxies(net: Network, convention=None) -> Proxies:
         if L.act is not None:
             entries = L.kink_derivatives
             if entries is None:
-                entries = conv.kink_entries(L.op) or ()
+                entries = conv.kink_entries(L.act.name if L.op == "fixed_point" else L.op) or ()
                 if len(entries) != len(L.act.kinks) and L.act.smooth:
                     entries = ()  # e.g. leaky_relu with slope 1 has no kink
             kinks[L.index] = resolve_kink_derivatives(entries, L.act, net.fmt, f"{L.label}: kink_derivatives")
@@ -149,6 +150,7 @@ class Forward:
     residual: object = None  # l1/mse: out - target [N, O]
     loss_loc: tuple | None = None  # l1: (piece, kink) of the residual
     ce: tuple | None = None  # cross-entropy (e [N, C], S [N])
+    fp: dict = field(default_factory=dict)  # fixed-point layer -> fixedpoint.Solution (its pre-activation a*)
 
     @property
     def out(self):
@@ -214,6 +216,14 @@ def _layer_forward(net, A, L: Layer, x, theta, fw, N):
         return A.div(s, A.const(mpq(idx.shape[1]))).reshape((N,) + L.out_shape)
     if op == "flatten":
         return x.reshape(N, -1)
+    if op == "fixed_point":
+        W, b = _weights(A, L, theta, fw)
+        U = A.from_floats(L.fp.input_weight.values(theta))
+        fw.params[L.index] = (W, b, U)
+        sol = _fp.forward(A, L, x, W, b, U, _apply_pieces)
+        fw.fp[L.index] = sol
+        fw.loc[L.index] = A.locate(sol.a, L.act.kinks)
+        return sol.z
     # elementwise
     act = L.act
     if getattr(A, "symbolic", False):
@@ -383,13 +393,17 @@ def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=
     the gradient of one pre-activation (a tie's tangent functional)."""
     N = net.batch
     ch = Choice(side, only, choose)
+    blocks = []
     if seed is None:
         out = fw.out.reshape(N, -1)
         g = _loss_seed(net, A, fw, out, proxies, ch, N).reshape(fw.out.shape)
         start = len(net.layers)
+    elif seed[0] == "fixed_point":  # ("fixed_point", layer, e): a cotangent on the layer's pre-activation a*
+        _, start, e = seed
+        L = net.layers[start]
+        g = _fp_backward(net, A, L, fw.xs[start], fw.xs[start + 1], e, fw, proxies, ch, blocks, start > 0, pre=True)
     else:
         start, g = seed
-    blocks = []
     if cotangent_at is not None and cotangent_at >= start:
         return g
     for L in reversed(net.layers[:start]):
@@ -518,12 +532,29 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         return gin.reshape((N,) + L.in_shape)
     if op == "flatten":
         return g.reshape((N,) + L.in_shape)
+    if op == "fixed_point":
+        return _fp_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx)
     if getattr(A, "symbolic", False):
         d = A.piecewise_derivative(L.act, x, y, proxies.kinks[L.index], _symbolic_side(ch))
         return A.mul(g, d)
     piece, kink = fw.loc[L.index]
     d = _elementwise_derivative(A, L.act, x, y, piece, kink, proxies.kinks[L.index], ch, L.index, net)
     return A.mul(g, d)
+
+
+def _fp_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, pre=False):
+    """Implicit backward through a fixed-point layer (``fixedpoint.backward``); ``pre``: g is a
+    cotangent on the pre-activation a* instead of the output z*."""
+    W, b, U = fw.params[L.index]
+    sol = fw.fp[L.index]
+    piece, kink = fw.loc[L.index]
+    d = _elementwise_derivative(A, L.act, sol.a, sol.z, piece, kink, proxies.kinks[L.index], ch, L.index, net)
+    mu = _fp.backward(A, L, g, d, W, U, L.fp.tol, pre=pre)
+    blocks.append((L.index, "outer", (mu, y), L.weight.src, L.weight.sign))
+    blocks.append((L.index + 0.25, "outer", (mu, x), L.fp.input_weight.src, L.fp.input_weight.sign))
+    if L.bias is not None:
+        blocks.append((L.index + 0.5, "terms", mu[:, :, None], L.bias.src, L.bias.sign))
+    return A.dot(np.ascontiguousarray(U.T), mu) if need_gx else None
 
 
 def _symbolic_side(ch):

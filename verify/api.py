@@ -54,6 +54,7 @@ class Report:
     time_s: float = 0.0
     decision: dict = field(default_factory=dict)
     labels: list = field(default_factory=list)
+    implicit: list = field(default_factory=list)  # one entry per fixed-point layer (docs/implicit.md)
 
     @property
     def findings(self) -> list:
@@ -112,6 +113,7 @@ class Report:
             "values_included": self.values_included,
             "time_s": round(self.time_s, 6),
             "decision": self.decision,
+            "implicit": self.implicit,
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -227,6 +229,10 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         "limiting_gradients": [[rat(x) for x in g] for g in verdict.limiting] if values else None,
         "theorems": list(verdict.theorems),
     }
+    if any(L.op == "fixed_point" for L in net.layers):
+        from .decide.implicit import section
+
+        report.implicit = section(runs)
     report._verdict = verdict
     report.time_s = time.perf_counter() - t0
     report._runs = runs  # for the decision procedures and certificates (not serialised)

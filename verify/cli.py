@@ -70,6 +70,16 @@ def _render(report) -> None:
         for r in d["compensation_neurons"][:MAX_ROWS]:
             tt.add_row(str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), r["kind"], r["exact_branch"], r["machine_branch"])
         out.print(tt)
+    for e in d.get("implicit", []):
+        m, x = e.get("machine") or {}, e.get("exact")
+        out.print(
+            f"fixed-point layer {e['layer']} ({e['units']} units): machine solver {m.get('iterations')} iteration(s), residual {m.get('residual')}, "
+            + ("converged" if m.get("converged") else "NOT converged")
+            + (f"; exact fixed point {'unique (contraction)' if x['unique'] else 'uniqueness not proved'}, float pattern {'agrees' if e.get('pattern_agrees') else 'DIFFERS'}" if x else f"; exact: {e.get('reason')}")
+        )
+        for smp in e.get("samples", []):
+            if smp["tied_units"] or smp["clarke_jacobian_invertible"] is not True:
+                out.print(f"  sample {smp['sample']}: tied units {smp['tied_units']}: Clarke Jacobian {'invertible' if smp['clarke_jacobian_invertible'] else 'has a singular element' if smp['clarke_jacobian_invertible'] is False else 'undecided'} ({smp['reason']})")
     if d["choice_causes"]:
         out.print("choice-sensitive ties: " + ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']}" for c in d["choice_causes"][:MAX_ROWS]))
     if d["values_included"] and d["ad"] is not None or d["machine_ad"] is not None:

@@ -25,6 +25,8 @@ def build(report) -> dict:
     runs = report._runs
     if runs.exact is None:
         raise ValueError("no certificate: the exact run is unavailable")
+    if any(L.op == "fixed_point" for L in net.layers):
+        raise ValueError("no certificate: the checker has no fixed-point solver yet (fixed-point layers are not certified)")
     ad = [rat(x) for x in runs.exact_ad()]
     conv = runs.proxies.convention.to_json()["ops"]
     claims = {

@@ -275,6 +275,8 @@ def affine_tie_inputs(net, upto: int | None = None) -> bool:
     matter: they change no tie's argument, and on each selection f is smooth whatever they are."""
     first = None
     for L in net.layers[:upto]:
+        if L.op == "fixed_point":
+            return False  # z* is a rational, not affine, function of the layer's inputs and params
         trainable_w = L.weight is not None and _has_trainable(net, L.weight)
         trainable_b = L.bias is not None and _has_trainable(net, L.bias)
         if trainable_w and first is not None:

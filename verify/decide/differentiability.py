@@ -90,10 +90,58 @@ def separator(points, target, timeout_ms=20000):
     return [_rat(m.eval(x, model_completion=True)) for x in v]
 
 
+def _implicit_obstacle(runs, real_ties) -> str | None:
+    """Why the verdicts do not apply to a network with fixed-point layers, or None. Off the ties,
+    such a layer is smooth near w when I - D W is invertible at its fixed point (the implicit
+    function theorem); a tie inside it couples the layer's units through the fixed point, which
+    the cell machinery (ties in layer order) does not model."""
+    layers = [L for L in runs.net.layers if L.op == "fixed_point"]
+    if not layers:
+        return None
+    inside = sorted({t.layer for t in real_ties if t.op == "fixed_point"})
+    if inside and len(inside) < len({t.layer for t in real_ties}):
+        return f"real ties inside fixed-point layer(s) {inside} and elsewhere: the verdicts are not decided for such mixes yet"
+    if inside:
+        return None  # decided by _decide_implicit
+    from .implicit import invertible_at_w
+
+    for L in layers:
+        why = invertible_at_w(runs, L)
+        if why is not None:
+            return why
+    return None
+
+
+def _decide_implicit(runs, ties) -> Verdict:
+    from .implicit import decide_ties
+
+    t0 = time.perf_counter()
+    r = decide_ties(runs, ties)
+    if "obstacle" in r:
+        return Verdict(None, None, None, False, r["obstacle"], method="implicit", n_ties=len(ties))
+    ad = list(runs.exact_ad())
+    grads, base = r["gradients"], r["base"]
+    common = dict(method="implicit", n_ties=len(ties), limiting=grads, time_s=time.perf_counter() - t0)
+    if len(grads) == 1:
+        g = grads[0]
+        return Verdict(True, g == ad, g == ad, g == ad, f"{base}: f is differentiable" + ("" if g == ad else " but AD is not the gradient"), gradient=g, **common)
+    lam = convex_weights(grads, ad)
+    if lam is not None:
+        return Verdict(False, False, True, False, f"{base}: f is not differentiable; AD is a convex combination of limiting gradients (Clarke)", **common)
+    if not r["complete"]:
+        return Verdict(False, False, None, False, f"{base}: f is not differentiable; AD is outside the hull of the cells found, but dependent tie functionals leave curved regions possible", **common)
+    return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", separator=separator(grads, ad), **common)
+
+
 def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
     t0 = time.perf_counter()
     if runs.exact is None:
         return Verdict(None, None, None, False, runs.exact_reason or "the exact run is unavailable")
+    implicit = _implicit_obstacle(runs, real_ties)
+    if implicit is not None:
+        return Verdict(None, None, None, False, implicit, method="implicit")
+    if real_ties and all(t.op == "fixed_point" for t in real_ties):
+        return _decide_implicit(runs, real_ties)
     if not real_ties:
         return Verdict(True, True, True, True, "no real tie: f is smooth near w, its gradient is the exact AD output", method="smooth")
     v = _decide_ties(runs, real_ties, max_cells, time_limit)

@@ -31,6 +31,11 @@ def describe_tie(net, t: P.Tie, exact_fw, machine_fw) -> dict:
         d["index"] = list(np.unravel_index(t.unit, net.out_shape)) if net.out_shape else []
         ev = exact_fw.residual_at(t.sample, t.unit) if exact_fw is not None else None
         mv = machine_fw.residual_at(t.sample, t.unit)
+    elif t.op == "fixed_point":  # the unit's pre-activation a* = W z* + U x + b at the fixed point
+        d["index"] = [t.unit]
+        efp = getattr(exact_fw, "fp", {}).get(t.layer) if exact_fw is not None else None
+        ev = efp.a[t.sample, t.unit] if efp is not None else None
+        mv = machine_fw.fp[t.layer].a[t.sample, t.unit]
     else:
         L = net.layers[t.layer]
         d["index"] = [int(i) for i in np.unravel_index(t.unit, L.in_shape)] if L.in_shape else []

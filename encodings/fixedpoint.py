@@ -1,0 +1,368 @@
+"""Fixed-point (deep equilibrium) layers: z* = act(W z* + U x + b), in both semantics.
+
+A layer ``{"op": "fixed_point", "cell": {"weight": W, "input_weight": U, "bias": b, "activation":
+{"op": "relu"}}, "solver": {"method": "iterate", "max_iter": 100, "tol": 0}, "init": "zeros"}`` maps
+a vector x [in] to the fixed point z* [n] of z -> act(W z + U x + b) (docs/implicit.md).
+
+Machine semantics: the solver as it runs in the dtype. z_0 = 0; each iteration computes
+a = (W z + U x) + b, with W z and U x dot products in the spec's order (as a linear layer), then
+z' = act(a) by the activation's per-piece programs; it stops when max_i |z'_i - z_i| <= tol (in the
+dtype) or after max_iter iterations. The layer's output is the last iterate z*; its
+pre-activation, where ties are read and the backward linearises, is a* = (W z* + U x) + b evaluated
+once more. The iteration runs on the whole batch and stops on the batch's largest change.
+
+Exact semantics: the exact fixed point, for piecewise-linear activations. The activation pattern of
+a binary64 run of the same iteration is the first guess; on a pattern, act is affine (slope s_i,
+offset c_i), so z = S (W z + U x + b) + c is a linear system, solved in rationals. The pattern is
+accepted when every unit's exact pre-activation lies on its guessed piece (a unit exactly on a kink
+belongs to both neighbouring pieces) - then z* = act(a*) holds exactly, which is checked once more;
+otherwise the located pieces become the next guess (at most ``PATTERN_ROUNDS`` rounds, else the
+exact run is undecided). Uniqueness is proved when ||W||_inf * Lip(act) < 1 (a contraction).
+
+Backward (implicit, as DEQ implementations differentiate): with the cotangent g on z*, lambda solves
+(I - D W)^T lambda = g, D = diag(act'(a*)) with the convention's proxies at ties; mu = D lambda; then
+W gets mu z*^T, U gets mu x^T, b gets mu and the input gets U^T mu. Exact: a rational solve (a
+singular I - D W is reported as undecided). Machine: the adjoint iteration lambda' = g + W^T (D
+lambda) from lambda = g, in the dtype, with the layer's solver settings.
+
+This module knows nothing of the network program: ``program.py`` calls it with the arithmetic and
+the two helpers it needs (the activation's values and derivatives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from gmpy2 import mpq
+
+from .errors import InputError, Undecided
+
+METHODS = ("iterate",)
+MAX_ITER_LIMIT = 1_000_000
+PATTERN_ROUNDS = 64
+GUESS_ITERATIONS = 10_000  # binary64 iterations for the exact semantics' first pattern guess
+
+
+@dataclass
+class FixedPoint:
+    """The parts of a fixed-point layer beyond a linear layer's weight (W) and bias (b)."""
+
+    input_weight: object  # Ref U [n, in]
+    method: str
+    max_iter: int
+    tol: float
+    init: str = "zeros"
+
+
+@dataclass
+class Solution:
+    """One semantics' fixed point of one layer (for the report's ``implicit`` section)."""
+
+    z: object  # [N, n]
+    a: object  # [N, n] pre-activation at z
+    iterations: int | None = None  # machine: iterations run
+    residual: object = None  # machine: the last max |z' - z| (dtype value)
+    converged: bool | None = None  # machine: residual <= tol
+    unique: bool | None = None  # exact: proved unique (contraction), None: not proved
+    pattern_rounds: int | None = None  # exact: patterns tried
+    notes: list = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------
+# the file format
+
+
+def parse(loader, L, spec, where: str, shape: tuple) -> None:
+    """Fill ``L`` (op fixed_point) from its spec; raises InputError naming the place."""
+    if len(shape) != 1:
+        raise InputError(f"{where}: expects a vector input, got shape {list(shape)} (add a flatten layer)")
+    cell = spec.get("cell")
+    if not isinstance(cell, dict):
+        raise InputError(f"{where}: cell must be an object with weight, input_weight, bias (optional) and activation")
+    for k in cell:
+        if k not in ("weight", "input_weight", "bias", "activation"):
+            raise InputError(f"{where}: cell: unknown key {k!r} (allowed: activation, bias, input_weight, weight)")
+    for k in ("weight", "input_weight", "activation"):
+        if k not in cell:
+            raise InputError(f"{where}: cell: missing {k}")
+    U = loader.ref(cell["input_weight"], (None, shape[0]), where, "cell.input_weight")
+    n = U.shape[0]
+    if n == 0:
+        raise InputError(f"{where}: cell.input_weight has no rows")
+    L.weight = loader.ref(cell["weight"], (n, n), where, "cell.weight")
+    if cell.get("bias") is not None:
+        L.bias = loader.ref(cell["bias"], (n,), where, "cell.bias")
+    act_spec = cell["activation"]
+    from .network import ELEMENTWISE
+
+    if not isinstance(act_spec, dict) or act_spec.get("op") not in ELEMENTWISE:
+        raise InputError(f"{where}: cell.activation must be an elementwise layer object, e.g. {{\"op\": \"relu\"}}")
+    inner = loader.layer(L.index, act_spec, (n,))
+    L.act, L.kink_derivatives = inner.act, inner.kink_derivatives
+    solver = spec.get("solver", {})
+    if not isinstance(solver, dict):
+        raise InputError(f"{where}: solver must be an object with method, max_iter, tol")
+    for k in solver:
+        if k not in ("method", "max_iter", "tol"):
+            raise InputError(f"{where}: solver: unknown key {k!r} (allowed: max_iter, method, tol)")
+    method = solver.get("method", "iterate")
+    if method not in METHODS:
+        raise InputError(f"{where}: solver.method must be \"iterate\" (plain fixed-point iteration), got {method!r}")
+    max_iter = solver.get("max_iter", 100)
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or not 1 <= max_iter <= MAX_ITER_LIMIT:
+        raise InputError(f"{where}: solver.max_iter must be an integer in 1..{MAX_ITER_LIMIT}")
+    tol = loader.value(solver.get("tol", 0), f"{where}: solver.tol", rounding="nearest")
+    if not (tol >= 0 and np.isfinite(tol)):
+        raise InputError(f"{where}: solver.tol must be a finite value >= 0")
+    init = spec.get("init", "zeros")
+    if init != "zeros":
+        raise InputError(f"{where}: init must be \"zeros\"")
+    L.fp = FixedPoint(U, method, max_iter, float(tol), init)
+    L.out_shape = (n,)
+
+
+# ----------------------------------------------------------------------------------------------
+# forward
+
+
+def _affine_pieces(A, act):
+    """(slope, offset) of every piece; Undecided for a piece that is not affine."""
+    out = []
+    pts = np.array([mpq(0), mpq(1), mpq(2)], dtype=object)
+    for pc in act.pieces:
+        try:
+            v = np.asarray(pc.value_program(pts, A), dtype=object)
+        except TypeError:
+            raise Undecided(f"{act.name} is transcendental: no exact fixed point") from None
+        if v.shape != (3,):
+            v = np.full(3, v.reshape(-1)[0] if v.size else mpq(0), dtype=object)
+        s, c = v[1] - v[0], v[0]
+        if v[2] != c + 2 * s:
+            raise Undecided(f"{act.name} is not piecewise linear: the exact fixed point is not computed")
+        out.append((mpq(s), mpq(c)))
+    return out
+
+
+def lipschitz(act) -> mpq:
+    from .exact import ExactArith
+
+    return max(abs(s) for s, _ in _affine_pieces(ExactArith(), act))
+
+
+def _solve(M, rhs):
+    """Exact Gaussian elimination (mpq); None if M is singular."""
+    n = len(M)
+    a = [[mpq(v) for v in row] + [mpq(r)] for row, r in zip(M, rhs)]
+    for col in range(n):
+        piv = next((r for r in range(col, n) if a[r][col] != 0), None)
+        if piv is None:
+            return None
+        a[col], a[piv] = a[piv], a[col]
+        p = a[col][col]
+        for r in range(n):
+            if r != col and a[r][col] != 0:
+                f = a[r][col] / p
+                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
+    return [a[i][n] / a[i][i] for i in range(n)]
+
+
+def _pre(A, W, Ux, b, z):
+    a = A.add(A.dot(W, z), Ux)
+    return A.add(a, b) if b is not None else a
+
+
+def forward(A, L, x, W, b, U, apply_pieces) -> Solution:
+    """The layer's fixed point in arithmetic ``A`` (exact or machine) for the batch x [N, in]."""
+    if getattr(A, "symbolic", False) or not (A.exact or A.name.startswith("machine")):
+        raise ValueError("fixed_point layers are evaluated only in the exact and machine semantics (not encoded for search)")
+    Ux = A.dot(U, x)
+    if A.exact:
+        return _exact(A, L, x, W, b, U, Ux, apply_pieces)
+    fp = L.fp
+    N, n = x.shape[0], W.shape[0]
+    z = A.zeros((N, n))
+    res, it = None, 0
+    tol = A.const(fp.tol)
+    while it < fp.max_iter:
+        a = _pre(A, W, Ux, b, z)
+        piece, _ = A.locate(a, L.act.kinks)
+        znew = apply_pieces(A, L.act, a, piece)
+        it += 1
+        with np.errstate(all="ignore"):
+            d = np.abs(A.sub(znew, z))
+        res = d.max() if d.size else A.const(0)
+        z = znew
+        if res <= tol:
+            break
+    a = _pre(A, W, Ux, b, z)
+    return Solution(z=z, a=a, iterations=it, residual=res, converged=bool(res <= tol))
+
+
+def _exact(A, L, x, W, b, U, Ux, apply_pieces) -> Solution:
+    from .formats import FLOAT64
+    from .machine import MachineArith
+
+    act = L.act
+    pieces = _affine_pieces(A, act)
+    N, n = x.shape[0], W.shape[0]
+    # first guess: the pattern of a binary64 run of the same iteration (a float64 network)
+    M64 = MachineArith(FLOAT64)
+    W64, U64 = np.asarray(W, dtype=float), np.asarray(U, dtype=float)
+    b64 = np.asarray(b, dtype=float) if b is not None else None
+    x64 = np.asarray(x, dtype=float)
+    Ux64 = M64.dot(U64, x64)
+    z64 = np.zeros((N, n))
+    for _ in range(GUESS_ITERATIONS):
+        a64 = _pre(M64, W64, Ux64, b64, z64)
+        p64, _ = M64.locate(a64, act.kinks)
+        znew = apply_pieces(M64, act, a64, p64)
+        if np.array_equal(znew, z64):
+            break
+        z64 = znew
+    guess, _ = M64.locate(_pre(M64, W64, Ux64, b64, z64), act.kinks)
+    Wq = [[mpq(v) for v in row] for row in np.asarray(W, dtype=object)]
+    base = A.add(Ux, b) if b is not None else Ux
+    z = np.empty((N, n), dtype=object)
+    rounds = 0
+    for s in range(N):
+        g = [int(v) for v in guess[s]]
+        for r in range(PATTERN_ROUNDS):
+            rounds += 1
+            sl = [pieces[p][0] for p in g]
+            off = [pieces[p][1] for p in g]
+            M = [[(1 if i == j else 0) - sl[i] * Wq[i][j] for j in range(n)] for i in range(n)]
+            rhs = [sl[i] * base[s, i] + off[i] for i in range(n)]
+            zs = _solve(M, rhs)
+            if zs is None:
+                raise Undecided(f"layer {L.index} sample {s}: I - S W is singular on the activation pattern {g}")
+            zv = np.array(zs, dtype=object)
+            av = A.add(A.dot(W, zv[None, :]), base[s : s + 1])[0]
+            piece, kink = A.locate(av[None, :], act.kinks)
+            piece, kink = piece[0], kink[0]
+            ok = all(piece[i] == g[i] or (kink[i] >= 0 and g[i] in (kink[i], kink[i] + 1)) for i in range(n))
+            if ok:
+                break
+            g = [int(piece[i]) if not (kink[i] >= 0 and g[i] in (kink[i], kink[i] + 1)) else g[i] for i in range(n)]
+        else:
+            raise Undecided(f"layer {L.index} sample {s}: no consistent activation pattern in {PATTERN_ROUNDS} rounds (the exact fixed point may not exist)")
+        z[s] = zv
+    a = _pre(A, W, Ux, b, z)
+    piece, _ = A.locate(a, act.kinks)
+    if not all(v == w for v, w in zip(apply_pieces(A, act, a, piece).reshape(-1), z.reshape(-1))):
+        raise Undecided(f"layer {L.index}: the solved pattern does not satisfy z = act(W z + U x + b)")  # pragma: no cover - guarded by the pattern check
+    lip = max(abs(s) for s, _ in pieces)
+    norm = max((sum(abs(v) for v in row) for row in Wq), default=mpq(0))
+    return Solution(z=z, a=a, unique=True if norm * lip < 1 else None, pattern_rounds=rounds)
+
+
+# ----------------------------------------------------------------------------------------------
+# backward
+
+
+def backward(A, L, g, d, W, U, tol, pre: bool = False):
+    """lambda with (I - D W)^T lambda = g for every sample; returns mu = D lambda [N, n].
+
+    ``pre``: g is a cotangent on the pre-activation a* (a* = (I - W D)^{-1} r to first order, r
+    the perturbation of W z* + U x + b), so mu solves (I - D W^T) mu = g (exact arithmetic only:
+    this is the decision procedures' tangent functional, not a framework's backward)."""
+    N, n = g.shape
+    if pre:
+        if not A.exact:
+            raise ValueError("a pre-activation cotangent is only propagated exactly")
+        Wq = np.asarray(W, dtype=object)
+        mu = np.empty((N, n), dtype=object)
+        for s in range(N):
+            M = [[(1 if i == j else 0) - d[s, i] * Wq[j][i] for j in range(n)] for i in range(n)]
+            sol = _solve(M, list(g[s]))
+            if sol is None:
+                raise Undecided(f"layer {L.index} sample {s}: I - D W is singular at the fixed point: no implicit derivative")
+            mu[s] = sol
+        return mu
+    if A.exact:
+        Wq = np.asarray(W, dtype=object)
+        lam = np.empty((N, n), dtype=object)
+        for s in range(N):
+            MT = [[(1 if i == j else 0) - Wq[j][i] * d[s, j] for j in range(n)] for i in range(n)]
+            sol = _solve(MT, list(g[s]))
+            if sol is None:
+                raise Undecided(f"layer {L.index} sample {s}: I - D W is singular at the fixed point: no implicit derivative")
+            lam[s] = sol
+        return A.mul(d, lam)
+    WT = np.ascontiguousarray(np.asarray(W).T)
+    lam = g
+    tolv = A.const(tol)
+    for _ in range(L.fp.max_iter):
+        new = A.add(g, A.dot(WT, A.mul(d, lam)))
+        with np.errstate(all="ignore"):
+            res = np.abs(A.sub(new, lam)).max() if new.size else A.const(0)
+        lam = new
+        if res <= tolv:
+            break
+    return A.mul(d, lam)
+
+
+# ----------------------------------------------------------------------------------------------
+# the Clarke Jacobian of z -> act(W z + c) at z*: I - D W over a box of slopes
+
+
+def _det(M) -> mpq:
+    """Exact determinant (fraction-free Bareiss on integers after clearing denominators)."""
+    from gmpy2 import lcm, mpz
+
+    n = len(M)
+    if n == 0:
+        return mpq(1)
+    den = mpz(1)
+    for row in M:
+        for v in row:
+            den = lcm(den, mpq(v).denominator)
+    a = [[mpz(mpq(v) * den) for v in row] for row in M]
+    sign, prev = 1, mpz(1)
+    for k in range(n - 1):
+        if a[k][k] == 0:
+            sw = next((r for r in range(k + 1, n) if a[r][k] != 0), None)
+            if sw is None:
+                return mpq(0)
+            a[k], a[sw] = a[sw], a[k]
+            sign = -sign
+        for i in range(k + 1, n):
+            for j in range(k + 1, n):
+                a[i][j] = (a[i][j] * a[k][k] - a[i][k] * a[k][j]) // prev
+        prev = a[k][k]
+    return mpq(sign * a[n - 1][n - 1], den**n)
+
+
+def vertex_test(W, slopes, boxes, budget: int = 20) -> dict:
+    """Is I - D W invertible for every D with D_ii = slopes[i] off the tied units and D_ii in
+    boxes[i] = (lo, hi) on them? det(I - D W) is multilinear in the tied slopes, so it keeps one
+    sign on the box iff the 2^k vertex determinants are non-zero with one sign; a sign change (or a
+    zero vertex) gives an exact singular element. Returns {"invertible": bool | None, "vertices": k,
+    "sign": +-1 | None, "witness": {unit: slope} | None, "reason": str}."""
+    W = [[mpq(v) for v in row] for row in W]
+    n = len(W)
+    tied = sorted(boxes)
+    k = len(tied)
+    if k > budget:
+        return {"invertible": None, "vertices": 2**k, "sign": None, "witness": None, "reason": f"{k} tied units: 2^{k} vertices exceed the budget 2^{budget}"}
+    dets = {}
+    for mask in range(2**k):
+        D = list(slopes)
+        for t, u in enumerate(tied):
+            D[u] = boxes[u][(mask >> t) & 1]
+        dets[mask] = _det([[(1 if i == j else 0) - D[i] * W[i][j] for j in range(n)] for i in range(n)])
+    signs = {(v > 0) - (v < 0) for v in dets.values()}
+    if signs in ({1}, {-1}):
+        return {"invertible": True, "vertices": 2**k, "sign": signs.pop(), "witness": None, "reason": f"all {2**k} vertex determinants have one sign"}
+    for mask, v in dets.items():  # a singular element: a zero vertex or a root on an edge
+        D = {u: boxes[u][(mask >> t) & 1] for t, u in enumerate(tied)}
+        if v == 0:
+            return {"invertible": False, "vertices": 2**k, "sign": None, "witness": {u: str(s) for u, s in D.items()}, "reason": "a vertex determinant is zero"}
+        for t, u in enumerate(tied):
+            other = dets[mask ^ (1 << t)]
+            if (other > 0) != (v > 0) and other != 0:
+                lo, hi = boxes[u][(mask >> t) & 1], boxes[u][((mask >> t) & 1) ^ 1]
+                root = lo + (hi - lo) * v / (v - other)  # det is affine in this slope along the edge
+                D[u] = root
+                return {"invertible": False, "vertices": 2**k, "sign": None, "witness": {u2: str(s) for u2, s in D.items()}, "reason": f"the determinant changes sign along an edge: zero at slope {root} of unit {u}"}
+    return {"invertible": None, "vertices": 2**k, "sign": None, "witness": None, "reason": "no sign change found"}  # pragma: no cover - unreachable

@@ -1,0 +1,173 @@
+"""Fixed-point layers at w: is the implicit derivative defined, and is the Clarke Jacobian invertible?
+
+For a layer z* = act(W z* + U x + b) (``encodings/fixedpoint.py``), the map z -> act(W z + c) has,
+at z*, the Clarke Jacobian {D W : D diagonal, D_ii in the Clarke derivative of act at a*_i}: a
+single slope off the kinks, the interval between the one-sided derivatives at a tie. Bolte et al.'s
+condition for nonsmooth implicit differentiation is that every I - D W is invertible; then the
+implicit Jacobian of the solution map is {(I - D W)^{-1} D [dW z* + dU x + db + U dx]}.
+``vertex_test`` decides it exactly (det(I - D W) is multilinear in the tied slopes: one sign on the
+2^k vertices, or an exact singular element).
+
+Off the ties, one invertible I - D W is the implicit function theorem: the layer is smooth near w
+and the network's verdicts apply unchanged (``invertible_at_w``). Ties inside the layer couple its
+units through the fixed point; their differentiability / Clarke verdicts are reported as
+undecided for now (the report's ``implicit`` section still gives the invertibility certificate).
+"""
+
+from __future__ import annotations
+
+from gmpy2 import mpq
+
+from ..encodings.errors import Undecided
+from ..encodings.fixedpoint import _affine_pieces, vertex_test
+from ..encodings.fmt import hexf, rat
+
+
+def _slopes(A, L, a_row, piece_row, kink_row):
+    """(slopes off the ties, {unit: (left, right)} at the ties) for one sample."""
+    pieces = _affine_pieces(A, L.act)
+    slopes, boxes = [], {}
+    for i, (p, k) in enumerate(zip(piece_row, kink_row)):
+        if k >= 0:
+            lo, hi = L.act.one_sided(int(k), "left"), L.act.one_sided(int(k), "right")
+            boxes[i] = (mpq(min(lo, hi)), mpq(max(lo, hi)))
+            slopes.append(mpq(lo))
+        else:
+            slopes.append(pieces[int(p)][0])
+    return slopes, boxes
+
+
+def _layer_parts(runs, L):
+    fw = runs.exact_full()
+    sol = fw.fp[L.index]
+    W = fw.params[L.index][0]
+    piece, kink = fw.loc[L.index]
+    return fw, sol, W, piece, kink
+
+
+def invertible_at_w(runs, L) -> str | None:
+    """None when I - D W is invertible at every sample's fixed point (no tie inside); else why not."""
+    fw, sol, W, piece, kink = _layer_parts(runs, L)
+    for s in range(sol.z.shape[0]):
+        slopes, boxes = _slopes(fw.A, L, sol.a[s], piece[s], kink[s])
+        if boxes:
+            continue  # handled by the caller (ties inside)
+        res = vertex_test(W, slopes, {})
+        if not res["invertible"]:
+            return f"fixed-point layer {L.index}, sample {s}: I - D W is singular at the fixed point: the implicit function theorem does not apply"
+    return None
+
+
+def section(runs) -> list:
+    """The report's ``implicit`` entries, one per fixed-point layer."""
+    net = runs.net
+    out = []
+    for L in net.layers:
+        if L.op != "fixed_point":
+            continue
+        m = runs.machine.fp[L.index] if runs.machine is not None else None
+        entry = {"layer": L.index, "units": L.out_shape[0], "solver": {"method": L.fp.method, "max_iter": L.fp.max_iter, "tol": hexf(net.fmt, L.fp.tol)}}
+        if m is not None:
+            entry["machine"] = {"iterations": m.iterations, "residual": hexf(net.fmt, m.residual), "converged": m.converged}
+        try:
+            fw = runs.exact_full()
+        except Undecided as exc:
+            fw, runs.exact_reason = None, str(exc)
+        if fw is None:
+            entry["exact"] = None
+            entry["reason"] = runs.exact_reason or "the exact fixed point is unavailable"
+            out.append(entry)
+            continue
+        fw, sol, W, piece, kink = _layer_parts(runs, L)
+        entry["exact"] = {"unique": sol.unique, "uniqueness": "proved: ||W||_inf * Lip(act) < 1 (a contraction)" if sol.unique else "not proved", "pattern_rounds": sol.pattern_rounds}
+        if m is not None:
+            mp, mk = runs.machine.loc[L.index]
+            differ = [[int(s), int(u)] for s in range(piece.shape[0]) for u in range(piece.shape[1]) if (piece[s, u], kink[s, u]) != (mp[s, u], mk[s, u])]
+            entry["pattern_agrees"] = not differ
+            entry["pattern_differs"] = differ
+        samples = []
+        for s in range(sol.z.shape[0]):
+            slopes, boxes = _slopes(fw.A, L, sol.a[s], piece[s], kink[s])
+            res = vertex_test(W, slopes, boxes)
+            samples.append(
+                {
+                    "sample": s,
+                    "tied_units": sorted(boxes),
+                    "clarke_jacobian_invertible": res["invertible"],
+                    "vertices": res["vertices"],
+                    "determinant_sign": res["sign"],
+                    "singular_witness": res["witness"],
+                    "reason": res["reason"],
+                }
+            )
+        entry["samples"] = samples
+        entry["z"] = [[rat(v) for v in row] for row in sol.z] if sol.z.size <= 256 else None
+        out.append(entry)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# verdicts at ties inside a fixed-point layer
+
+
+MAX_PATTERNS = 4096
+
+
+def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
+    """The cells when every real tie lies inside fixed-point layers (docs/implicit.md).
+
+    Under Bolte et al.'s condition - every element of the Clarke Jacobian invertible, with one
+    determinant sign (``vertex_test``) - the directional derivative of z* along d is the unique
+    solution of a piecewise-linear equation, selected by the tied units' one-sided pattern s; its
+    cell is {d : s_i l_{s,i}(d) > 0}, where l_{s,i} is the tangent of the tied pre-activation a*_i
+    on pattern s (a coupled, pattern-dependent functional). The cells' closures cover every
+    direction and f'(w; d) = g_s . d on cell s, so f is differentiable iff every non-empty cell has
+    one gradient. The limiting gradients are the g_s of the non-empty cells when every pattern's
+    functionals are linearly independent (then every cell is non-empty and no curved region can
+    hide another piece: ``complete``).
+
+    Returns {"obstacle": reason} when the question is not decided here, else {"cells": [(choices,
+    witness, gradient)], "gradients": distinct gradients, "complete": bool, "base": summary}."""
+    from ..encodings import program as P
+    from .cells import Budget, feasible
+    from .linalg import rank
+
+    net = runs.net
+    fw = runs.exact_full()
+    for L in {t.layer: net.layers[t.layer] for t in ties}.values():
+        sol, W = fw.fp[L.index], fw.params[L.index][0]
+        piece, kink = fw.loc[L.index]
+        for s in range(sol.z.shape[0]):
+            slopes, boxes = _slopes(fw.A, L, sol.a[s], piece[s], kink[s])
+            res = vertex_test(W, slopes, boxes)
+            if res["invertible"] is not True or res["sign"] is None:
+                what = "has a singular element" if res["invertible"] is False else "is not proved invertible"
+                return {"obstacle": f"fixed-point layer {L.index}, sample {s}: the Clarke Jacobian {what} ({res['reason']}): the implicit derivative is not defined there (Bolte et al.'s condition fails)"}
+    k = len(ties)
+    if 2**k > MAX_PATTERNS:
+        return {"obstacle": f"{k} ties inside fixed-point layers: 2^{k} patterns exceed the budget {MAX_PATTERNS}"}
+    n = net.n_grad
+    order = sorted(ties, key=lambda t: t.key)
+    cells, complete = [], True
+    for mask in range(2**k):
+        choose = {t.key: ("right" if (mask >> i) & 1 else "left") for i, t in enumerate(order)}
+        funcs = []
+        for i, t in enumerate(order):
+            e = fw.A.zeros(fw.fp[t.layer].a.shape)
+            e[t.sample, t.unit] = fw.A.const(1)
+            f = list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("fixed_point", t.layer, e)))
+            funcs.append([v if (mask >> i) & 1 else -v for v in f])
+        if rank([list(f) for f in funcs]) < len(funcs):
+            complete = False
+        try:
+            w = feasible(funcs, n, timeout_ms)
+        except Budget as exc:
+            return {"obstacle": f"cell of pattern {choose}: {exc}"}
+        if w is not None:
+            cells.append((choose, w, list(P.backward(net, fw.A, fw, runs.proxies, choose=choose))))
+    grads = []
+    for _, _, g in cells:
+        if g not in grads:
+            grads.append(g)
+    base = f"{k} real tie(s) inside fixed-point layers, {len(cells)} non-empty cell(s) of {2**k} patterns"
+    return {"cells": cells, "gradients": grads, "complete": complete, "base": base}
