@@ -1,6 +1,6 @@
 """Fixed-point (deep equilibrium) layers: z* = act(W z* + U x + b), in both semantics.
 
-A layer ``{"op": "fixed_point", "cell": {"weight": W, "input_weight": U, "bias": b, "activation":
+A layer (read by ``network.py``) ``{"op": "fixed_point", "cell": {"weight": W, "input_weight": U, "bias": b, "activation":
 {"op": "relu"}}, "solver": {"method": "iterate", "max_iter": 100, "tol": 0}, "init": "zeros"}`` maps
 a vector x [in] to the fixed point z* [n] of z -> act(W z + U x + b) (docs/implicit.md).
 
@@ -36,23 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from gmpy2 import mpq
 
-from .errors import InputError, Undecided
+from .errors import Undecided
 
-METHODS = ("iterate",)
-MAX_ITER_LIMIT = 1_000_000
 PATTERN_ROUNDS = 64
 GUESS_ITERATIONS = 10_000  # binary64 iterations for the exact semantics' first pattern guess
-
-
-@dataclass
-class FixedPoint:
-    """The parts of a fixed-point layer beyond a linear layer's weight (W) and bias (b)."""
-
-    input_weight: object  # Ref U [n, in]
-    method: str
-    max_iter: int
-    tol: float
-    init: str = "zeros"
 
 
 @dataclass
@@ -67,59 +54,6 @@ class Solution:
     unique: bool | None = None  # exact: proved unique (contraction), None: not proved
     pattern_rounds: int | None = None  # exact: patterns tried
     notes: list = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------------------------
-# the file format
-
-
-def parse(loader, L, spec, where: str, shape: tuple) -> None:
-    """Fill ``L`` (op fixed_point) from its spec; raises InputError naming the place."""
-    if len(shape) != 1:
-        raise InputError(f"{where}: expects a vector input, got shape {list(shape)} (add a flatten layer)")
-    cell = spec.get("cell")
-    if not isinstance(cell, dict):
-        raise InputError(f"{where}: cell must be an object with weight, input_weight, bias (optional) and activation")
-    for k in cell:
-        if k not in ("weight", "input_weight", "bias", "activation"):
-            raise InputError(f"{where}: cell: unknown key {k!r} (allowed: activation, bias, input_weight, weight)")
-    for k in ("weight", "input_weight", "activation"):
-        if k not in cell:
-            raise InputError(f"{where}: cell: missing {k}")
-    U = loader.ref(cell["input_weight"], (None, shape[0]), where, "cell.input_weight")
-    n = U.shape[0]
-    if n == 0:
-        raise InputError(f"{where}: cell.input_weight has no rows")
-    L.weight = loader.ref(cell["weight"], (n, n), where, "cell.weight")
-    if cell.get("bias") is not None:
-        L.bias = loader.ref(cell["bias"], (n,), where, "cell.bias")
-    act_spec = cell["activation"]
-    from .network import ELEMENTWISE
-
-    if not isinstance(act_spec, dict) or act_spec.get("op") not in ELEMENTWISE:
-        raise InputError(f"{where}: cell.activation must be an elementwise layer object, e.g. {{\"op\": \"relu\"}}")
-    inner = loader.layer(L.index, act_spec, (n,))
-    L.act, L.kink_derivatives = inner.act, inner.kink_derivatives
-    solver = spec.get("solver", {})
-    if not isinstance(solver, dict):
-        raise InputError(f"{where}: solver must be an object with method, max_iter, tol")
-    for k in solver:
-        if k not in ("method", "max_iter", "tol"):
-            raise InputError(f"{where}: solver: unknown key {k!r} (allowed: max_iter, method, tol)")
-    method = solver.get("method", "iterate")
-    if method not in METHODS:
-        raise InputError(f"{where}: solver.method must be \"iterate\" (plain fixed-point iteration), got {method!r}")
-    max_iter = solver.get("max_iter", 100)
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or not 1 <= max_iter <= MAX_ITER_LIMIT:
-        raise InputError(f"{where}: solver.max_iter must be an integer in 1..{MAX_ITER_LIMIT}")
-    tol = loader.value(solver.get("tol", 0), f"{where}: solver.tol", rounding="nearest")
-    if not (tol >= 0 and np.isfinite(tol)):
-        raise InputError(f"{where}: solver.tol must be a finite value >= 0")
-    init = spec.get("init", "zeros")
-    if init != "zeros":
-        raise InputError(f"{where}: init must be \"zeros\"")
-    L.fp = FixedPoint(U, method, max_iter, float(tol), init)
-    L.out_shape = (n,)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -107,6 +107,21 @@ class Layer:
 
 
 @dataclass
+class FixedPoint:
+    """The parts of a fixed-point layer beyond a linear layer's weight (W) and bias (b)."""
+
+    input_weight: object  # Ref U [n, in]
+    method: str
+    max_iter: int
+    tol: float
+    init: str = "zeros"
+
+
+FP_METHODS = ("iterate",)
+FP_MAX_ITER = 1_000_000
+
+
+@dataclass
 class Loss:
     op: str
     reduction: str = "mean"
@@ -655,9 +670,7 @@ class _Loader:
         elif op == "flatten":
             L.out_shape = (int(np.prod(shape, dtype=np.int64)),)
         elif op == "fixed_point":
-            from . import fixedpoint
-
-            fixedpoint.parse(self, L, spec, where, shape)
+            self.fixed_point(L, spec, where, shape)
         else:  # elementwise
             params = {}
             for key, default in OP_DEFAULTS.get(op, {}).items():
@@ -678,6 +691,52 @@ class _Loader:
                 resolve_kink_derivatives(entries, L.act, self.fmt, where)  # validate now
                 L.kink_derivatives = entries
         return L
+
+    def fixed_point(self, L, spec, where: str, shape: tuple) -> None:
+        """A fixed-point layer z* = act(W z* + U x + b) (docs/format.md; its semantics: fixedpoint.py)."""
+        if len(shape) != 1:
+            raise InputError(f"{where}: expects a vector input, got shape {list(shape)} (add a flatten layer)")
+        cell = spec.get("cell")
+        if not isinstance(cell, dict):
+            raise InputError(f"{where}: cell must be an object with weight, input_weight, bias (optional) and activation")
+        for k in cell:
+            if k not in ("weight", "input_weight", "bias", "activation"):
+                raise InputError(f"{where}: cell: unknown key {k!r} (allowed: activation, bias, input_weight, weight)")
+        for k in ("weight", "input_weight", "activation"):
+            if k not in cell:
+                raise InputError(f"{where}: cell: missing {k}")
+        U = self.ref(cell["input_weight"], (None, shape[0]), where, "cell.input_weight")
+        n = U.shape[0]
+        if n == 0:
+            raise InputError(f"{where}: cell.input_weight has no rows")
+        L.weight = self.ref(cell["weight"], (n, n), where, "cell.weight")
+        if cell.get("bias") is not None:
+            L.bias = self.ref(cell["bias"], (n,), where, "cell.bias")
+        act_spec = cell["activation"]
+        if not isinstance(act_spec, dict) or act_spec.get("op") not in ELEMENTWISE:
+            raise InputError(f"{where}: cell.activation must be an elementwise layer object, e.g. {{\"op\": \"relu\"}}")
+        inner = self.layer(L.index, act_spec, (n,))
+        L.act, L.kink_derivatives = inner.act, inner.kink_derivatives
+        solver = spec.get("solver", {})
+        if not isinstance(solver, dict):
+            raise InputError(f"{where}: solver must be an object with method, max_iter, tol")
+        for k in solver:
+            if k not in ("method", "max_iter", "tol"):
+                raise InputError(f"{where}: solver: unknown key {k!r} (allowed: max_iter, method, tol)")
+        method = solver.get("method", "iterate")
+        if method not in FP_METHODS:
+            raise InputError(f"{where}: solver.method must be \"iterate\" (plain fixed-point iteration), got {method!r}")
+        max_iter = solver.get("max_iter", 100)
+        if not isinstance(max_iter, int) or isinstance(max_iter, bool) or not 1 <= max_iter <= FP_MAX_ITER:
+            raise InputError(f"{where}: solver.max_iter must be an integer in 1..{FP_MAX_ITER}")
+        tol = self.value(solver.get("tol", 0), f"{where}: solver.tol", rounding="nearest")
+        if not (tol >= 0 and np.isfinite(tol)):
+            raise InputError(f"{where}: solver.tol must be a finite value >= 0")
+        init = spec.get("init", "zeros")
+        if init != "zeros":
+            raise InputError(f"{where}: init must be \"zeros\"")
+        L.fp = FixedPoint(U, method, max_iter, float(tol), init)
+        L.out_shape = (n,)
 
     # -- loss ----------------------------------------------------------------------------
     def loss(self, spec, targets_spec, out_shape):
