@@ -54,6 +54,7 @@ class Solution:
     unique: bool | None = None  # exact: proved unique (contraction), None: not proved
     pattern_rounds: int | None = None  # exact: patterns tried
     notes: list = field(default_factory=list)
+    vertex: dict = field(default_factory=dict)  # sample -> vertex_test result (computed once)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,21 +85,27 @@ def lipschitz(act) -> mpq:
     return max(abs(s) for s, _ in _affine_pieces(ExactArith(), act))
 
 
+def _fmpq_mat(M):
+    import flint
+
+    rows = [[mpq(v) for v in row] for row in M]
+    return flint.fmpq_mat(len(rows), len(rows[0]) if rows else 0, [flint.fmpq(int(v.numerator), int(v.denominator)) for row in rows for v in row])
+
+
+def _mpq(v) -> mpq:
+    return mpq(int(v.p), int(v.q))
+
+
 def _solve(M, rhs):
-    """Exact Gaussian elimination (mpq); None if M is singular."""
+    """Exact solution of M z = rhs (FLINT's rational linear algebra); None if M is singular."""
     n = len(M)
-    a = [[mpq(v) for v in row] + [mpq(r)] for row, r in zip(M, rhs)]
-    for col in range(n):
-        piv = next((r for r in range(col, n) if a[r][col] != 0), None)
-        if piv is None:
-            return None
-        a[col], a[piv] = a[piv], a[col]
-        p = a[col][col]
-        for r in range(n):
-            if r != col and a[r][col] != 0:
-                f = a[r][col] / p
-                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
-    return [a[i][n] / a[i][i] for i in range(n)]
+    if n == 0:
+        return []
+    A = _fmpq_mat(M)
+    if A.det() == 0:
+        return None
+    x = A.solve(_fmpq_mat([[r] for r in rhs]))
+    return [_mpq(x[i, 0]) for i in range(n)]
 
 
 def _pre(A, W, Ux, b, z):
@@ -241,30 +248,10 @@ def backward(A, L, g, d, W, U, tol, pre: bool = False):
 
 
 def _det(M) -> mpq:
-    """Exact determinant (fraction-free Bareiss on integers after clearing denominators)."""
-    from gmpy2 import lcm, mpz
-
-    n = len(M)
-    if n == 0:
+    """Exact determinant (FLINT)."""
+    if len(M) == 0:
         return mpq(1)
-    den = mpz(1)
-    for row in M:
-        for v in row:
-            den = lcm(den, mpq(v).denominator)
-    a = [[mpz(mpq(v) * den) for v in row] for row in M]
-    sign, prev = 1, mpz(1)
-    for k in range(n - 1):
-        if a[k][k] == 0:
-            sw = next((r for r in range(k + 1, n) if a[r][k] != 0), None)
-            if sw is None:
-                return mpq(0)
-            a[k], a[sw] = a[sw], a[k]
-            sign = -sign
-        for i in range(k + 1, n):
-            for j in range(k + 1, n):
-                a[i][j] = (a[i][j] * a[k][k] - a[i][k] * a[k][j]) // prev
-        prev = a[k][k]
-    return mpq(sign * a[n - 1][n - 1], den**n)
+    return _mpq(_fmpq_mat(M).det())
 
 
 def vertex_test(W, slopes, boxes, budget: int = 20) -> dict:
@@ -279,12 +266,21 @@ def vertex_test(W, slopes, boxes, budget: int = 20) -> dict:
     k = len(tied)
     if k > budget:
         return {"invertible": None, "vertices": 2**k, "sign": None, "witness": None, "reason": f"{k} tied units: 2^{k} vertices exceed the budget 2^{budget}"}
+    import flint
+
+    Wf = _fmpq_mat(W) if n else None
+    eye = flint.fmpq_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
+    fq = lambda v: flint.fmpq(int(mpq(v).numerator), int(mpq(v).denominator))  # noqa: E731
+    Dm = flint.fmpq_mat(n, n)
+    for i, v in enumerate(slopes):
+        if i not in boxes:
+            Dm[i, i] = fq(v)
+    ends = {u: (fq(boxes[u][0]), fq(boxes[u][1])) for u in tied}
     dets = {}
     for mask in range(2**k):
-        D = list(slopes)
         for t, u in enumerate(tied):
-            D[u] = boxes[u][(mask >> t) & 1]
-        dets[mask] = _det([[(1 if i == j else 0) - D[i] * W[i][j] for j in range(n)] for i in range(n)])
+            Dm[u, u] = ends[u][(mask >> t) & 1]
+        dets[mask] = _mpq((eye - Dm * Wf).det()) if n else mpq(1)
     signs = {(v > 0) - (v < 0) for v in dets.values()}
     if signs in ({1}, {-1}):
         return {"invertible": True, "vertices": 2**k, "sign": signs.pop(), "witness": None, "reason": f"all {2**k} vertex determinants have one sign"}

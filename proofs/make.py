@@ -44,10 +44,11 @@ def table(items) -> str:
 
 README_HEAD = """# proofs
 
-The papers' examples (shared/reference/background.md) and three of kinkcheck's own (the max-pool
-LP condition, a tie under cross-entropy, compensating ties in two layers) as network files
-(`examples/`) with their committed certificates (`certificates/`). `kinkcheck check certificates/NAME.cert.json` re-validates
-one with exact arithmetic; the test suite re-checks all of them and regenerates them
+The papers' examples (Lee-Park-Aiken, Park-Chun-Lee, Boustany, Bolte et al.; see the README and
+docs/), kinkcheck's own (the max-pool LP condition, a tie under cross-entropy, compensating ties
+in two layers) and fixed-point (DEQ) layers (docs/implicit.md) as network files (`examples/`) with
+their committed certificates (`certificates/`). `kinkcheck check certificates/NAME.cert.json`
+re-validates one with exact arithmetic; the test suite re-checks all of them and regenerates them
 (`python proofs/make.py --check`). Regenerate with `python proofs/make.py`.
 
 """

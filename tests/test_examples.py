@@ -139,3 +139,41 @@ def test_two_layer_pairs():
     assert len(r.real_ties) == 12
     assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, False, False)
     assert fr(r.gradient) == [1, 1, 1] and fr(r.ad) == [0, 0, 0]
+
+
+# fixed-point (DEQ) layers (docs/implicit.md): facts derived by hand in each file's description
+
+
+def test_deq_tie_with_an_invertible_clarke_jacobian():
+    r = verify("deq_tie_invertible.json")
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    # W[1,1] and b[1]: z1 = (W10 z0 + b1) / (1 - W11) with z0 = 0: dz1/dW11 = z1 / (1 - W11) = (4/3) / (3/4)
+    assert fr(r.ad) == [0, 0, 0, Fraction(16, 9), 0, Fraction(4, 3)]
+    smp = r.implicit[0]["samples"][0]
+    assert smp["tied_units"] == [0] and smp["clarke_jacobian_invertible"] is True and smp["vertices"] == 2
+
+
+def test_deq_relu_minus_relu():
+    r = verify("deq_relu_minus_relu.json")
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, False, False)
+    assert fr(r.gradient) == [1] and fr(r.ad) == [0]
+
+
+def test_deq_singular_clarke_element():
+    r = verify("deq_singular_vertex.json")
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (None, None, None)
+    smp = r.implicit[0]["samples"][0]
+    assert smp["clarke_jacobian_invertible"] is False
+    assert {int(k): Fraction(v) for k, v in smp["singular_witness"].items()} == {0: Fraction(1, 2)}  # 1 - 2d = 0
+    assert r.implicit[0]["exact"]["unique"] is None  # ||W|| * Lip = 2: no contraction
+
+
+def test_deq_float_solver_stops_early():
+    r = verify("deq_early_stop.json")
+    imp = r.implicit[0]
+    assert imp["machine"]["iterations"] == 3 and imp["machine"]["converged"] is False
+    assert imp["pattern_agrees"] is False  # exact: clamped at 1; float: z_3 on the linear piece
+    assert fr(r.ad) == [0]  # dz*/du = 0 on the clamped piece
+    # the machine's implicit backward (adjoint iteration, 3 steps: 1, 15/8, 169/64, 1695/512) on the linear piece
+    assert hexes(r.machine_ad) == [float(Fraction(1695, 512))]
+    assert r.compensation is True

@@ -25,8 +25,6 @@ def build(report) -> dict:
     runs = report._runs
     if runs.exact is None:
         raise ValueError("no certificate: the exact run is unavailable")
-    if any(L.op == "fixed_point" for L in net.layers):
-        raise ValueError("no certificate: the checker has no fixed-point solver yet (fixed-point layers are not certified)")
     ad = [rat(x) for x in runs.exact_ad()]
     conv = runs.proxies.convention.to_json()["ops"]
     claims = {
@@ -73,6 +71,13 @@ def build(report) -> dict:
         if v.separator is not None:
             evidence["separator"] = [rat(x) for x in v.separator]
             evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "affine" if affine_tie_inputs(net, upto=max((t["layer"] for t in report.real_ties), default=None)) else "independent"
+    if v.method == "implicit" and en is not None:
+        evidence["method"] = "implicit"  # every pattern of the fixed-point ties is listed: a cell or empty
+        if v.separator is not None:
+            evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "independent"
+    fixed = {str(L.index): [[rat(x) for x in row] for row in runs.exact_full().fp[L.index].z] for L in net.layers if L.op == "fixed_point"}
+    if fixed:
+        evidence["fixed_points"] = fixed  # z* per sample; the checker verifies z* = act(W z* + U x + b)
     if v.ad_cell is not None and (evidence.get("theorem") == "ad-pattern" or net.loss.op == "cross_entropy"):
         c = v.ad_cell
         evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient] if c.gradient is not None else None, "zero_ties": [_key(k) for k in c.zero_ties]}

@@ -29,6 +29,7 @@ from gmpy2 import mpq
 
 from ..encodings.errors import InputError
 from ..encodings.network import load
+from . import fixedpoint_check
 from .replay import CheckFailed, Enc, Model, _enc, _params, _table
 
 SCHEMA = 1
@@ -83,14 +84,15 @@ def _check(cert) -> dict:
         net = load(cert["network"], convention={"ops": conv, "base": "pytorch"})
     except InputError as exc:
         raise CheckFailed(f"embedded network: {exc}") from None
-    M = Model(net, conv)
+    ev = cert["evidence"]
+    fixed = ev.get("fixed_points") or {}
+    M = Model(net, conv, fixed_points={int(k): v for k, v in fixed.items()} if isinstance(fixed, dict) else None)
     claims = cert["claims"]
     import hashlib
 
     text = json.dumps({"network": cert["network"], "convention": conv}, sort_keys=True, separators=(",", ":"))
     if claims.get("digest") != "sha256:" + hashlib.sha256(text.encode()).hexdigest():
         raise CheckFailed("step 0 (digest): the embedded network or convention does not match the claims' digest")
-    ev = cert["evidence"]
     # step 1: the real ties
     _, _, _, ties = M.tangent([mpq(0)] * M.P, lambda k: "proxy")
     found = sorted(_key(t[0]) for t in ties)
@@ -132,13 +134,22 @@ def _check(cert) -> dict:
     order = [_key(k) for k in ev["order"]]
     if sorted(order) != found or order != sorted(order, key=lambda k: (k[0], k[1], k[2])):
         raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")
+    implicit = ev.get("method") == "implicit"
+    if implicit:  # ties inside fixed-point layers: the cells are sound only under coherent orientation
+        if any(net.layers[k[0]].op != "fixed_point" for k in found):
+            raise CheckFailed("step 3 (implicit): every real tie must lie inside a fixed-point layer")
+        n_vertices = fixedpoint_check.coherent_orientation(M, _layer_inputs)
+        steps.append(f"coherent orientation ({n_vertices} vertex determinants)")
     cells = []
     for i, c in enumerate(ev["cells"]):
         cells.append(_check_cell(M, c, found, f"cells[{i}]"))
     steps.append(f"{len(cells)} cells")
     complete = False
     if diff is True or clarke is False:
-        _check_tree(M, order, ev, cells)
+        if implicit:
+            fixedpoint_check.check_patterns(M, ev, cells, found, _qs, _choices)
+        else:
+            _check_tree(M, order, ev, cells)
         complete = True
         steps.append("enumeration complete")
     grads = [g for _, g in cells]
@@ -169,6 +180,8 @@ def _check(cert) -> dict:
         for c, g in enumerate(grads):
             if sum((v[k] * (ad[k] - g[k]) for k in range(M.P)), mpq(0)) <= 0:
                 raise CheckFailed(f"step 5 (not Clarke): the separator does not separate AD from cell {c}")
+        if implicit and ev.get("complete_by") == "independent" and ev.get("empty"):
+            raise CheckFailed("completeness (implicit): with independent functionals every pattern must be a non-empty cell")
         _check_complete_by(M, ev.get("complete_by"), cells, found)
         steps.append("AD separated from every limiting gradient")
     return {"valid": True, "steps": steps, "complete": complete}
@@ -598,7 +611,7 @@ def _layer_inputs(M, n):
     x = M.inputs[n].copy()
     t = np.empty(x.shape, dtype=object)
     t.fill(mpq(0))
-    dW = {L.index: (M.dref(L.weight, [mpq(0)] * M.P), M.dref(L.bias, [mpq(0)] * M.P) if L.bias is not None else None) for L in M.net.layers if L.weight is not None}
+    dW = M.dW([mpq(0)] * M.P)
     for L in M.net.layers:
         out.append(x.reshape(-1))
         x, t = M._layer(L, n, x, t, dW, lambda k: "proxy", {}, [])

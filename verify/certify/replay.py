@@ -83,8 +83,9 @@ def _proxies(net, conv):
 
     for L in net.layers:
         if L.act is not None:
-            kinks, derivs, _, _ = _table(L.op, _params(L))
-            entries = L.kink_derivatives if L.kink_derivatives is not None else (conv.get(L.op) or [])
+            op = L.act.name if L.op == "fixed_point" else L.op
+            kinks, derivs, _, _ = _table(op, _params(L))
+            entries = L.kink_derivatives if L.kink_derivatives is not None else (conv.get(op) or [])
             if L.kink_derivatives is None and len(entries) != len(kinks) and not kinks:
                 entries = []
             out[L.index] = resolve(entries, derivs, f"layer {L.index}")
@@ -152,8 +153,25 @@ def _exp_enclosure(q) -> Enc:
     return Enc(out[0], out[1])
 
 
+def _solve(M, rhs):
+    """Exact Gaussian elimination; None if M is singular (the checker's own, on purpose)."""
+    n = len(M)
+    a = [[mpq(v) for v in row] + [mpq(r)] for row, r in zip(M, rhs)]
+    for c in range(n):
+        p = next((r for r in range(c, n) if a[r][c] != 0), None)
+        if p is None:
+            return None
+        a[c], a[p] = a[p], a[c]
+        for r in range(n):
+            if r != c and a[r][c] != 0:
+                f = a[r][c] / a[c][c]
+                a[r] = [x - f * y for x, y in zip(a[r], a[c])]
+    return [a[i][n] / a[i][i] for i in range(n)]
+
+
 class Model:
-    def __init__(self, net, conv):
+    def __init__(self, net, conv, fixed_points=None):
+        self.fixed_points = fixed_points or {}  # fixed-point layer -> claimed z* per sample (checked)
         self.net = net
         self.conv = conv
         self.proxy = _proxies(net, conv)
@@ -178,10 +196,20 @@ class Model:
             out[e] = (d[self.gpos[s]] * int(sg)) if s >= 0 and self.trainable[s] else mpq(0)
         return out.reshape(ref.shape)
 
+    def dW(self, d):
+        """Per layer with weights: the tangents of (W, b) - and of U for a fixed-point layer."""
+        out = {}
+        for L in self.net.layers:
+            if L.weight is not None:
+                out[L.index] = (self.dref(L.weight, d), self.dref(L.bias, d) if L.bias is not None else None)
+                if L.op == "fixed_point":
+                    out[L.index] += (self.dref(L.fp.input_weight, d),)
+        return out
+
     def tangent(self, d, choice):
         """(f, f'(w; d) under ``choice``, records {tie key: input tangent(s)}, ties found)."""
         net = self.net
-        dW = {L.index: (self.dref(L.weight, d), self.dref(L.bias, d) if L.bias is not None else None) for L in net.layers if L.weight is not None}
+        dW = self.dW(d)
         f = mpq(0)
         df = Enc(mpq(0), mpq(0)) if net.loss.op == "cross_entropy" else mpq(0)
         rec, ties = {}, []
@@ -238,6 +266,8 @@ class Model:
             return self._pool(L, n, x, t, choice, rec, ties)
         if op == "flatten":
             return x.reshape(-1), t.reshape(-1)
+        if op == "fixed_point":
+            return self._fixed_point(L, n, x, t, dW, choice, rec, ties)
         kinks, derivs, val, der = _table(op, _params(L))
         y = np.empty(x.shape, dtype=object)
         ty = np.empty(x.shape, dtype=object)
@@ -361,3 +391,56 @@ class Model:
 
     def linear_map(self, choice):
         return [self.tangent(self.unit(i), choice)[1] for i in range(self.P)]
+
+    def _fixed_point(self, L, n, x, t, dW, choice, rec, ties):
+        """The claimed fixed point z* (checked: z* = act(W z* + U x + b) exactly) and its tangent:
+        (I - D W) dz = D r, r = dW z* + dU x + db + U t, with D the slopes at a* (a tie by its
+        choice; "auto": the pattern whose pre-activation tangents have its signs)."""
+        W, b = self.W[L.index]
+        Wd, bd, Ud = dW[L.index]
+        U = _q(L.fp.input_weight.values(self.net.theta))
+        claimed = self.fixed_points.get(L.index)
+        if claimed is None or n >= len(claimed):
+            raise CheckFailed(f"layer {L.index}: the certificate claims no fixed point for sample {n}")
+        z = np.array([mpq(v) for v in claimed[n]], dtype=object)
+        kinks, derivs, val, der = _table(L.act.name, _params(L))
+        a = W.dot(z) + U.dot(x) + (b if b is not None else mpq(0))
+        if any(val(av) != zv for av, zv in zip(a, z)):
+            raise CheckFailed(f"layer {L.index} sample {n}: the claimed z* is not a fixed point of z -> act(W z + U x + b)")
+        r = Wd.dot(z) + Ud.dot(x) + U.dot(t) + (bd if bd is not None else mpq(0))
+        m = len(z)
+        slopes, tied, auto = [], [], []
+        for u in range(m):
+            k = next((k for k, at in enumerate(kinks) if a[u] == at), None)
+            if k is None:
+                slopes.append(der(a[u]))
+                continue
+            key = (L.index, n, u)
+            ties.append((key, "act", str(kinks[k])))
+            tied.append((u, key, k))
+            c = choice(key)
+            if c == "proxy":
+                slopes.append(self.proxy[L.index][k])
+            elif c in ("left", "right"):
+                slopes.append(derivs[k][0 if c == "left" else 1])
+            elif c == "auto":
+                slopes.append(None)
+                auto.append((u, k))
+            else:
+                raise CheckFailed(f"tie {key}: invalid choice {c!r}")
+        Wl = W.tolist()
+        for mask in range(2 ** len(auto)):
+            D = list(slopes)
+            for j, (u, k) in enumerate(auto):
+                D[u] = derivs[k][(mask >> j) & 1]
+            dz = _solve([[(1 if i == j else 0) - D[i] * Wl[i][j] for j in range(m)] for i in range(m)], [D[i] * r[i] for i in range(m)])
+            if dz is None:
+                raise CheckFailed(f"layer {L.index} sample {n}: I - D W is singular: no implicit derivative")
+            da = W.dot(np.array(dz, dtype=object)) + r
+            if all((da[u] <= 0) if not (mask >> j) & 1 else (da[u] >= 0) for j, (u, k) in enumerate(auto)):
+                break
+        else:
+            raise CheckFailed(f"layer {L.index} sample {n}: no one-sided pattern is consistent with the direction")
+        for u, key, k in tied:
+            rec[key] = da[u]
+        return z, np.array(dz, dtype=object)

@@ -120,17 +120,24 @@ def _decide_implicit(runs, ties) -> Verdict:
     if "obstacle" in r:
         return Verdict(None, None, None, False, r["obstacle"], method="implicit", n_ties=len(ties))
     ad = list(runs.exact_ad())
-    grads, base = r["gradients"], r["base"]
-    common = dict(method="implicit", n_ties=len(ties), limiting=grads, time_s=time.perf_counter() - t0)
+    grads, base, en = r["gradients"], r["base"], r["enumeration"]
+    common = dict(method="implicit", n_ties=len(ties), limiting=grads, time_s=time.perf_counter() - t0, enumeration=en)
     if len(grads) == 1:
         g = grads[0]
-        return Verdict(True, g == ad, g == ad, g == ad, f"{base}: f is differentiable" + ("" if g == ad else " but AD is not the gradient"), gradient=g, **common)
-    lam = convex_weights(grads, ad)
+        if g == ad:
+            return Verdict(True, True, True, True, f"{base}: f is differentiable and AD is the gradient", gradient=g, **common)
+        if r["complete"]:
+            return Verdict(True, False, False, False, f"{base}: f is differentiable, AD is not the gradient and not in the Clarke subdifferential", gradient=g, separator=separator([g], ad), **common)
+        return Verdict(True, False, None, False, f"{base}: f is differentiable but AD is not the gradient; Clarke membership undecided: dependent tie functionals leave curved regions possible", gradient=g, **common)
+    cg = [c.gradient for c in en.cells]
+    i = next(i for i, c in enumerate(cg) if c != cg[0])
+    common["witnesses"] = (0, i)
+    lam = convex_weights(cg, ad)
     if lam is not None:
-        return Verdict(False, False, True, False, f"{base}: f is not differentiable; AD is a convex combination of limiting gradients (Clarke)", **common)
+        return Verdict(False, False, True, False, f"{base}: f is not differentiable; AD is a convex combination of limiting gradients (Clarke)", clarke_weights=lam, **common)
     if not r["complete"]:
         return Verdict(False, False, None, False, f"{base}: f is not differentiable; AD is outside the hull of the cells found, but dependent tie functionals leave curved regions possible", **common)
-    return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", separator=separator(grads, ad), **common)
+    return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", separator=separator(cg, ad), **common)
 
 
 def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:

@@ -37,6 +37,16 @@ def _slopes(A, L, a_row, piece_row, kink_row):
     return slopes, boxes
 
 
+def _vertex(fw, L, s) -> dict:
+    """``vertex_test`` at sample s's fixed point (cached on the solution)."""
+    sol = fw.fp[L.index]
+    if s not in sol.vertex:
+        piece, kink = fw.loc[L.index]
+        slopes, boxes = _slopes(fw.A, L, sol.a[s], piece[s], kink[s])
+        sol.vertex[s] = dict(vertex_test(fw.params[L.index][0], slopes, boxes), tied=sorted(boxes))
+    return sol.vertex[s]
+
+
 def _layer_parts(runs, L):
     fw = runs.exact_full()
     sol = fw.fp[L.index]
@@ -49,10 +59,9 @@ def invertible_at_w(runs, L) -> str | None:
     """None when I - D W is invertible at every sample's fixed point (no tie inside); else why not."""
     fw, sol, W, piece, kink = _layer_parts(runs, L)
     for s in range(sol.z.shape[0]):
-        slopes, boxes = _slopes(fw.A, L, sol.a[s], piece[s], kink[s])
-        if boxes:
+        res = _vertex(fw, L, s)
+        if res["tied"]:
             continue  # handled by the caller (ties inside)
-        res = vertex_test(W, slopes, {})
         if not res["invertible"]:
             return f"fixed-point layer {L.index}, sample {s}: I - D W is singular at the fixed point: the implicit function theorem does not apply"
     return None
@@ -87,12 +96,11 @@ def section(runs) -> list:
             entry["pattern_differs"] = differ
         samples = []
         for s in range(sol.z.shape[0]):
-            slopes, boxes = _slopes(fw.A, L, sol.a[s], piece[s], kink[s])
-            res = vertex_test(W, slopes, boxes)
+            res = _vertex(fw, L, s)
             samples.append(
                 {
                     "sample": s,
-                    "tied_units": sorted(boxes),
+                    "tied_units": res["tied"],
                     "clarke_jacobian_invertible": res["invertible"],
                     "vertices": res["vertices"],
                     "determinant_sign": res["sign"],
@@ -117,8 +125,11 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
     """The cells when every real tie lies inside fixed-point layers (docs/implicit.md).
 
     Under Bolte et al.'s condition - every element of the Clarke Jacobian invertible, with one
-    determinant sign (``vertex_test``) - the directional derivative of z* along d is the unique
-    solution of a piecewise-linear equation, selected by the tied units' one-sided pattern s; its
+    determinant sign (``vertex_test``) - the pre-activation tangent u solves G(u) = r, G a
+    piecewise-linear map on the tied coordinates' orthants whose pieces I - W D_s all have
+    determinants of one sign: a coherently oriented normal map, hence a homeomorphism (Robinson
+    1992). So the directional derivative of z* along d is unique, selected by the tied units'
+    one-sided pattern s; its
     cell is {d : s_i l_{s,i}(d) > 0}, where l_{s,i} is the tangent of the tied pre-activation a*_i
     on pattern s (a coupled, pattern-dependent functional). The cells' closures cover every
     direction and f'(w; d) = g_s . d on cell s, so f is differentiable iff every non-empty cell has
@@ -126,20 +137,18 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
     functionals are linearly independent (then every cell is non-empty and no curved region can
     hide another piece: ``complete``).
 
-    Returns {"obstacle": reason} when the question is not decided here, else {"cells": [(choices,
-    witness, gradient)], "gradients": distinct gradients, "complete": bool, "base": summary}."""
+    Returns {"obstacle": reason} when the question is not decided here, else {"enumeration": an
+    ``cells.Enumeration`` of every pattern (non-empty cells with witnesses, empty ones with Gordan
+    multipliers), "gradients": distinct gradients, "complete": bool, "base": summary}."""
     from ..encodings import program as P
-    from .cells import Budget, feasible
+    from .cells import Budget, Cell, Enumeration, Pruned, feasible, gordan
     from .linalg import rank
 
     net = runs.net
     fw = runs.exact_full()
     for L in {t.layer: net.layers[t.layer] for t in ties}.values():
-        sol, W = fw.fp[L.index], fw.params[L.index][0]
-        piece, kink = fw.loc[L.index]
-        for s in range(sol.z.shape[0]):
-            slopes, boxes = _slopes(fw.A, L, sol.a[s], piece[s], kink[s])
-            res = vertex_test(W, slopes, boxes)
+        for s in range(fw.fp[L.index].z.shape[0]):
+            res = _vertex(fw, L, s)
             if res["invertible"] is not True or res["sign"] is None:
                 what = "has a singular element" if res["invertible"] is False else "is not proved invertible"
                 return {"obstacle": f"fixed-point layer {L.index}, sample {s}: the Clarke Jacobian {what} ({res['reason']}): the implicit derivative is not defined there (Bolte et al.'s condition fails)"}
@@ -148,7 +157,7 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
         return {"obstacle": f"{k} ties inside fixed-point layers: 2^{k} patterns exceed the budget {MAX_PATTERNS}"}
     n = net.n_grad
     order = sorted(ties, key=lambda t: t.key)
-    cells, complete = [], True
+    cells, empty, complete = [], [], True
     for mask in range(2**k):
         choose = {t.key: ("right" if (mask >> i) & 1 else "left") for i, t in enumerate(order)}
         funcs = []
@@ -156,18 +165,24 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
             e = fw.A.zeros(fw.fp[t.layer].a.shape)
             e[t.sample, t.unit] = fw.A.const(1)
             f = list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("fixed_point", t.layer, e)))
+            if all(v == 0 for v in f):
+                return {"obstacle": f"tie {t.key} inside a fixed-point layer has an identically zero tangent on pattern {choose}: higher-order terms decide its side (undecided)"}
             funcs.append([v if (mask >> i) & 1 else -v for v in f])
         if rank([list(f) for f in funcs]) < len(funcs):
             complete = False
         try:
             w = feasible(funcs, n, timeout_ms)
+            if w is None:
+                empty.append(Pruned(choose, funcs, gordan(funcs, n, timeout_ms)))
+                continue
         except Budget as exc:
             return {"obstacle": f"cell of pattern {choose}: {exc}"}
-        if w is not None:
-            cells.append((choose, w, list(P.backward(net, fw.A, fw, runs.proxies, choose=choose))))
+        cells.append(Cell(choose, w, list(P.backward(net, fw.A, fw, runs.proxies, choose=choose)), funcs))
     grads = []
-    for _, _, g in cells:
-        if g not in grads:
-            grads.append(g)
+    for c in cells:
+        if c.gradient not in grads:
+            grads.append(c.gradient)
+    complete = (complete and not empty) or n <= 1  # one parameter: the first-order signs decide both half-lines
     base = f"{k} real tie(s) inside fixed-point layers, {len(cells)} non-empty cell(s) of {2**k} patterns"
-    return {"cells": cells, "gradients": grads, "complete": complete, "base": base}
+    en = Enumeration(cells=cells, pruned=empty, ties=[], order=[t.key for t in order], degenerate=[] if complete else ["dependent tie functionals in a pattern"], zero_ties=[], n_params=n)
+    return {"enumeration": en, "gradients": grads, "complete": complete, "base": base}
