@@ -111,3 +111,9 @@ def test_page_in_a_real_headless_browser(tmp_path):
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1000,1400", f.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fixed_point_section():
+    r = kinkcheck.verify(str(EXAMPLES / "deq_singular_vertex.json"))
+    text = " ".join(parse(render(r)).text)
+    assert "Fixed-point layers" in text and "singular element (2 vertices)" in text

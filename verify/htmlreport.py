@@ -13,7 +13,8 @@ steps: every point is a machine number). Each cell shows log2 |float argument| a
 whose float argument is exactly zero (a float tie) is filled red, one whose exact argument is zero
 (a real tie) is outlined blue. Where both sets differ, rounding has moved the kink. The grid is
 evaluated point by point within a time budget; cells past the budget are left blank and the page
-says so. Max-pool and l1 ties get no picture (their argument is a difference of two entries).
+says so. Max-pool and l1 ties get no picture (their argument is a difference of two entries), nor do
+ties inside fixed-point layers.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def plane(net, proxies, tie: dict, *, grid: int = GRID, deadline: float | None =
 
     Returns {"axes": [label, label], "float": [[float|None]], "float_zero": [[bool]],
     "exact_zero": [[bool|None]], "complete": bool}; None when the tie has no picture."""
-    if tie["op"] in ("maxpool1d", "maxpool2d", "l1") or tie.get("kink") in (None, "max"):
-        return None
+    if tie["op"] in ("maxpool1d", "maxpool2d", "l1", "fixed_point") or tie.get("kink") in (None, "max"):
+        return None  # fixed-point ties: the argument's tangent needs the implicit solve per pattern
     from gmpy2 import mpq
 
     layer, sample, unit = tie["layer"], tie["sample"], tie["unit"]
@@ -211,6 +212,16 @@ def render(report: Report, *, grid: int = GRID, budget_s: float = BUDGET_S, cert
     out.append("<h2>Findings</h2>" + ("<ul>" + "".join(f"<li>{_e(f)}</li>" for f in report.findings) + "</ul>" if report.findings else "<p>none</p>"))
     if report.unknown:
         out.append("<h2>Undecided</h2><ul>" + "".join(f"<li>{_e(u)}</li>" for u in report.unknown) + "</ul>")
+    if report.implicit:
+        rows = []
+        for e in report.implicit:
+            m, x = e.get("machine") or {}, e.get("exact") or {}
+            inv = ", ".join(f"sample {smp['sample']}: {'invertible' if smp['clarke_jacobian_invertible'] else 'singular element' if smp['clarke_jacobian_invertible'] is False else 'undecided'} ({smp['vertices']} vertices)" for smp in e.get("samples", []))
+            rows.append(
+                f"<tr><td>{e['layer']}</td><td>{m.get('iterations')}</td><td><code>{_e(m.get('residual'))}</code></td><td>{_verdict(m.get('converged'))}</td>"
+                f"<td>{_verdict(x.get('unique'))}</td><td>{_verdict(e.get('pattern_agrees'))}</td><td>{_e(inv or e.get('reason', ''))}</td></tr>"
+            )
+        out.append("<h2>Fixed-point layers</h2><table><tr><th>layer</th><th>iterations</th><th>residual</th><th>converged</th><th>unique (proved)</th><th>float pattern = exact</th><th>Clarke Jacobian</th></tr>" + "".join(rows) + "</table>")
     out.append(_tie_table(report.real_ties, "Real ties (exact run)"))
     out.append(_tie_table(report.float_ties, "Float ties (machine run)"))
     if report.ad is not None or report.machine_ad is not None:
