@@ -329,8 +329,9 @@ def survey(
     from dataclasses import replace
 
     try:
-        from .survey.run import SurveyConfig, write
-        from .survey.run import survey as _survey
+        from .survey.config import SurveyConfig
+        from .survey.execute import survey as _survey
+        from .survey.report import write
     except ImportError as exc:  # pragma: no cover
         _fail(f"the survey needs the [survey] extra: {exc}")
 
