@@ -244,7 +244,9 @@ def import_model(
     import numpy as _np
 
     from .files import write_atomic
-    from .interop.torch import _t, from_torch, load_module, scripted_to_sequential
+    from .interop.torch_archive import load_module, scripted_to_sequential
+    from .interop.torch_import import from_torch
+    from .interop.torch_modules import _t
 
     try:
         arrays = []
@@ -284,7 +286,7 @@ def export_model(
 ):
     """Write a network file's model (exact parameter bits) as TorchScript, a torch.export archive or ONNX."""
     from .api import load
-    from .interop.torch import export_network
+    from .interop.torch_export import export_network
 
     if to not in ("torch", "pt2", "onnx"):
         _fail(f"--to must be torch, pt2 or onnx, got {to!r}")

@@ -55,11 +55,10 @@ def classify(model, xb, targets, ties, loss: str, *, budget_s: float | None = No
     the spec's order (its float ties, compensation and choice sensitivity: one machine backward
     pass per float tie, the expensive part). ``budget_s``: time budget of the verdicts (None: no budget); past it
     the verdicts are ``None`` with the reason."""
-    from kinkcheck.interop.torch import from_torch
-
     from ..api import load, verify
     from ..decide.differentiability import decide
     from ..encodings import program as P
+    from ..interop.torch_import import from_torch
 
     t0 = time.perf_counter()
     doc = from_torch(model, xb, targets, loss=loss)

@@ -107,7 +107,7 @@ def _run_one(cfg: SurveyConfig, job) -> dict:
     load_data(cfg.arch, dt, cfg.inputs)  # scikit-learn import and loading: not training time
     # the classification's imports (z3, sympy, ...) are not classification time
     from ..decide import differentiability
-    from ..interop import torch as _interop
+    from ..interop import torch_import as _interop
 
     del differentiability, _interop
     t0 = time.perf_counter()
