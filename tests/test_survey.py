@@ -9,6 +9,7 @@ Skips without torch / scikit-learn."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from fractions import Fraction
 
 import pytest
@@ -18,9 +19,14 @@ pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip instal
 
 from typer.testing import CliRunner
 
-import kinkcheck.survey.run as S
+import kinkcheck.survey.classification as C
+import kinkcheck.survey.execute as E
+import kinkcheck.survey.models as M
+import kinkcheck.survey.run as R
+import kinkcheck.survey.zone as Z
 from kinkcheck.cli import app
 from kinkcheck.encodings.errors import InputError
+from kinkcheck.survey import SurveyConfig, survey, write
 
 RUNNER = CliRunner()
 EPS30 = 2.0**-30
@@ -49,7 +55,7 @@ XB = [[1.0, EPS30]]
 
 
 def test_mode_b_backward_relu_one_and_split_maxpool():
-    ReluOne, Split = S._functions()
+    ReluOne, Split = M._functions()
     x = torch.tensor([-1.0, 0.0, 2.0], requires_grad=True)
     ReluOne.apply(x).sum().backward()
     assert x.grad.tolist() == [0.0, 1.0, 1.0]  # ReLU'(0) = 1
@@ -69,49 +75,49 @@ def test_mode_b_backward_relu_one_and_split_maxpool():
 
 def test_hooks_record_float_ties_and_the_backprops_differ():
     m = mlp(*A)
-    rec = S.TieRecorder(m)
+    rec = M.TieRecorder(m)
     xb, t = torch.tensor(XA), torch.zeros(1, 1)
-    _, ga = S._grads(m, xb, t, "mse")
+    _, ga = M._grads(m, xb, t, "mse")
     assert rec.take() == [(1, "relu", 0, 0)]
-    _, gb = S._grads(S._mode_b(m), xb, t, "mse")
+    _, gb = M._grads(M._mode_b(m), xb, t, "mse")
     assert rec.take() == []  # mode B's modules carry no hooks
     # only W1[0] and b1[0] change: the tie's signal 3/2 times x = (3/4, 3/8), and 3/2 for the bias
     assert (gb[0] - ga[0]).tolist() == [[0.75, 0.375], [0.0, 0.0]]
     assert (gb[1] - ga[1]).tolist() == [1.5, 0.0]
     assert all(torch.equal(a, b) for a, b in zip(ga[2:], gb[2:]))
     mb = mlp(*B)
-    rb = S.TieRecorder(mb)
+    rb = M.TieRecorder(mb)
     mb(torch.tensor(XB))
     assert rb.take() == [(1, "relu", 0, 0)]  # PyTorch's float32 run ties
     pool = torch.nn.Sequential(torch.nn.MaxPool2d(2))
-    rp = S.TieRecorder(pool)
+    rp = M.TieRecorder(pool)
     pool(torch.tensor([[[[1.0, 3.0, 5.0, 4.0], [3.0, 2.0, 0.0, 1.0]], [[0.0, 0.0, 1.0, 2.0], [0.0, 0.0, 3.0, 4.0]]]]).reshape(1, 2, 2, 4))
     assert rp.take() == [(0, "maxpool2d", 0, 0), (0, "maxpool2d", 0, 2)]  # (channel 0 window 0, channel 1 window 0)
 
 
 def test_classify_real_tie_and_float_only_exactly():
-    a = S.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse")
+    a = C.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse")
     assert (a["kind"], a["torch_ties"], a["torch_ties_real"], a["real_ties"], a["real_ties_unseen_by_torch"]) == ("real tie", 1, 1, 1, 0)
     # the two one-sided cells differ in W1[0], b1[0] (signal 3/2 != 0): not differentiable, so AD is
     # not the gradient; one private-bias layer: AD is a Clarke subderivative
     assert (a["differentiable"], a["ad_correct"], a["ad_in_clarke"]) == (False, False, True)
-    full = S.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse", full=True)
+    full = C.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse", full=True)
     assert (full["kind"], full["differentiable"], full["ad_correct"], full["ad_in_clarke"]) == ("real tie", False, False, True)
     assert full["spec_float_ties"] == 1 and full["choice_sensitive_spec_order"] is True
     # a claimed tie at unit 1 (exactly 3/4) is float-only, and the real tie at unit 0 is unseen
-    c = S.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 1)], "mse")
+    c = C.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 1)], "mse")
     assert (c["kind"], c["torch_ties_real"], c["real_ties_unseen_by_torch"]) == ("float-only", 0, 1)
-    b = S.classify(mlp(*B), torch.tensor(XB), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse")
+    b = C.classify(mlp(*B), torch.tensor(XB), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse")
     assert (b["kind"], b["real_ties"], b["differentiable"], b["ad_correct"], b["ad_in_clarke"]) == ("float-only", 0, True, True, True)
     # a budget that runs out: the verdicts are undecided, with the reason (the kind is still exact)
-    late = S.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse", budget_s=1e-6)
+    late = C.classify(mlp(*A), torch.tensor(XA), torch.zeros(1, 1), [(1, "relu", 0, 0)], "mse", budget_s=1e-6)
     assert late["kind"] == "real tie" and late["differentiable"] is None and "time budget" in late["reason"]
 
 
 def test_zone_plane_around_a_real_tie_is_exact():
     # params 3/2, 5/4, -17/16 stay inside their binades within 4 ulps, so the exact pre-activation is
     # affine in the grid coordinates: z(i, j) = z(0, 0) + i*(z(1,0) - z(0,0)) + j*(z(0,1) - z(0,0))
-    z = S.zone_plane(mlp(*A), torch.tensor(XA), 1, 0, 0, grid=9, seed=1)
+    z = Z.zone_plane(mlp(*A), torch.tensor(XA), 1, 0, 0, grid=9, seed=1)
     assert z["ticks"] == list(range(-4, 5))
     q = [[Fraction(str(v)) for v in row] for row in z["exact"]]
     assert q[4][4] == 0 and z["float"][4][4] == 0 and z["exact_zero"][4][4] and z["float_zero"][4][4]
@@ -120,13 +126,13 @@ def test_zone_plane_around_a_real_tie_is_exact():
     assert all(q[4 + i][4 + j] == i * di + j * dj for i in range(-4, 5) for j in range(-4, 5))
     assert (z["exact_zero"] == [[v == 0 for v in row] for row in q]).all()
     # float-only: PyTorch's value 0 at the centre, the exact value 2^-30
-    zb = S.zone_plane(mlp(*B), torch.tensor(XB), 1, 0, 0, grid=3, seed=0)
+    zb = Z.zone_plane(mlp(*B), torch.tensor(XB), 1, 0, 0, grid=3, seed=0)
     assert zb["float"][1][1] == 0 and Fraction(str(zb["exact"][1][1])) == Fraction(1, 2**30)
     with pytest.raises(InputError, match="supports"):
-        S.zone_plane(mlp(*A), torch.tensor(XA), 2, 0, 0)
+        Z.zone_plane(mlp(*A), torch.tensor(XA), 2, 0, 0)
 
 
-TINY = S.SurveyConfig(arch="cnn", widths=(4,), depths=(1,), dtypes=("float16", "float32"), inits=2, max_batches=6, max_classified=None)
+TINY = SurveyConfig(arch="cnn", widths=(4,), depths=(1,), dtypes=("float16", "float32"), inits=2, max_batches=6, max_classified=None)
 
 
 def strip(res):
@@ -148,10 +154,10 @@ def check_consistent(res):
 
 def test_protocol1_cnn_same_results_serial_processes_and_dask():
     distributed = pytest.importorskip("distributed")
-    a = S.survey(TINY)
-    b = S.survey(TINY, workers=2)
+    a = survey(TINY)
+    b = survey(TINY, workers=2)
     with distributed.LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as cl, distributed.Client(cl) as client:
-        d = S.survey(TINY, executor="dask", scheduler=client)
+        d = survey(TINY, executor="dask", scheduler=client)
     assert strip(a) == strip(b) == strip(d)
     check_consistent(a)
     assert [r["key"] for r in a.runs] == ["float16-d1-w4-i0", "float16-d1-w4-i1", "float32-d1-w4-i0", "float32-d1-w4-i1"]
@@ -162,16 +168,16 @@ def test_protocol1_cnn_same_results_serial_processes_and_dask():
 
 
 def test_protocol2_resume_and_config_mismatch(tmp_path, monkeypatch):
-    cfg = S.SurveyConfig(protocol=2, arch="cnn", widths=(4,), depths=(1,), dtypes=("float16",), inits=1, max_batches=5, epochs=2, lr=0.05, max_classified=2)
+    cfg = SurveyConfig(protocol=2, arch="cnn", widths=(4,), depths=(1,), dtypes=("float16",), inits=1, max_batches=5, epochs=2, lr=0.05, max_classified=2)
     calls = []
-    real_run = S.run_one
+    real_run = R.run_one
 
     def counting(c, job):
         calls.append(job)
         return real_run(c, job)
 
-    monkeypatch.setattr(S, "run_one", counting)
-    first = S.survey(cfg, out_dir=tmp_path)
+    monkeypatch.setattr(E, "run_one", counting)
+    first = survey(cfg, out_dir=tmp_path)
     assert len(calls) == 1 and first.computed == 1
     r = first.runs[0]
     check_consistent(first)
@@ -180,20 +186,20 @@ def test_protocol2_resume_and_config_mismatch(tmp_path, monkeypatch):
     run_file = tmp_path / "runs" / "float16-d1-w4-i0.json"
     assert json.loads(run_file.read_text()) == r
     stamp = run_file.stat().st_mtime_ns
-    again = S.survey(cfg, out_dir=tmp_path)  # nothing recomputed, the same result
+    again = survey(cfg, out_dir=tmp_path)  # nothing recomputed, the same result
     assert len(calls) == 1 and again.computed == 0 and again.runs == first.runs and run_file.stat().st_mtime_ns == stamp
-    bigger = S.SurveyConfig(**{**S.asdict(cfg), "inits": 2})  # a larger grid reuses the finished run
-    grown = S.survey(bigger, out_dir=tmp_path)
+    bigger = SurveyConfig(**{**asdict(cfg), "inits": 2})  # a larger grid reuses the finished run
+    grown = survey(bigger, out_dir=tmp_path)
     assert [j[3] for j in calls] == [0, 1] and grown.computed == 1 and grown.runs[0] == r
     # Protocol 2 really trains: replaying to step 7 gives other parameters than the initial ones
-    m7, *_ = S._simulate(cfg, ("float16", 1, 4, 0), stop_at=7)
-    m0 = S.build_model("cnn", 4, 1, "float16", S._seed(cfg, ("float16", 1, 4, 0)))
+    m7, *_ = R._simulate(cfg, ("float16", 1, 4, 0), stop_at=7)
+    m0 = M.build_model("cnn", 4, 1, "float16", R._seed(cfg, ("float16", 1, 4, 0)))
     assert not torch.equal(m7[0].weight, m0[0].weight)
     with pytest.raises(InputError, match=r"config\.json: .*lr=0\.05.*lr=0\.1"):
-        S.survey(S.SurveyConfig(**{**S.asdict(cfg), "lr": 0.1}), out_dir=tmp_path)
+        survey(SurveyConfig(**{**asdict(cfg), "lr": 0.1}), out_dir=tmp_path)
     res = RUNNER.invoke(app, ["survey", "--protocol", "2", "--arch", "cnn", "--widths", "4", "--depths", "1", "--dtypes", "float16", "--inits", "1", "--max-batches", "5", "--epochs", "2", "--lr", "0.1", "--max-classified", "2", "--workers", "1", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "lr=0.05" in res.stderr and len(res.stderr.strip().splitlines()) == 1
-    files = S.write(first, tmp_path)
+    files = write(first, tmp_path)
     summary = (tmp_path / "summary.md").read_text()
     assert "Protocol 2: SGD, lr 0.05, 2 epoch(s)" in summary and "| float16 | 1 | 4 | " in summary
     assert "classification / training" in summary

@@ -270,7 +270,9 @@ def import_model(
     import numpy as _np
 
     from .files import write_atomic
-    from .interop.torch import _t, from_torch, load_module, scripted_to_sequential
+    from .interop.torch_archive import load_module, scripted_to_sequential
+    from .interop.torch_import import from_torch
+    from .interop.torch_modules import _t
 
     try:
         arrays = []
@@ -310,7 +312,7 @@ def export_model(
 ):
     """Write a network file's model (exact parameter bits) as TorchScript, a torch.export archive or ONNX."""
     from .api import load
-    from .interop.torch import export_network
+    from .interop.torch_export import export_network
 
     if to not in ("torch", "pt2", "onnx"):
         _fail(f"--to must be torch, pt2 or onnx, got {to!r}")
@@ -355,8 +357,9 @@ def survey(
     from dataclasses import replace
 
     try:
-        from .survey.run import SurveyConfig, write
-        from .survey.run import survey as _survey
+        from .survey.config import SurveyConfig
+        from .survey.execute import survey as _survey
+        from .survey.report import write
     except ImportError as exc:  # pragma: no cover
         _fail(f"the survey needs the [survey] extra: {exc}")
 
