@@ -83,9 +83,9 @@ def test_placeholder_data_is_the_export_of_relu_minus_relu(framework):
 
 def test_render_refuses_sections_it_does_not_fill():
     data = {k: "None" for k in R.assigned(R.sections(R.template("test_cex_numpy.py"))["data"])}
-    fields = {"SOURCE": "x.json", "DTYPE": "float64", "SAME": "True"}
+    fields = {"SOURCE": "SAME DTYPE.json", "DTYPE": "float64", "SAME": "True"}
     text = R.render("test_cex_numpy.py", data=data, fields=fields)
-    assert "from x.json." in text and "numpy float64 scalar" in text and "is True" in text and "SOURCE" not in text
+    assert "from SAME DTYPE.json." in text and "numpy float64 scalar" in text and "is True" in text and "SOURCE" not in text
     with pytest.raises(ValueError, match="sections"):
         R.render("test_cex_numpy.py", data=data)  # the fields left unfilled
     with pytest.raises(ValueError, match="sections"):
