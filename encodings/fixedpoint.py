@@ -50,6 +50,7 @@ class Solution:
     a: object  # [N, n] pre-activation at z
     iterations: int | None = None  # machine: iterations run
     residual: object = None  # machine: the last max |z' - z| (dtype value)
+    iterates: list = field(default_factory=list)  # machine: (z_{k-1}, a_k, piece_k, kink_k) per iteration (for unrolled AD)
     converged: bool | None = None  # machine: residual <= tol
     unique: bool | None = None  # exact: proved unique (contraction), None: not proved
     pattern_rounds: int | None = None  # exact: patterns tried
@@ -125,10 +126,12 @@ def forward(A, L, x, W, b, U, apply_pieces) -> Solution:
     z = A.zeros((N, n))
     res, it = None, 0
     tol = A.const(fp.tol)
+    iterates = []
     while it < fp.max_iter:
         a = _pre(A, W, Ux, b, z)
-        piece, _ = A.locate(a, L.act.kinks)
+        piece, kink = A.locate(a, L.act.kinks)
         znew = apply_pieces(A, L.act, a, piece)
+        iterates.append((z, a, piece, kink))
         it += 1
         with np.errstate(all="ignore"):
             d = np.abs(A.sub(znew, z))
@@ -137,7 +140,7 @@ def forward(A, L, x, W, b, U, apply_pieces) -> Solution:
         if res <= tol:
             break
     a = _pre(A, W, Ux, b, z)
-    return Solution(z=z, a=a, iterations=it, residual=res, converged=bool(res <= tol))
+    return Solution(z=z, a=a, iterations=it, residual=res, converged=bool(res <= tol), iterates=iterates)
 
 
 def _exact(A, L, x, W, b, U, Ux, apply_pieces) -> Solution:
@@ -241,6 +244,22 @@ def backward(A, L, g, d, W, U, tol, pre: bool = False):
         if res <= tolv:
             break
     return A.mul(d, lam)
+
+
+def unrolled(A, sol, g, W, derivative):
+    """Backprop through the solver's iterations instead of the implicit formula (what autograd
+    gives when it records the loop): lambda_K = g; for k = K .. 1: mu_k = act'(a_k) lambda_k
+    (``derivative(a, piece, kink)``, the convention's proxy at a kink), lambda_{k-1} = W^T mu_k.
+    Returns (mu [N, n, K] with positions in backward order k = K .. 1, z_{k-1} [N, n, K] alike):
+    W receives sum_k mu_k z_{k-1}^T and the cell's input side sum_k mu_k, summed in that order."""
+    WT = np.ascontiguousarray(np.asarray(W).T)
+    lam, mus, zs = g, [], []
+    for z_prev, a, piece, kink in reversed(sol.iterates):
+        mu = A.mul(derivative(a, piece, kink), lam)
+        mus.append(mu)
+        zs.append(z_prev)
+        lam = A.dot(WT, mu)
+    return np.stack(mus, axis=-1), np.stack(zs, axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------

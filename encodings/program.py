@@ -352,10 +352,11 @@ class Choice:
     ``side`` applies to every tie, ``only`` = (tie key, side) to one tie, ``choose`` = {tie key:
     choice} to the ties it names (it wins over the others)."""
 
-    def __init__(self, side=None, only=None, choose=None):
+    def __init__(self, side=None, only=None, choose=None, unrolled=()):
         self.side = side
         self.only = only
         self.choose = choose
+        self.unrolled = set(unrolled)  # fixed-point layers differentiated through their iterations
 
     def of(self, key):
         if self.choose is not None and key in self.choose:
@@ -384,7 +385,7 @@ def _elementwise_derivative(A, act, x, y, piece, kink, proxies, ch, layer_key, n
     return d
 
 
-def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=None, choose=None, seed=None, cotangent_at=None):
+def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=None, choose=None, seed=None, cotangent_at=None, unrolled=()):
     """The AD output (gradient over trainable params, backend values).
 
     Derivative choices at ties: see :class:`Choice`. ``seed`` = (layer, g) starts the backward pass
@@ -392,7 +393,7 @@ def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=
     instead of the loss: the result is then the gradient of sum(g * value) - e.g. a one-hot g gives
     the gradient of one pre-activation (a tie's tangent functional)."""
     N = net.batch
-    ch = Choice(side, only, choose)
+    ch = Choice(side, only, choose, unrolled)
     blocks = []
     if seed is None:
         out = fw.out.reshape(N, -1)
@@ -547,6 +548,20 @@ def _fp_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, pre=False
     cotangent on the pre-activation a* instead of the output z*."""
     W, b, U = fw.params[L.index]
     sol = fw.fp[L.index]
+    if L.index in ch.unrolled and not pre:
+        if A.exact:
+            raise ValueError("unrolled AD is computed in the machine semantics only")
+        # through the solver's iterations (kinks of an iterate use the convention's proxy)
+        der = lambda a, pc, kk: _elementwise_derivative(A, L.act, a, None, pc, kk, proxies.kinks[L.index], Choice(), L.index, net)  # noqa: E731
+        mus, zs = _fp.unrolled(A, sol, g, W, der)
+        N, n, K = mus.shape
+        T = A.mul(mus[:, :, None, :], zs[:, None, :, :]).reshape(N, n * n, K)
+        blocks.append((L.index, "terms", T, L.weight.src, L.weight.sign))
+        c = A.seq_sum(mus, axis=-1)  # the cell's input side: sum over the iterations, k = K .. 1
+        blocks.append((L.index + 0.25, "outer", (c, x), L.fp.input_weight.src, L.fp.input_weight.sign))
+        if L.bias is not None:
+            blocks.append((L.index + 0.5, "terms", mus, L.bias.src, L.bias.sign))
+        return A.dot(np.ascontiguousarray(U.T), c) if need_gx else None
     piece, kink = fw.loc[L.index]
     d = _elementwise_derivative(A, L.act, sol.a, sol.z, piece, kink, proxies.kinks[L.index], ch, L.index, net)
     mu = _fp.backward(A, L, g, d, W, U, L.fp.tol, pre=pre)

@@ -267,3 +267,16 @@ def test_bad_solver():
         doc = {**base, "layers": [{**base["layers"][0], "solver": solver}]}
         with pytest.raises(kinkcheck.InputError, match=msg):
             kinkcheck.load(doc)
+
+
+def test_unrolled_ad_through_the_iterations():
+    """deq_early_stop: z_k = hardtanh(7/8 z_{k-1} + u), 3 iterations from 0, all on the linear piece:
+    dz_3/du = 1 + 7/8 + (7/8)^2 = 169/64 through the loop, while the implicit backward (3 adjoint
+    steps) gives 1695/512."""
+    from conftest import EXAMPLES
+
+    r = kinkcheck.verify(str(EXAMPLES / "deq_early_stop.json"), values=True)
+    un = r.implicit[0]["unrolled"]
+    assert [float.fromhex(v) for v in un["machine_ad"]] == [169 / 64]
+    assert [float.fromhex(v) for v in r.machine_ad] == [1695 / 512]
+    assert un["equals_implicit_bitwise"] is False

@@ -67,6 +67,24 @@ def invertible_at_w(runs, L) -> str | None:
     return None
 
 
+def _unrolled(runs, L) -> dict:
+    """The machine AD output with this layer differentiated through its iterations (autograd on
+    the unrolled solver), next to the implicit one."""
+    import numpy as np
+
+    from ..encodings import program as P
+
+    net = runs.net
+    with np.errstate(all="ignore"):
+        un = P.backward(net, runs.MA, runs.machine, runs.proxies, unrolled=(L.index,))
+    imp = runs.machine_ad()
+    same = bool(np.array_equal(np.asarray(un, dtype=np.float64), np.asarray(imp, dtype=np.float64), equal_nan=True))
+    out = {"equals_implicit_bitwise": same}
+    if net.n_grad <= 4096:
+        out["machine_ad"] = [hexf(net.fmt, v) for v in un]
+    return out
+
+
 def section(runs) -> list:
     """The report's ``implicit`` entries, one per fixed-point layer."""
     net = runs.net
@@ -78,6 +96,7 @@ def section(runs) -> list:
         entry = {"layer": L.index, "units": L.out_shape[0], "solver": {"method": L.fp.method, "max_iter": L.fp.max_iter, "tol": hexf(net.fmt, L.fp.tol)}}
         if m is not None:
             entry["machine"] = {"iterations": m.iterations, "residual": hexf(net.fmt, m.residual), "converged": m.converged}
+            entry["unrolled"] = _unrolled(runs, L)
         try:
             fw = runs.exact_full()
         except Undecided as exc:
