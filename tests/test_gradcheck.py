@@ -62,17 +62,23 @@ def _ratios(res, ref_ad):
     return [e.bound / abs(float(a)) for e, a in zip(res.entries, ref_ad) if a != 0]
 
 
-@given(seed=st.integers(0, 2**31 - 1), dtype=st.sampled_from(list(DT)), kind=st.sampled_from(["mlp", "cnn"]))
-def test_no_false_alarm_and_the_bound_holds_on_random_models(seed, dtype, kind):
+LOSS_CHOICES = [("sum", None), ("dot", None), ("mse", "mean"), ("mse", "sum"), ("l1", "mean"), ("l1", "sum")]
+
+
+@given(seed=st.integers(0, 2**31 - 1), dtype=st.sampled_from(list(DT)), kind=st.sampled_from(["mlp", "cnn"]), loss=st.sampled_from(LOSS_CHOICES))
+def test_no_false_alarm_and_the_bound_holds_on_random_models(seed, dtype, kind, loss):
     m, x = (random_mlp if kind == "mlp" else random_cnn)(seed, dtype)
+    loss, reduction = loss
+    out = m(x).detach()
+    t = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(out.dtype) if loss != "sum" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", kinkcheck.GradcheckWarning)
-        res = gradcheck_report(m, x)
+        res = gradcheck_report(m, x, t, loss, reduction=reduction)
     tie_free = not res.report.real_ties and not res.divergences
     if tie_free:
         assert res.passed, res.problems  # zero false alarms
     # rigour, against the independent exact AD: |torch - exact AD| <= bound, entry by entry
-    ref = ref_exact(from_torch(m, x)).ad
+    ref = ref_exact(from_torch(m, x, t, loss, reduction)).ad
     assert [Fraction(e.exact_ad) for e in res.entries] == ref
     if tie_free:
         for e, a in zip(res.entries, ref):

@@ -447,7 +447,7 @@ def _divergences(net, fw, runs, seen, targets) -> list:
         t = np.asarray(targets.detach().double().numpy() if hasattr(targets, "detach") else targets, dtype=np.float64)
         rt = (seen[-1] - t).reshape(-1)  # the sign of torch's rounded difference is the exact difference's sign
         for i, (a, b) in enumerate(zip(r, rt)):
-            if (a > 0) - (a < 0) != (b > 0) - (b < 0):
+            if int(a > 0) - int(a < 0) != int(np.sign(b)):
                 out.append({"layer": len(net.layers), "op": "l1", "sample": i // max(1, r.size // N), "unit": i % max(1, r.size // N), "what": f"residual sign: exact {a}, torch {b!r}"})
     return out
 
