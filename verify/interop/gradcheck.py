@@ -76,7 +76,7 @@ class GradcheckResult:
     ad_is_gradient: bool | None  # the exact AD output is the gradient (kinkcheck's ad_correct)
     ad_in_clarke: bool | None
     torch_within_bound: bool  # every entry of torch's gradient is within the rounding bound
-    torch_bitwise_equals_spec_order_ad: bool  # torch's floats == kinkcheck's machine AD (spec order)
+    torch_bitwise_equals_spec_order_ad: bool  # torch's floats == kinkcheck's machine AD (spec order), as numbers (+0 == -0)
     torch_bitwise_equals_exact_ad: bool  # torch's floats == the exact rationals (rarely: rounding)
     max_ulps: int
     entries: list = field(default_factory=list)
@@ -255,8 +255,8 @@ def _act_backward(L, z, e, g, d, loc, proxies, c):
             dd = 2 * c.u * abs(mpq(act.params["negative_slope"]))
         elif name == "hardsigmoid":
             dd = c.u / 6
-        else:  # hardswish: torch evaluates x/3 + 1/2 at its own (perturbed, rounded) input
-            dd = e[i] / 3 + _g(c, 2) * ((abs(z[i]) + e[i]) / 3 + mpq(1, 2)) if k < 0 and int(piece[i]) == 1 else mpq(0)
+        else:  # hardswish: torch evaluates x/3 + 1/2 (autograd through x*(x+3)/6: <= 4 roundings) at its own input
+            dd = e[i] / 3 + _g(c, 4) * ((abs(z[i]) + e[i]) / 3 + mpq(1, 2)) if k < 0 and int(piece[i]) == 1 else mpq(0)
         S = abs(de) + dd
         out[i] = S * d[i] + dd * ag + c.u * S * (ag + d[i]) + c.eta
     return out
@@ -273,7 +273,6 @@ class _ExactOps:
 
 
 def _loss_seed_error(net, fw, E_out, c):
-    N = net.batch
     count = int(np.prod(np.shape(fw.out)))
     op, mean = net.loss.op, net.loss.reduction == "mean"
     if op in ("sum", "dot"):
@@ -283,7 +282,6 @@ def _loss_seed_error(net, fw, E_out, c):
         r = _abs(np.asarray(fw.residual, dtype=object)).reshape(np.shape(fw.out))
         return k * E_out + _g(c, 4) * k * (r + E_out) + 2 * c.eta
     k = mpq(1, count) if mean else mpq(1)  # l1: sign * fl(1/count)
-    del N
     out = _zeros(np.shape(fw.out))
     out[...] = c.u * k + c.eta
     return out
