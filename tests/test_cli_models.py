@@ -123,3 +123,16 @@ def test_usage_errors(tmp_path):
     (tmp_path / "bad.npy").write_text("not numpy")
     r = _run("verify", model, "--inputs", str(tmp_path / "bad.npy"))
     assert r.exit_code == 2 and "bad.npy: cannot read the inputs" in r.output
+
+
+def test_targets_are_checked_and_rounded_like_inputs(tmp_path):
+    model, xs = _pt2(tmp_path)
+    ys = tmp_path / "Y.npy"
+    np.save(ys, np.array([[0.1], [0.2]]))
+    r = _run("verify", model, "--inputs", xs, "--targets", str(ys), "--loss", "mse")
+    assert r.exit_code == 2 and "Y.npy: dtype float64 is not the network's float32; cast with Y.astype(np.float32)" in r.output
+    r = _run("verify", model, "--inputs", xs, "--targets", str(ys), "--loss", "mse", "--rounding", "nearest", "--json")
+    assert r.exit_code == 0
+    np.save(ys, np.array([[0.1], [0.2]], dtype=np.float32))
+    direct = json.loads(_run("verify", model, "--inputs", xs, "--targets", str(ys), "--loss", "mse", "--json", "--values").stdout)
+    assert direct["loss"]["exact"] == json.loads(r.stdout)["loss"]["exact"]  # the same rounded targets
