@@ -36,6 +36,9 @@ _LAZY = {
     "CheckFailed": "certify.checker",
     "from_torch": "interop.torch",
     "membership": "search.point",
+    "gradcheck": "interop.gradcheck",
+    "GradcheckError": "interop.gradcheck",
+    "GradcheckWarning": "interop.gradcheck",
 }
 
 
@@ -53,4 +56,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "membership", "__version__"]
+__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "membership", "gradcheck", "GradcheckError", "GradcheckWarning", "__version__"]

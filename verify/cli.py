@@ -103,7 +103,10 @@ def _render(report) -> None:
 
 @app.command()
 def verify(
-    network: str = typer.Argument(..., help="network file (JSON, format version 1)"),
+    network: str = typer.Argument(..., help="network file (JSON, format version 1), or a model file (.onnx, .pt2, TorchScript .pt) with --inputs"),
+    inputs: Optional[str] = typer.Option(None, "--inputs", help="model file only: X.npy, the batch, in the network's dtype"),
+    targets: Optional[str] = typer.Option(None, "--targets", help="model file only: Y.npy"),
+    loss: str = typer.Option("sum", "--loss", help="model file only: sum | dot | mse | l1 | cross_entropy"),
     convention: Optional[str] = typer.Option(None, help="pytorch | jax | tensorflow | FILE.json"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     values: bool = typer.Option(False, "--values", help="always include the exact and machine AD outputs"),
@@ -111,13 +114,25 @@ def verify(
     certificate: Optional[str] = typer.Option(None, "--certificate", help="write the certificate (JSON) to this file"),
     report_html: Optional[str] = typer.Option(None, "--report", help="write a self-contained HTML page (verdicts, ties, the picture around each tie) to this file"),
 ):
-    """Verify a network at its parameters: ties, compensation, choice sensitivity, AD outputs."""
+    """Verify a network at its parameters: ties, compensation, choice sensitivity, AD outputs.
+    A model file is imported first (as `kinkcheck import` does; no network file is written)."""
     from .api import verify as _verify
 
     if rounding not in (None, "exact", "nearest"):
         _fail(f"--rounding must be 'exact' or 'nearest', got {rounding!r}")
+    is_model = network.lower().endswith(MODEL_SUFFIXES)
+    if is_model and not inputs:
+        _fail(f"{network}: a model file needs its batch: --inputs X.npy")
+    if not is_model and (inputs or targets):
+        _fail(f"{network}: --inputs/--targets are for model files ({', '.join(MODEL_SUFFIXES)}); a network file carries its own data")
     try:
-        report = _verify(network, convention=convention, values=True if values else None, rounding=rounding)
+        source = network
+        if is_model:
+            source, notes = _model_document(network, inputs, targets, loss, rounding=rounding)
+            for n in notes:
+                err.print(f"kinkcheck: note: {n}", markup=False)
+        report = _verify(source, convention=convention, values=True if values else None, rounding=rounding)
+        report.network = network
     except InputError as exc:
         _fail(str(exc))
     if certificate:
@@ -256,45 +271,109 @@ def export_test(
     raise typer.Exit(0)
 
 
+MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth")
+
+
+def _cast_hint(path: str, dtype: str) -> str:
+    from pathlib import Path
+
+    stem = Path(path).stem
+    var = stem if stem.isidentifier() else "X"
+    if dtype == "bfloat16":  # numpy has no bfloat16: float32 arrays holding bfloat16 numbers
+        return f"cast with {var}.astype(np.float32) after rounding to bfloat16 (or pass --rounding nearest)"
+    return f"cast with {var}.astype(np.{dtype}) (or pass --rounding nearest)"
+
+
+def _read_npy(path: str, what: str):
+    import numpy as _np
+
+    try:
+        a = _np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the {what}: {exc}") from None
+    if not isinstance(a, _np.ndarray) or a.dtype.kind not in "fiu":
+        raise InputError(f"{path}: the {what} must be one numeric array (.npy), got dtype {getattr(a, 'dtype', type(a).__name__)}")
+    return a
+
+
+def _fit_data(doc: dict, key: str, path: str, a, rounding: str | None) -> list:
+    """Check (or, with --rounding nearest, round) the array ``a`` read from ``path`` against the
+    network's dtype; returns notes. Errors name the .npy file and say how to cast."""
+    import numpy as _np
+
+    from .encodings.formats import FloatFormat
+
+    dtype = doc["dtype"]
+    fmt = FloatFormat.from_spec(dtype)
+    vals = _np.asarray(a, dtype=_np.float64)
+    bad = _np.flatnonzero(~_np.isfinite(vals))
+    if bad.size:
+        raise InputError(f"{path}: entry {int(bad[0])} is {float(vals.reshape(-1)[bad[0]])!r} (data must be finite)")
+    same = a.dtype.kind == "f" if dtype == "bfloat16" else a.dtype == _np.dtype(dtype)
+    rounded = fmt.round_array(vals)
+    changed = _np.flatnonzero(rounded.reshape(-1) != vals.reshape(-1))
+    if rounding == "nearest":
+        doc[key]["values"] = rounded.tolist()
+        return [f"{path}: {changed.size} value(s) rounded to {dtype} (--rounding nearest)"] if changed.size else []
+    if not same:
+        raise InputError(f"{path}: dtype {a.dtype} is not the network's {dtype}; {_cast_hint(path, dtype)}")
+    if changed.size:
+        i = int(changed[0])
+        raise InputError(f"{path}: entry {i} ({float(vals.reshape(-1)[i])!r}) is not a {dtype} number; {_cast_hint(path, dtype)}")
+    return []
+
+
+def _model_document(model: str, inputs: str, targets: str | None, loss: str, *, arch=None, trust_pickle=False, rounding=None):
+    """A model file (ONNX, torch.export, TorchScript, state_dict + arch) and .npy data as a
+    validated network document; shared by ``import`` and ``verify``. Returns (doc, notes)."""
+    from .api import load
+
+    xa = _read_npy(inputs, "inputs")
+    ya = _read_npy(targets, "targets") if targets else None
+    if ya is not None and loss == "cross_entropy" and ya.dtype.kind not in "iu":
+        var = targets.rsplit("/", 1)[-1].split(".")[0]
+        raise InputError(f"{targets}: dtype {ya.dtype}: cross_entropy targets are class indices; cast with {var if var.isidentifier() else 'Y'}.astype(np.int64)")
+    if model.endswith(".onnx"):
+        from .interop.onnx import from_onnx
+
+        doc = from_onnx(model, xa, ya, loss)
+    else:
+        from .interop.torch_archive import load_module, scripted_to_sequential
+        from .interop.torch_import import from_torch
+        from .interop.torch_modules import _t
+
+        torch = _t()
+        m = scripted_to_sequential(load_module(model, arch=arch, trust_pickle=trust_pickle))
+        doc = from_torch(m, torch.from_numpy(xa), torch.from_numpy(ya) if ya is not None else None, loss)
+    notes = _fit_data(doc, "inputs", inputs, xa, rounding)
+    if ya is not None and loss != "cross_entropy":
+        notes += _fit_data(doc, "targets", targets, ya, rounding)
+    load(doc)  # validate before use
+    return doc, notes
+
+
 @app.command("import")
 def import_model(
     model: str = typer.Argument(..., help="model.onnx, model.pt2 (torch.export archive), or model.pt: TorchScript, or a state_dict with --arch"),
-    inputs: str = typer.Option(..., "--inputs", help="X.npy: the batch"),
+    inputs: str = typer.Option(..., "--inputs", help="X.npy: the batch, in the network's dtype"),
     targets: Optional[str] = typer.Option(None, "--targets", help="Y.npy"),
     loss: str = typer.Option("sum", "--loss", help="sum | dot | mse | l1 | cross_entropy"),
     arch: Optional[str] = typer.Option(None, "--arch", help='for a state_dict: "Linear(3,4),ReLU(),Linear(4,2)"'),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full module (runs code from the file)"),
+    rounding: Optional[str] = typer.Option(None, help="'nearest': round data that is not in the network's dtype (reported)"),
     output: str = typer.Option(..., "-o", "--output", help="the network file to write"),
 ):
     """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits)."""
-    import numpy as _np
-
     from .files import write_atomic
-    from .interop.torch_archive import load_module, scripted_to_sequential
-    from .interop.torch_import import from_torch
-    from .interop.torch_modules import _t
 
+    if rounding not in (None, "exact", "nearest"):
+        _fail(f"--rounding must be 'exact' or 'nearest', got {rounding!r}")
     try:
-        arrays = []
-        for name in (inputs, targets):
-            try:
-                arrays.append(_np.load(name, allow_pickle=False) if name else None)
-            except (OSError, ValueError) as exc:
-                raise InputError(f"{name}: cannot read the data: {exc}") from None
-        xa, ya = arrays
-        if model.endswith(".onnx"):
-            from .interop.onnx import from_onnx
-
-            doc = from_onnx(model, xa, ya, loss)
-        else:
-            torch = _t()
-            m = scripted_to_sequential(load_module(model, arch=arch, trust_pickle=trust_pickle))
-            doc = from_torch(m, torch.from_numpy(xa), torch.from_numpy(ya) if ya is not None else None, loss)
-        from .api import load
-
-        load(doc)  # validate before writing
+        doc, notes = _model_document(model, inputs, targets, loss, arch=arch, trust_pickle=trust_pickle, rounding=rounding)
     except InputError as exc:
         _fail(str(exc))
+    for n in notes:
+        err.print(f"kinkcheck: note: {n}", markup=False)
     try:
         write_atomic(output, doc)
     except OSError as exc:
