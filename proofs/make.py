@@ -44,8 +44,9 @@ def table(items) -> str:
 
 README_HEAD = """# proofs
 
-The papers' examples (shared/reference/background.md) and three of kinkcheck's own (the max-pool
-LP condition, a tie under cross-entropy, compensating ties in two layers) as network files
+The papers' examples (Lee-Park-Aiken ICML 2023, Park-Chun-Lee ICLR 2024, Boustany TMLR 2024) and
+four of kinkcheck's own (the max-pool LP condition, a tie under cross-entropy, compensating ties in
+two layers, a choice sensitivity that only a mixed assignment of one-sided choices shows) as network files
 (`examples/`) with their committed certificates (`certificates/`). `kinkcheck check certificates/NAME.cert.json` re-validates
 one with exact arithmetic; the test suite re-checks all of them and regenerates them
 (`python proofs/make.py --check`). Regenerate with `python proofs/make.py`.

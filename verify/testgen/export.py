@@ -426,7 +426,11 @@ def activate(A, L, v, branch, key):
 
 def side_of(mode, key):
     """mode None: the file's proxies; "left" / "right": every tie's one-sided derivative (max-pool:
-    first / last maximal entry); (key, side): that one tie switched, the others the file's."""
+    first / last maximal entry); (key, side): that one tie switched, the others the file's; a dict
+    {key: side}: the ties it names switched (a max-pool side may be the flat input position of the
+    tied entry that takes the gradient)."""
+    if isinstance(mode, dict):
+        return mode.get(tuple(key))
     if isinstance(mode, (list, tuple)):
         return mode[1] if tuple(mode[0]) == tuple(key) else None
     return mode
@@ -526,6 +530,8 @@ def forward(A, net):
 def pool_cotangents(A, g, mask, K, rule, side):
     if mask is None:
         return [A.unknown()] * K
+    if isinstance(side, int) and not isinstance(side, bool):  # a window position
+        return [g if i == side else A.zero() for i in range(K)]
     if side is not None:
         rule = "first" if side == "left" else "last"
     cnt = sum(mask)
@@ -610,7 +616,10 @@ def backward(A, net, fw, mode=None):
                     if op == "avgpool2d":
                         T = [A.div(gn[w], A.const(*L["k"]))] * len(idx)
                     else:
-                        T = pool_cotangents(A, gn[w], branch[(li, n, w)], len(idx), L["rule"], side_of(mode, (li, n, w)))
+                        side = side_of(mode, (li, n, w))
+                        if isinstance(side, int) and not isinstance(side, bool):
+                            side = list(idx).index(side)  # flat input position -> window position
+                        T = pool_cotangents(A, gn[w], branch[(li, n, w)], len(idx), L["rule"], side)
                     for i, t in zip(idx, T):
                         acc[i].append((t, None, 1))
                 new.append([A.terms(t) if t else A.zero() for t in acc])
@@ -1238,8 +1247,8 @@ def _phenomena_text(f) -> list:
         out.append(f"float ties at {_keys(f['float_ties'])} (the spec's machine run)")
     if f["real_ties"]:
         out.append(f"real ties at {_keys(f['real_ties'])}")
-    if f["compensation"]:
-        out.append(f"compensation at {_keys(f['compensation'])}: the float run branches differently from the exact run")
+    if f["branch_mismatch"]:
+        out.append(f"branch mismatch at {_keys(f['branch_mismatch'])}: the float run branches differently from the exact run")
     if f["choice"]:
         out.append("choice sensitivity: the float AD output changes with the proxy choice at the float ties")
     if f["mismatch"]:
@@ -1309,15 +1318,18 @@ def export_torch(cex) -> str:
     if real_ties != sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties):
         problems.append("real ties")
     comp = sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k])
-    if report.compensation is not None and comp != sorted([c["layer"], c["sample"], c["unit"]] for c in report.compensation_neurons):
-        problems.append("compensation")
-    causes = sorted([c["layer"], c["sample"], c["unit"]] for c in report.choice_causes)
+    if report.branch_mismatch is not None and comp != sorted([c["layer"], c["sample"], c["unit"]] for c in report.branch_mismatch_units):
+        problems.append("branch mismatch")
+    causes = sorted([c["layer"], c["sample"], c["unit"], c["choice"]] for c in report.choice_causes)
+    witness = [[c["layer"], c["sample"], c["unit"], c["choice"]] for c in report.choice_witness["ties"]] if report.choice_witness else None
     left, right = backward(S, D, fs, "left"), backward(S, D, fs, "right")
     all_at_once = not _same(left, right)
-    for k in causes:
-        if _same(backward(S, D, fs, (k, "left")), backward(S, D, fs, (k, "right"))):
+    for *k, c in causes:
+        if _same(backward(S, D, fs, {tuple(k): c}), machine):
             problems.append(f"choice cause {k}")
-    if bool(report.choice_sensitive) != (all_at_once or bool(causes)):
+    if report.choice_sensitive is True and (witness is None or _same(backward(S, D, fs, {tuple(k): c for *k, c in witness}), machine)):
+        problems.append("choice witness")
+    if report.choice_sensitive is False and (all_at_once or causes):
         problems.append("choice sensitivity")
     if problems:  # pragma: no cover - a bug in the replay engine or in kinkcheck
         raise RuntimeError(f"export-test: the replay does not reproduce kinkcheck's {', '.join(problems)} for {net.source}")
@@ -1329,7 +1341,7 @@ def export_torch(cex) -> str:
     facts = {
         "float_ties": float_ties,
         "real_ties": real_ties,
-        "compensation": comp,
+        "branch_mismatch": comp,
         "choice": bool(report.choice_sensitive),
         "mismatch": mismatch,
         "ad_correct": report.ad_correct,
@@ -1424,7 +1436,7 @@ def export_torch(cex) -> str:
         "NET": D,
         "FLOAT_TIES": float_ties,
         "REAL_TIES": real_ties,
-        "COMPENSATION": comp,
+        "BRANCH_MISMATCH": comp,
         "MACHINE_AD": report.machine_ad,
         "EXACT_AD": report.ad,
         "GRADIENT": report.gradient,
@@ -1432,6 +1444,7 @@ def export_torch(cex) -> str:
         "MISMATCH": mismatch,
         "ALL_AT_ONCE": all_at_once,
         "CHOICE_CAUSES": causes,
+        "CHOICE_WITNESS": witness,
         "TORCH_UNITS": units,
         "TORCH_WINDOWS": windows,
         "TORCH_TIES": torch_ties,
@@ -1481,10 +1494,10 @@ def test_spec_machine_run_bit_for_bit():
     assert [v.hex() for v in backward(A, NET, fw)] == [float.fromhex(h).hex() for h in MACHINE_AD]
 
 
-def test_compensation():
+def test_branch_mismatch():
     """Units whose branch (piece, kink, maximal entries) differs between the float and exact runs."""
     fs, fe = forward(Spec(rnd), NET), forward(Exact(), NET)
-    assert sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k]) == COMPENSATION
+    assert sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k]) == BRANCH_MISMATCH
 
 
 def test_float_ad_versus_exact_ad():
@@ -1501,14 +1514,18 @@ def test_float_ad_versus_exact_ad():
 
 _TEST_CHOICE = '''
 def test_choice_sensitivity():
-    """The float AD output with every float tie on its left versus its right one-sided derivative
-    (max-pool: first versus last maximal entry), and each tie of CHOICE_CAUSES switched alone."""
+    """The float AD output changes when the float ties of CHOICE_WITNESS take the listed options
+    ([layer, sample, unit, option]: "left" / "right" one-sided derivative, or the flat input
+    position of the tied max-pool entry that takes the gradient; the other ties keep the file's
+    proxies), and when each tie of CHOICE_CAUSES takes its option alone. ALL_AT_ONCE: every float tie
+    on its left versus its right one-sided derivative (max-pool: first versus last maximal entry)."""
     A = Spec(rnd)
     fw = forward(A, NET)
+    base = backward(A, NET, fw)
     assert (not same(backward(A, NET, fw, "left"), backward(A, NET, fw, "right"))) is ALL_AT_ONCE
-    for key in CHOICE_CAUSES:
-        assert not same(backward(A, NET, fw, (key, "left")), backward(A, NET, fw, (key, "right")))
-    assert ALL_AT_ONCE or CHOICE_CAUSES
+    for *key, option in CHOICE_CAUSES:
+        assert not same(backward(A, NET, fw, {tuple(key): option}), base)
+    assert not same(backward(A, NET, fw, {tuple(key): option for *key, option in CHOICE_WITNESS}), base)
 '''
 
 _TEST_GRADIENT = '''
