@@ -1053,3 +1053,51 @@ def ref_exact(doc: dict, *, convention=None, side: str | None = None) -> RefResu
 def ref_machine(doc: dict, *, convention=None, side: str | None = None, tanh_signed_zero: bool = True) -> RefResult:
     """Machine semantics: every operation rounded to nearest-even in the dtype, documented order."""
     return evaluate(doc, "machine", convention=convention, side=side, tanh_signed_zero=tanh_signed_zero)
+
+
+# ----------------------------------------------------------------------------------------------
+# branches of a run: branch mismatch and compensation (docs/semantics.md)
+
+
+def branches(doc: dict, res: RefResult) -> dict:
+    """{(layer, sample, unit): branch} of every unit on a kinked op in one run: ("piece", p) or
+    ("kink", k) for an elementwise unit or an l1 residual (layer = number of layers), ("max",
+    window positions of the maximal entries) for a max-pool window."""
+    net = parse(doc)
+    out = {}
+    for L in net.layers:
+        xs = res.xs[L.index]
+        if L.act is not None and L.act.kinks:
+            for n, xn in enumerate(xs):
+                for u, v in enumerate(xn):
+                    p, k = _locate(None, v, L.act.kinks)
+                    out[(L.index, n, u)] = ("kink", k) if k >= 0 else ("piece", p)
+        elif L.op in ("maxpool1d", "maxpool2d"):
+            for n, xn in enumerate(xs):
+                for w, win in enumerate(L.windows):
+                    _, mask = _pool_max(None, [xn[p] for p in win])
+                    out[(L.index, n, w)] = ("max", tuple(i for i, m in enumerate(mask) if m))
+    if net.loss["op"] == "l1":
+        kinks = make_act("l1").kinks
+        for n, rn in enumerate(res.residual):
+            for u, r in enumerate(rn):
+                p, k = _locate(None, r, kinks)
+                out[(len(net.layers), n, u)] = ("kink", k) if k >= 0 else ("piece", p)
+    return out
+
+
+def branch_mismatch(doc: dict, exact: RefResult, machine: RefResult) -> set:
+    """Keys of the units whose branch differs between the exact and the machine run."""
+    e, m = branches(doc, exact), branches(doc, machine)
+    return {k for k in e if e[k] != m[k]}
+
+
+def compensation(differentiable, ad_correct, mismatch: set):
+    """Boustany's compensation zone at w: f differentiable, the exact AD output its gradient, and
+    some branch mismatch. False as soon as one of them fails; None when none fails but a verdict
+    is unknown."""
+    if not mismatch or differentiable is False or ad_correct is False:
+        return False
+    if differentiable is True and ad_correct is True:
+        return True
+    return None
