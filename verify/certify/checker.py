@@ -275,6 +275,10 @@ class Model:
                 dv = self.proxy[L.index][k]
             elif c == "auto":
                 dv = derivs[k][0] if tv < 0 else derivs[k][1]  # at tv == 0 both give 0
+            elif c == "symbolic":
+                l, r = derivs[k]
+                ty.reshape(-1)[u] = l * tv + (r - l) * tv.relu()
+                continue
             elif c in ("left", "right"):
                 dv = derivs[k][0 if c == "left" else 1]
             else:
@@ -321,6 +325,11 @@ class Model:
                     continue
             if c == "auto":
                 tys.append(max(tans[p] for p in tied))
+            elif c == "symbolic":
+                m = tans[tied[0]]
+                for p in tied[1:]:
+                    m = m + (tans[p] - m).relu()
+                tys.append(m)
             elif c == "first":
                 tys.append(tans[tied[0]])
             elif c in ("last",):
@@ -370,6 +379,9 @@ class Model:
             ties.append((key, "l1", "0"))
             rec[key] = tv
             c = choice(key)
+            if c == "symbolic":
+                df += -1 * tv + 2 * tv.relu()
+                continue
             dv = self.proxy["loss"][0] if c == "proxy" else (mpq(-1) if (c == "left" or (c == "auto" and tv < 0)) else mpq(1))
             df += dv * tv
         return f, df
@@ -478,6 +490,8 @@ def _check(cert) -> dict:
     if ev.get("method") == "hinge":
         _check_hinge(M, ev, claims, ad, ties, found)
         return {"valid": True, "steps": steps + ["hinge decomposition"], "complete": True}
+    if ev.get("method") == "directional":
+        return _check_directional(M, ev, claims, ad, steps)
     order = [_key(k) for k in ev["order"]]
     if sorted(order) != found or order != sorted(order, key=lambda k: (k[0], k[1], k[2])):
         raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")
@@ -949,4 +963,116 @@ def _layer_inputs(M, n):
     for L in M.net.layers:
         out.append(x.reshape(-1))
         x, t = M._layer(L, n, x, t, dW, lambda k: "proxy", {}, [])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# directional evidence: f'(w; .) linear or not (issue 11 part 6)
+
+
+class _Lin:
+    """A linear form {column: rational} over the direction d (columns 0..P-1) and ReLU atoms
+    max(delta, 0) (columns P, P+1, ...), registered in ``atoms``: each atom's delta is stored with
+    first coefficient +1, using max(c*delta, 0) = c*max(delta, 0) (c > 0) and max(-delta, 0) =
+    max(delta, 0) - delta, so equal atoms share a column and exact cancellations show. Written for
+    the checker alone (the decision's copy is in decide/directional.py)."""
+
+    def __init__(self, atoms, coef):
+        self.atoms = atoms
+        self.coef = {c: v for c, v in coef.items() if v != 0}
+
+    def _other(self, o):
+        if isinstance(o, _Lin):
+            return o.coef
+        if o == 0:
+            return {}
+        raise CheckFailed("symbolic tangent: a constant term appeared in a tangent")
+
+    def __add__(self, o):
+        out = dict(self.coef)
+        for c, v in self._other(o).items():
+            out[c] = out.get(c, mpq(0)) + v
+        return _Lin(self.atoms, out)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return _Lin(self.atoms, {c: -v for c, v in self.coef.items()})
+
+    def __sub__(self, o):
+        return self + (-o if isinstance(o, _Lin) else -mpq(o))
+
+    def __mul__(self, k):
+        if isinstance(k, _Lin):
+            raise CheckFailed("symbolic tangent: a product of two tangents")
+        return _Lin(self.atoms, {c: v * k for c, v in self.coef.items()})
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, k):
+        return _Lin(self.atoms, {c: v / k for c, v in self.coef.items()})
+
+    def relu(self):
+        if not self.coef:
+            return self
+        first = min(self.coef)
+        a = self.coef[first]
+        canon = tuple(sorted((c, v / abs(a) * (1 if a > 0 else -1)) for c, v in self.coef.items()))
+        col = self.atoms.setdefault(canon, self.atoms.get("P") + len(self.atoms) - 1)
+        atom = _Lin(self.atoms, {col: abs(a)})
+        return atom if a > 0 else atom - _Lin(self.atoms, dict(canon)) * abs(a)
+
+
+def _check_directional(M, ev, claims, ad, steps):
+    """``differentiable`` from the directional derivative f'(w; d) (docs/certificate.md)."""
+    diff, correct, clarke = claims["differentiable"], claims["ad_correct"], claims["ad_in_clarke"]
+    G = M.linear_map(lambda k: "auto")  # f'(w; e_j), every tie by the sign of its input tangent
+    steps = steps + ["f'(w; e_j) for every unit vector"]
+    if diff is False:
+        d = _qs(ev["direction"], "evidence.direction")
+        if len(d) != M.P:
+            raise CheckFailed("directional: the direction must have one entry per trainable scalar")
+        if M.tangent(d, lambda k: "auto")[1] == sum((x * y for x, y in zip(d, G)), mpq(0)):
+            raise CheckFailed("directional (not differentiable): f'(w; d) = sum_j d_j f'(w; e_j) along the given direction")
+        if correct is not False:
+            raise CheckFailed("directional: AD cannot be the gradient of a non-differentiable f")
+        if clarke is not None:
+            raise CheckFailed("directional evidence does not decide Clarke membership of a non-differentiable f")
+        return {"valid": True, "steps": steps + ["f'(w; .) is not linear along the given direction"], "complete": True}
+    if diff is not True:
+        raise CheckFailed("directional evidence decides differentiability")
+    grad = _qs(claims["gradient"], "claims.gradient") if claims.get("gradient") is not None else None
+    if grad != G:
+        raise CheckFailed("directional (differentiable): the claimed gradient is not (f'(w; e_j))_j")
+    if correct is not (ad == G):
+        raise CheckFailed(f"directional: AD {'equals' if ad == G else 'differs from'} the gradient")
+    trusted = []
+    if ev.get("argument") == "rewriting":
+        atoms = {"P": M.P}
+        d = [_Lin(atoms, {j: mpq(1)}) for j in range(M.P)]
+        df = M.tangent(d, lambda k: "symbolic")[1]
+        lin = df.coef if isinstance(df, _Lin) else {}
+        if any(c >= M.P for c in lin) or [lin.get(j, mpq(0)) for j in range(M.P)] != G:
+            raise CheckFailed("directional (rewriting): the one-sided rules do not cancel to the linear map d -> G.d")
+        steps.append("f'(w; .) rewritten exactly in ReLU atoms: every atom cancels")
+    elif ev.get("argument") == "solver":
+        if ev.get("answer") != "unsat" or not isinstance(ev.get("smtlib"), str) or ev.get("trust") != "solver":
+            raise CheckFailed("directional (solver): the evidence must carry the SMT-LIB2 query, the answer unsat and trust: solver")
+        steps.append(f"f'(w; .) linear by the solver's unsat ({ev.get('solver')}): solver-trusted, not re-checked")
+        trusted.append("smtlib")
+    else:
+        raise CheckFailed(f"directional: unsupported argument {ev.get('argument')!r}")
+    if clarke is True and ad != G:
+        raise CheckFailed("directional: AD in Clarke needs AD = gradient (or other evidence)")
+    if clarke is False:
+        v = _qs(ev["separator"], "evidence.separator")
+        if sum((v[k] * (ad[k] - G[k]) for k in range(M.P)), mpq(0)) <= 0:
+            raise CheckFailed("directional (not Clarke): the separator does not separate AD from the gradient")
+        if ev.get("complete_by") not in ("one-parameter", "affine"):
+            raise CheckFailed("directional (not Clarke): completeness must be one-parameter or affine")
+        _check_complete_by(M, ev["complete_by"], [])
+        steps.append("AD separated from the only limiting gradient")
+    out = {"valid": True, "steps": steps, "complete": not trusted}
+    if trusted:
+        out["trusted"] = trusted
     return out
