@@ -110,7 +110,7 @@ def main():
 
     print(f"{'family':>20} {'ties':>5} {'method':>13} {'decide s':>9} {'check s':>8} {'base s':>7} {'ratio':>7}  verdicts")
     for family in ("one-layer", "one-layer, no hinge", "two layers", "two-layer pairs"):
-        for m in (1, 5, 10, 20):
+        for m in (1, 5, 10, 20, 64, 100):
             D.HINGE_FROM = 10**9 if family != "one-layer" else 3
             net = kinkcheck.load(make_deep(m) if family == "two layers" else make_pairs(m) if family == "two-layer pairs" else make(m))
             t = time.perf_counter()

@@ -143,3 +143,31 @@ def test_two_layer_family_is_not_differentiable_by_an_exact_direction():
     G = M.linear_map(lambda k: "auto")
     assert G == a.gradient
     assert M.tangent(a.direction, lambda k: "auto")[1] != sum(x * y for x, y in zip(a.direction, G))
+
+
+def test_rewriting_with_ties_whose_tangent_is_zero(monkeypatch):
+    # max-pool of (relu(w) - relu(-w), c, c) with c = 0 a constant tied entry, plus relu(0 * w)
+    # ties: the constant entries and the relu of a constant have tangent 0 (the number, not a form)
+    doc = {
+        "kinkcheck": 1, "dtype": "float32", "params": {"w": {"value": 0}}, "inputs": {"shape": [1, 1], "values": [[1]]},
+        "layers": [
+            {"op": "linear", "weight": [["w"], ["-w"], [0], [0]]}, {"op": "relu"},
+            {"op": "linear", "weight": [[1, -1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]},
+            {"op": "maxpool1d", "kernel": 3},
+        ],
+        "loss": {"op": "sum"},
+    }
+    # f(w) = max(w, 0, 0) = relu(w): not differentiable at 0
+    a = _decide(doc)
+    assert a.differentiable is False and a.gradient == [mpq(1)]
+    # the same network without the w entry in the pool: f = max(0, 0) = 0, linear by rewriting
+    doc2 = json.loads(json.dumps(doc))
+    doc2["layers"][2]["weight"] = [[0, 0, 1, 0], [0, 0, 0, 1]]
+    doc2["layers"][3]["kernel"] = 2
+    a2 = _decide(doc2)
+    assert a2.differentiable is True and a2.gradient == [mpq(0)] and a2.smtlib is None
+    monkeypatch.setattr(D, "DIRECTIONAL_FROM", 1)
+    r = kinkcheck.verify(doc2, values=True)
+    assert r.decision["method"] == "directional" and (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, True, True)
+    out = kinkcheck.check_certificate(json.loads(json.dumps(r.certificate())))
+    assert out["valid"] and out["complete"]

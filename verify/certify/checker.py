@@ -277,7 +277,7 @@ class Model:
                 dv = derivs[k][0] if tv < 0 else derivs[k][1]  # at tv == 0 both give 0
             elif c == "symbolic":
                 l, r = derivs[k]
-                ty.reshape(-1)[u] = l * tv + (r - l) * tv.relu()
+                ty.reshape(-1)[u] = l * tv + (r - l) * _relu(tv)
                 continue
             elif c in ("left", "right"):
                 dv = derivs[k][0 if c == "left" else 1]
@@ -328,7 +328,7 @@ class Model:
             elif c == "symbolic":
                 m = tans[tied[0]]
                 for p in tied[1:]:
-                    m = m + (tans[p] - m).relu()
+                    m = m + _relu(tans[p] - m)
                 tys.append(m)
             elif c == "first":
                 tys.append(tans[tied[0]])
@@ -380,7 +380,7 @@ class Model:
             rec[key] = tv
             c = choice(key)
             if c == "symbolic":
-                df += -1 * tv + 2 * tv.relu()
+                df += -1 * tv + 2 * _relu(tv)
                 continue
             dv = self.proxy["loss"][0] if c == "proxy" else (mpq(-1) if (c == "left" or (c == "auto" and tv < 0)) else mpq(1))
             df += dv * tv
@@ -1002,6 +1002,9 @@ class _Lin:
     def __sub__(self, o):
         return self + (-o if isinstance(o, _Lin) else -mpq(o))
 
+    def __rsub__(self, o):
+        return (-self) + o
+
     def __mul__(self, k):
         if isinstance(k, _Lin):
             raise CheckFailed("symbolic tangent: a product of two tangents")
@@ -1021,6 +1024,15 @@ class _Lin:
         col = self.atoms.setdefault(canon, self.atoms.get("P") + len(self.atoms) - 1)
         atom = _Lin(self.atoms, {col: abs(a)})
         return atom if a > 0 else atom - _Lin(self.atoms, dict(canon)) * abs(a)
+
+
+def _relu(x):
+    """max(x, 0) of a symbolic tangent; a tangent that is the number 0 stays 0."""
+    if isinstance(x, _Lin):
+        return x.relu()
+    if x != 0:
+        raise CheckFailed("symbolic tangent: a constant term appeared in a tangent")
+    return mpq(0)
 
 
 def _check_directional(M, ev, claims, ad, steps):

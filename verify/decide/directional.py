@@ -1,25 +1,30 @@
-"""Differentiability at scale: one linear-arithmetic query instead of 2^k cells (issue 11 part 6).
+"""Differentiability at scale: the exact directional derivative instead of 2^k cells (issue 11
+part 6).
 
 f is piecewise C^1, hence B-differentiable: it is differentiable at w exactly when d -> f'(w; d)
-is linear (docs/decisions.md). f'(w; d) is computed here by exact directional forward mode, once,
-symbolically: every tangent is a linear form, with exact rational coefficients, over the direction
-d (one coordinate per trainable scalar) and one variable s_k per real tie k - the tie's output
-tangent, tied to its input tangent(s) by the one-sided rule of its op:
+is linear (README, "How the verdicts are decided"). f'(w; d) is computed here once, by exact
+directional forward mode done symbolically: every tangent is a sparse linear form, with exact
+rational coefficients, over the direction d (one coordinate per trainable scalar) and ReLU atoms
+max(delta, 0) (``Atoms``). Off the ties a tangent is the piece's derivative (the network program's
+derivative programs, exact) times the input tangent; at a tie the one-sided rule of its op is
+rewritten in atoms:
 
-- a kink with one-sided derivatives (l, r): s_k = r * delta_k if delta_k >= 0 else l * delta_k
-  (relu'(0; delta) = max(delta, 0); l1's residual at 0: |delta|);
-- a max-pool window with tied maximal entries E: s_k = max over e in E of delta_e.
+- a kink with one-sided derivatives (l, r): l * delta + (r - l) * max(delta, 0)
+  (relu'(0; delta) = max(delta, 0); l1's residual at 0: |delta| = -delta + 2 max(delta, 0));
+- a max-pool window with tied maximal entries e_1..e_m: e_1 + max(e_2 - e_1, 0), nested.
 
-Off the ties the tangent is the piece's derivative times the input tangent (exact, from the
-network program's derivative programs), so the forms are exact. g_j = f'(w; e_j) is the same
-computation along each unit vector with every tie resolved by the sign of its input tangent.
+Atoms are stored canonically (first coefficient +1, using max(c x, 0) = c max(x, 0) for c > 0 and
+max(-x, 0) = max(x, 0) - x), so equal atoms share a column and exact cancellations show.
+g_j = f'(w; e_j) is the form evaluated at the unit vectors. Then:
 
-The query (QF_LRA with the ties' case splits): is there d in [-1, 1]^n with f'(w; d) != g . d?
-- unsat: f'(w; .) = g . d on the box, hence everywhere (f'(w; .) is positively homogeneous):
-  f is differentiable at w with gradient g. The certificate carries the SMT-LIB2 query and Z3's
-  answer, labelled solver-trusted; the checker recomputes g exactly.
-- sat: Z3's model gives a rational d; f'(w; d) is re-evaluated exactly (no solver) and must
-  differ from g . d: f is not differentiable. The checker re-checks d with its own tangent pass.
+1. no atom left in f'(w; .): it is linear - f is differentiable with gradient g (the checker
+   re-derives this with its own symbolic tangent pass);
+2. exact evaluation along -e_j and random small integer directions: f'(w; d) != g . d proves
+   "not differentiable" (the checker re-computes that direction);
+3. one query in linear real arithmetic with the atoms' case splits (Z3): is there d in [-1, 1]^n
+   with f'(w; d) != g . d? unsat: linear on the box, hence everywhere (positive homogeneity) -
+   differentiable, certificate solver-trusted (the SMT-LIB2 query and the answer); sat: Z3's
+   rational model, re-checked exactly - not differentiable; unknown (time-out): None.
 
 Supported: linear, piecewise-polynomial activations, max/avg pools, flatten; losses sum, dot, mse,
 l1. conv2d and transcendental ops are left to the cell enumeration (``applies`` is False).
