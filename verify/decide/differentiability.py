@@ -170,7 +170,7 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
         en = enumerate_cells(runs, fw, real_ties, max_cells=max_cells, time_limit=time_limit)
     except Budget as exc:
         if dirv is not None:
-            dirv.reason += f"; Clarke membership undecided: the cell enumeration stopped: {exc}"
+            dirv.reason += f"; the cell enumeration (for Clarke membership) stopped: {exc}"
             return dirv
         if sampled is not None and (sampled.differentiable is not None or sampled.ad_in_clarke is not None):
             sampled.reason += f"; the full enumeration stopped: {exc}"
