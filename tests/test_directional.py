@@ -171,3 +171,8 @@ def test_rewriting_with_ties_whose_tangent_is_zero(monkeypatch):
     assert r.decision["method"] == "directional" and (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, True, True)
     out = kinkcheck.check_certificate(json.loads(json.dumps(r.certificate())))
     assert out["valid"] and out["complete"]
+
+
+def test_out_of_time_is_undecided_not_a_verdict():
+    a = _decide(make_pairs(64), timeout_s=0)
+    assert a.differentiable is None and "ran out of time" in a.reason

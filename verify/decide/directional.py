@@ -40,13 +40,16 @@ import z3
 from gmpy2 import mpq
 
 from ..encodings import program as P
-from .cells import _rat
+from .cells import Budget, _rat
 
 SUPPORTED_OPS = {"linear", "maxpool1d", "maxpool2d", "avgpool2d", "flatten"}
 
 
+MAX_WORK = 200_000  # trainable scalars x batch: above this the symbolic pass is not attempted
+
+
 def applies(net) -> bool:
-    if net.loss.op not in ("sum", "dot", "mse", "l1") or net.n_grad == 0:
+    if net.loss.op not in ("sum", "dot", "mse", "l1") or net.n_grad == 0 or net.n_grad * net.batch > MAX_WORK:
         return False
     for L in net.layers:
         if L.op in SUPPORTED_OPS:
@@ -137,8 +140,9 @@ class Directional:
         return sorted(c for c in self.F if c >= self.n)
 
 
-def build(runs, fw, real_ties) -> Directional:
-    """The directional derivative of f at w, exactly, as a form over d and ReLU atoms."""
+def build(runs, fw, real_ties, deadline=None) -> Directional:
+    """The directional derivative of f at w, exactly, as a form over d and ReLU atoms. Raises
+    ``Budget`` past ``deadline`` (a time.perf_counter() value)."""
     net = runs.net
     n = net.n_grad
     gpos = np.full(net.theta.size, -1, dtype=np.int64)
@@ -158,6 +162,8 @@ def build(runs, fw, real_ties) -> Directional:
     for s in range(net.batch):
         t = [{} for _ in range(int(np.prod(net.layers[0].in_shape)))] if net.layers else []
         for L in net.layers:
+            if deadline is not None and time.perf_counter() > deadline:
+                raise Budget("the symbolic directional derivative ran out of time")
             x = fw.xs[L.index][s].reshape(-1)
             if L.op == "linear":
                 W, b = fw.params[L.index]
@@ -291,7 +297,10 @@ SAMPLES = 32  # random directions tried exactly before the solver
 
 def decide(runs, fw, real_ties, *, timeout_s: float = 30.0, seed: int = 0) -> Answer:
     t0 = time.perf_counter()
-    D = build(runs, fw, real_ties)
+    try:
+        D = build(runs, fw, real_ties, deadline=t0 + timeout_s)
+    except Budget as exc:
+        return Answer(None, reason=str(exc), time_s=time.perf_counter() - t0)
     if not D.residual_atoms:
         return Answer(True, gradient=D.g, solver="exact rewriting", reason="every tie's one-sided rule cancels exactly", time_s=time.perf_counter() - t0)
     # cheap exact witnesses first: -e_j, then small random integer directions
@@ -303,7 +312,7 @@ def decide(runs, fw, real_ties, *, timeout_s: float = 30.0, seed: int = 0) -> An
         if D.evaluate(dv) != D.linear(dv):
             return Answer(False, direction=dv, gradient=D.g, solver="exact evaluation", time_s=time.perf_counter() - t0)
     s, d = query(D)
-    s.set("timeout", max(1, int(timeout_s * 1000)))
+    s.set("timeout", max(1, int((timeout_s - (time.perf_counter() - t0)) * 1000)))
     r = s.check()
     solver = f"z3 {z3.get_version_string()}"
     if r == z3.unsat:
