@@ -1,4 +1,5 @@
-"""Benchmark: point decisions (differentiable / AD correct / Clarke) at 1, 5, 10, 20 engineered ties.
+"""Benchmark: point decisions (differentiable / AD correct / Clarke) at 1, 5, 10, 20, 64, 100 engineered
+ties (the one-layer and two-layer families cap at 25 and 33 ties: their widths).
 
     python benchmarks/bench_decide.py
 
@@ -6,7 +7,8 @@ Four families: (a) ties in one hidden layer of a 6-24-1 ReLU MLP (biases set to 
 pre-activation of the first sample), decided by the hinge decomposition; (b) the same ties with the
 hinge path switched off (sampled cells, else the complete enumeration); (c) ties in both hidden
 layers of a 6-16-16-1 MLP; (d) compensating pairs in two layers, differentiable with AD not in
-Clarke, which needs the complete enumeration. Each row also times the independent checker on the
+Clarke, which needs the complete enumeration below 24 ties and the directional derivative
+(verify/decide/directional.py) from 24 ties on. Each row also times the independent checker on the
 certificate. Baseline in the same run: one exact forward+backward pass of the network (the
 report's AD output).
 """
