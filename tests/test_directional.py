@@ -8,6 +8,7 @@ certificate checker (its own symbolic tangent pass)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _decide(doc, **kw):
     return DD.decide(runs, fw, P.ties(net, fw), **kw)
 
 
-@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
+@settings(max_examples=30 * int(os.environ.get("KINKCHECK_TEST_SCALE", "1")), suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], deadline=None)
 @given(doc=networks(ties=True, extreme=False, max_batch=2))
 def test_directional_agrees_with_the_cell_enumeration(doc):
     note(json.dumps(doc))
@@ -58,6 +59,17 @@ def test_directional_agrees_with_the_cell_enumeration(doc):
         assert M.tangent(a.direction, lambda k: "auto")[1] != sum(x * y for x, y in zip(a.direction, G))
     if r.differentiable is True and r.gradient is not None:
         assert [str(x) if x.denominator != 1 else str(x.numerator) for x in a.gradient] == r.gradient
+    if a.differentiable is True:
+        # the same verdict through verify() with the directional path first, and its certificate
+        old = D.DIRECTIONAL_FROM
+        D.DIRECTIONAL_FROM = 1
+        try:
+            rd = kinkcheck.verify(net, values=True)
+        finally:
+            D.DIRECTIONAL_FROM = old
+        assert rd.differentiable is True and rd.ad_correct is r.ad_correct
+        if rd.decision["method"] == "directional":
+            assert kinkcheck.check_certificate(json.loads(json.dumps(rd.certificate())))["valid"]
 
 
 def test_compensating_pairs_at_64_and_100_ties_are_decided_and_checked():
