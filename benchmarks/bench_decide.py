@@ -1,4 +1,5 @@
-"""Benchmark: point decisions (differentiable / AD correct / Clarke) at 1, 5, 10, 20 engineered ties.
+"""Benchmark: point decisions (differentiable / AD correct / Clarke) at 1, 5, 10, 20, 64, 100 engineered
+ties (the one-layer and two-layer families cap at 25 and 33 ties: their widths).
 
     python benchmarks/bench_decide.py
 
@@ -6,7 +7,8 @@ Four families: (a) ties in one hidden layer of a 6-24-1 ReLU MLP (biases set to 
 pre-activation of the first sample), decided by the hinge decomposition; (b) the same ties with the
 hinge path switched off (sampled cells, else the complete enumeration); (c) ties in both hidden
 layers of a 6-16-16-1 MLP; (d) compensating pairs in two layers, differentiable with AD not in
-Clarke, which needs the complete enumeration. Each row also times the independent checker on the
+Clarke, which needs the complete enumeration below 24 ties and the directional derivative
+(verify/decide/directional.py) from 24 ties on. Each row also times the independent checker on the
 certificate. Baseline in the same run: one exact forward+backward pass of the network (the
 report's AD output).
 """
@@ -110,7 +112,7 @@ def main():
 
     print(f"{'family':>20} {'ties':>5} {'method':>13} {'decide s':>9} {'check s':>8} {'base s':>7} {'ratio':>7}  verdicts")
     for family in ("one-layer", "one-layer, no hinge", "two layers", "two-layer pairs"):
-        for m in (1, 5, 10, 20):
+        for m in (1, 5, 10, 20, 64, 100):
             D.HINGE_FROM = 10**9 if family != "one-layer" else 3
             net = kinkcheck.load(make_deep(m) if family == "two layers" else make_pairs(m) if family == "two-layer pairs" else make(m))
             t = time.perf_counter()

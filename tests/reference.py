@@ -806,6 +806,13 @@ def _conv_forward(net, A, L, x):
     return y
 
 
+def _side_at(side, key):
+    """``side``: None / "left" / "right" for every tie, or a dict {(layer, sample, unit): choice}
+    naming some ties (the others: the proxy); a max-pool choice may be the flat input position
+    (int) of the tied entry that takes the gradient."""
+    return side.get(key) if isinstance(side, dict) else side
+
+
 def _backward_sample(net, A, n, xs, loc, pools, g, kinks, ties, side, terms):
     """Propagate the seed g of sample n; append parameter terms (key, theta index, value)."""
     for L in reversed(net.layers):
@@ -843,10 +850,17 @@ def _backward_sample(net, A, n, xs, loc, pools, g, kinks, ties, side, terms):
             for w, (win, mask) in enumerate(zip(L.windows, pools[L.index])):
                 cnt = sum(mask)
                 r = rule
-                if cnt >= 2 and side is not None:
-                    r = "first" if side == "left" else "last"
+                s = _side_at(side, (L.index, n, w))
+                if cnt >= 2 and isinstance(s, int):
+                    if not mask[list(win).index(s)]:
+                        raise ValueError(f"entry {s} is not a maximal entry of window {w}")
+                    r = "at"
+                elif cnt >= 2 and s is not None:
+                    r = "first" if s == "left" else "last"
                 vals = [A.const(0)] * len(win)
-                if cnt < 2 or r == "first":
+                if r == "at":
+                    vals[list(win).index(s)] = g[w]
+                elif cnt < 2 or r == "first":
                     vals[mask.index(True)] = g[w]
                 elif r == "last":
                     vals[len(mask) - 1 - mask[::-1].index(True)] = g[w]
@@ -871,11 +885,12 @@ def _backward_sample(net, A, n, xs, loc, pools, g, kinks, ties, side, terms):
             gi = []
             for u, (v, (pc, k)) in enumerate(zip(x, loc[L.index])):
                 if k >= 0:
-                    if side is None:
+                    s = _side_at(side, (L.index, n, u))
+                    if s is None:
                         d = A.const(kinks[L.index][k])
                     else:
                         # the true one-sided derivative: exact in the exact run, fl() in the machine run
-                        d = A.const(act.one_sided[k][0 if side == "left" else 1])
+                        d = A.const(act.one_sided[k][0 if s == "left" else 1])
                 else:
                     d = act.derivs[pc](v, A)
                 gi.append(A.mul(g[u], d))
@@ -933,7 +948,9 @@ def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = N
 
     ``tanh_signed_zero``: machine tanh(-0) = -0 (IEEE 754 9.2; default) or +0.
     ``convention`` overrides the document's; ``side`` = "left"/"right" uses that one-sided
-    derivative at every tie (max-pool: first / last maximal entry) instead of the proxies.
+    derivative at every tie (max-pool: first / last maximal entry) instead of the proxies; a dict
+    {(layer, sample, unit): "left" / "right" / flat input position of a tied max-pool entry}
+    switches the ties it names only.
     docs/semantics.md only uses ``side`` for machine runs (choice sensitivity); for the exact run
     this reference follows kinkcheck's choice: the one-sided derivative is the exact real number
     (e.g. 1/6 for hardsigmoid), not its dtype rounding (proxies from the convention, including
@@ -1004,10 +1021,11 @@ def evaluate(doc: dict, semantics: str, *, convention=None, side: str | None = N
                     terms.append(absact.values[pc](r, A))
                     if k >= 0:
                         ties_set.add((len(net.layers), n, u, 0))
-                        if side is None:
+                        s = _side_at(side, (len(net.layers), n, u))
+                        if s is None:
                             d = A.const(kinks["loss"][0])
                         else:
-                            d = A.const(absact.one_sided[0][0 if side == "left" else 1])
+                            d = A.const(absact.one_sided[0][0 if s == "left" else 1])
                     else:
                         d = absact.derivs[pc](r, A)
                     sn.append(A.mul(d, A.const(Fraction(1, count))) if mean else d)
@@ -1035,3 +1053,51 @@ def ref_exact(doc: dict, *, convention=None, side: str | None = None) -> RefResu
 def ref_machine(doc: dict, *, convention=None, side: str | None = None, tanh_signed_zero: bool = True) -> RefResult:
     """Machine semantics: every operation rounded to nearest-even in the dtype, documented order."""
     return evaluate(doc, "machine", convention=convention, side=side, tanh_signed_zero=tanh_signed_zero)
+
+
+# ----------------------------------------------------------------------------------------------
+# branches of a run: branch mismatch and compensation (docs/semantics.md)
+
+
+def branches(doc: dict, res: RefResult) -> dict:
+    """{(layer, sample, unit): branch} of every unit on a kinked op in one run: ("piece", p) or
+    ("kink", k) for an elementwise unit or an l1 residual (layer = number of layers), ("max",
+    window positions of the maximal entries) for a max-pool window."""
+    net = parse(doc)
+    out = {}
+    for L in net.layers:
+        xs = res.xs[L.index]
+        if L.act is not None and L.act.kinks:
+            for n, xn in enumerate(xs):
+                for u, v in enumerate(xn):
+                    p, k = _locate(None, v, L.act.kinks)
+                    out[(L.index, n, u)] = ("kink", k) if k >= 0 else ("piece", p)
+        elif L.op in ("maxpool1d", "maxpool2d"):
+            for n, xn in enumerate(xs):
+                for w, win in enumerate(L.windows):
+                    _, mask = _pool_max(None, [xn[p] for p in win])
+                    out[(L.index, n, w)] = ("max", tuple(i for i, m in enumerate(mask) if m))
+    if net.loss["op"] == "l1":
+        kinks = make_act("l1").kinks
+        for n, rn in enumerate(res.residual):
+            for u, r in enumerate(rn):
+                p, k = _locate(None, r, kinks)
+                out[(len(net.layers), n, u)] = ("kink", k) if k >= 0 else ("piece", p)
+    return out
+
+
+def branch_mismatch(doc: dict, exact: RefResult, machine: RefResult) -> set:
+    """Keys of the units whose branch differs between the exact and the machine run."""
+    e, m = branches(doc, exact), branches(doc, machine)
+    return {k for k in e if e[k] != m[k]}
+
+
+def compensation(differentiable, ad_correct, mismatch: set):
+    """Boustany's compensation zone at w: f differentiable, the exact AD output its gradient, and
+    some branch mismatch. False as soon as one of them fails; None when none fails but a verdict
+    is unknown."""
+    if not mismatch or differentiable is False or ad_correct is False:
+        return False
+    if differentiable is True and ad_correct is True:
+        return True
+    return None

@@ -73,7 +73,7 @@ COMPENSATION = {
 
 REQUIRED_KEYS = {
     "differentiable", "ad_correct", "ad_in_clarke", "gradient", "ad", "machine_ad",
-    "real_ties", "float_ties", "choice_sensitive", "compensation",
+    "real_ties", "float_ties", "choice_sensitive", "compensation", "branch_mismatch", "branch_mismatch_units",
 }
 
 
@@ -100,7 +100,7 @@ def run_json(*args):
 def check_types(rep):
     """The --json contract: keys and types."""
     assert REQUIRED_KEYS <= set(rep)
-    for k in ("differentiable", "ad_correct", "ad_in_clarke", "choice_sensitive", "compensation"):
+    for k in ("differentiable", "ad_correct", "ad_in_clarke", "choice_sensitive", "compensation", "branch_mismatch"):
         assert rep[k] in (True, False, None), k
     for k in ("gradient", "ad"):
         assert rep[k] is None or all(isinstance(s, str) for s in rep[k])
@@ -271,13 +271,62 @@ def test_compensation_json(tmp_path):
     assert rep["ad"] == ["1025/1024", "1"]
     assert rep["machine_ad"] == ["0x0p+0", "0x0p+0"]
     assert rep["loss"] == {"exact": "1/1048576", "machine": "0x0p+0"}
-    assert rep["compensation"] is True
+    assert rep["compensation"] is True and rep["branch_mismatch"] is True
     assert [(c["layer"], c["sample"], c["unit"], c["kind"]) for c in rep["compensation_neurons"]] == [
         (1, 0, 0, "float tie only")
     ]
+    assert rep["branch_mismatch_units"] == rep["compensation_neurons"]
     # relu'(0) = 1 instead would give machine AD (x, 1) != (0, 0)
     assert rep["choice_sensitive"] is True
     assert code == 1
+
+
+# A real tie that is no float tie, float16: w = x0 = 1 + 2^-10, c = -(1 + 2^-9), e = -2^-20, x = (x0, 1, 1)
+#   exact: w*x0 + c + e = (1 + 2^-9 + 2^-20) - (1 + 2^-9) - 2^-20 = 0: a real tie, relu'(0; .) not linear in w
+#   float16: w*x0 rounds to 1 + 2^-9, + c = 0, + e = -2^-20 < 0: relu's flat piece, no float tie
+# The float run branches differently (a branch mismatch), but f is not differentiable at w: that is
+# no compensation (Boustany's compensation zone needs AD right over the reals).
+REAL_TIE_ONLY = {
+    "kinkcheck": 1,
+    "dtype": "float16",
+    "params": {"w": {"value": "0x1.004p+0"}, "c": {"value": "-0x1.008p+0"}, "e": {"value": "-0x1p-20"}},
+    "inputs": {"shape": [1, 3], "values": [["0x1.004p+0", "1", "1"]]},
+    "layers": [{"op": "linear", "weight": [["w", "c", "e"]]}, {"op": "relu"}],
+    "loss": {"op": "sum"},
+}
+
+
+def test_branch_mismatch_without_compensation(tmp_path):
+    code, rep = run_json(write(tmp_path, REAL_TIE_ONLY))
+    check_types(rep)
+    assert ties(rep, "real_ties") == [(1, 0, 0, "0")] and rep["float_ties"] == []
+    assert (rep["differentiable"], rep["ad_correct"], rep["ad_in_clarke"]) == (False, False, True)
+    assert rep["branch_mismatch"] is True and rep["compensation"] is False
+    assert [(c["layer"], c["sample"], c["unit"], c["kind"], c["exact_branch"], c["machine_branch"]) for c in rep["branch_mismatch_units"]] == [
+        (1, 0, 0, "real tie only", "on kink 0", "piece 0")
+    ]
+    assert rep["compensation_neurons"] == []
+    assert rep["machine_ad"] == ["0x0p+0"] * 3 and rep["loss"] == {"exact": "0", "machine": "0x0p+0"}
+    assert not any("compensation" in f for f in rep["findings"])
+    assert code == 1  # not differentiable, AD is not the gradient
+    out = run(write(tmp_path, REAL_TIE_ONLY)).stdout
+    assert "Branch mismatch (machine branch differs" in out and "Compensation (" not in out
+
+
+def test_compensation_verdict_table():
+    from kinkcheck.decide.ties import compensation_verdict
+
+    assert compensation_verdict(True, True, True) == (True, None)
+    for d, a in ((True, True), (None, None), (False, False), (True, None), (None, True)):
+        assert compensation_verdict(d, a, False) == (False, None)
+        assert compensation_verdict(d, a, None) == (None, None)
+    assert compensation_verdict(False, False, True) == (False, None)
+    assert compensation_verdict(True, False, True) == (False, None)
+    assert compensation_verdict(None, False, True) == (False, None)
+    v, why = compensation_verdict(None, None, True)
+    assert v is None and "differentiability is undecided" in why
+    v, why = compensation_verdict(True, None, True)
+    assert v is None and "gradient is undecided" in why
 
 
 def test_compensation_human(tmp_path):
@@ -356,3 +405,19 @@ def test_written_files_get_the_ordinary_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_choice_witness_human_and_json():
+    # only a mixed assignment changes the machine AD output (proofs/examples, docs/semantics.md)
+    from conftest import EXAMPLES
+
+    path = str(EXAMPLES / "relu6_maxpool_mixed_choice.json")
+    result = run(path)
+    assert result.exit_code == 1
+    assert "choice-sensitive: together, layer 1 sample 0 unit 1 left, layer 2 sample 0 unit 0 entry 1 -> machine AD (0x1p+0)" in result.stdout
+    code, rep = run_json(path)
+    assert code == 1 and rep["choice_sensitive"] is True and rep["choice_causes"] == []
+    assert rep["choice_witness"]["ties"] == [
+        {"layer": 1, "op": "relu6", "sample": 0, "unit": 1, "choice": "left"},
+        {"layer": 2, "op": "maxpool1d", "sample": 0, "unit": 0, "choice": 1},
+    ]

@@ -162,7 +162,7 @@ def test_torch_files_assert_what_no_summation_order_changes(torch_files):
     # may fuse w*x + b or accumulate in float32 (2^-20): the tie is not asserted of torch's run, only
     # an enclosure of the pre-activation, and no torch AD entry (relu's branch is undecided upstream)
     for name in ("float_tie", "compensation", "ad_mismatch"):
-        assert c[name]["FLOAT_TIES"] == [[1, 0, 0]] and c[name]["REAL_TIES"] == [] and c[name]["COMPENSATION"] == [[1, 0, 0]]
+        assert c[name]["FLOAT_TIES"] == [[1, 0, 0]] and c[name]["REAL_TIES"] == [] and c[name]["BRANCH_MISMATCH"] == [[1, 0, 0]]
         assert c[name]["TORCH_TIES"] == [] and c[name]["TORCH_GRAD"] == [None, None]
         (unit,) = c[name]["TORCH_UNITS"]
         assert unit[:3] == [1, 0, 0] and unit[3][0] == "in"
@@ -209,3 +209,21 @@ def test_torch_export_refuses_custom_formats_and_transcendental_ops(tmp_path):
         export_test(doc, "torch")
     with pytest.raises(kinkcheck.InputError, match="numpy or torch"):
         export_test(TIE16, "jax")
+
+
+def test_torch_export_replays_a_mixed_choice_witness(tmp_path):
+    """Only a mixed assignment changes the machine AD output (proofs/examples): the generated file
+    carries the witness and its test replays it (in-process, against the installed torch)."""
+    pytest.importorskip("torch")
+    doc = json.loads((EXAMPLES / "relu6_maxpool_mixed_choice.json").read_text())
+    text = export_test(doc, "torch")
+    out = tmp_path / "test_mixed.py"
+    out.write_text(text)
+    c = _constants(out)
+    assert c["CHOICE_WITNESS"] == [[1, 0, 1, "left"], [2, 0, 0, 1]] and c["CHOICE_CAUSES"] == [] and c["ALL_AT_ONCE"] is False
+    mod = types.ModuleType("generated_mixed")
+    exec(compile(text, "generated_mixed.py", "exec"), mod.__dict__)  # noqa: S102 - the generated file, run in-process
+    mod.test_choice_sensitivity()
+    mod.CHOICE_WITNESS = [[1, 0, 1, "left"]]  # the relu6 tie alone changes nothing: the test must fail
+    with pytest.raises(AssertionError):
+        mod.test_choice_sensitivity()

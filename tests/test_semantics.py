@@ -199,6 +199,43 @@ def test_verify_report_matches_reference(doc):
     assert fmt.to_hex(ref_m.loss) == rep.loss_machine
 
 
+# float16, relu(w x + b) with w = x = 1 + 2^-10, b = -(1 + 2^-9): a float tie that is no real tie
+# (f smooth, AD right over the reals: a compensation); with a third term -2^-20 the exact
+# pre-activation is 0 and the float one -2^-20: a real tie only (f not differentiable: no compensation)
+FLOAT_TIE_ONLY = {
+    "kinkcheck": 1, "dtype": "float16",
+    "params": {"w": {"value": "0x1.004p+0"}, "b": {"value": "-0x1.008p+0"}},
+    "inputs": {"shape": [1, 1], "values": [["0x1.004p+0"]]},
+    "layers": [{"op": "linear", "weight": [["w"]], "bias": ["b"]}, {"op": "relu"}], "loss": {"op": "sum"},
+}
+REAL_TIE_ONLY = {
+    "kinkcheck": 1, "dtype": "float16",
+    "params": {"w": {"value": "0x1.004p+0"}, "c": {"value": "-0x1.008p+0"}, "e": {"value": "-0x1p-20"}},
+    "inputs": {"shape": [1, 3], "values": [["0x1.004p+0", "1", "1"]]},
+    "layers": [{"op": "linear", "weight": [["w", "c", "e"]]}, {"op": "relu"}], "loss": {"op": "sum"},
+}
+
+
+@example(doc=FLOAT_TIE_ONLY)
+@example(doc=REAL_TIE_ONLY)
+@settings(max_examples=40)
+@given(doc=networks(ties=True, extreme=False, max_batch=2, dtypes=["float16", "bfloat16", {"exponent_bits": 4, "fraction_bits": 3}]))
+def test_branch_mismatch_and_compensation_match_reference(doc):
+    note(repr(doc))
+    try:
+        ref_m, ref_e = R.ref_machine(doc), R.ref_exact(doc)
+    except R.RefNaN:
+        reject()
+    rep = kinkcheck.verify(doc, values=False)
+    mismatch = R.branch_mismatch(doc, ref_e, ref_m)
+    event(f"branch mismatch: {bool(mismatch)}, compensation: {rep.compensation}")
+    assert {(c["layer"], c["sample"], c["unit"]) for c in rep.branch_mismatch_units} == mismatch
+    assert rep.branch_mismatch is bool(mismatch)
+    assert rep.compensation is R.compensation(rep.differentiable, rep.ad_correct, mismatch)
+    assert rep.compensation_neurons == (rep.branch_mismatch_units if rep.compensation else [])
+    assert ("compensation" in " ".join(rep.findings)) is (rep.compensation is True)
+
+
 # ----------------------------------------------------------------------------------------------
 # transcendental ops (sigmoid, tanh, cross_entropy): machine bit for bit (both correctly rounded);
 # exact: kinkcheck's certified enclosures must contain the reference's 600-bit approximations

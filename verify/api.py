@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .decide.choice import choice_sensitivity
+from .decide.choice import describe as describe_choice
 from .decide.differentiability import decide
-from .decide.ties import compensation, describe_tie
+from .decide.ties import branch_mismatches, compensation_verdict, describe_tie
 from .encodings import program as P
 from .encodings.conventions import load_convention
 from .encodings.errors import InputError, Undecided
@@ -44,8 +45,11 @@ class Report:
     float_ties: list
     choice_sensitive: bool | None
     choice_causes: list
+    choice_witness: dict | None
     compensation: bool | None
     compensation_neurons: list
+    branch_mismatch: bool | None
+    branch_mismatch_units: list
     loss_exact: str | None
     loss_machine: str
     unknown: list = field(default_factory=list)
@@ -58,6 +62,10 @@ class Report:
 
     @property
     def findings(self) -> list:
+        """What makes the exit code 1. A branch mismatch alone is not a finding (docs/semantics.md):
+        when f is differentiable with AD right over the reals it is a compensation (a finding);
+        otherwise f is not differentiable or AD is not the gradient (findings already), or that is
+        undecided (and so is compensation)."""
         out = []
         if self.differentiable is False:
             out.append("not differentiable")
@@ -66,7 +74,7 @@ class Report:
         if self.ad_in_clarke is False:
             out.append("AD is not a Clarke subderivative")
         if self.compensation:
-            out.append("compensation: the float run branches differently from the exact run")
+            out.append("compensation: f is differentiable and the exact AD output is the gradient, but the float run branches differently from the exact run")
         if self.choice_sensitive:
             out.append("choice-sensitive: the float AD output depends on the proxy choice")
         return out
@@ -104,8 +112,11 @@ class Report:
             "n_float_ties": len(self.float_ties),
             "choice_sensitive": self.choice_sensitive,
             "choice_causes": self.choice_causes,
+            "choice_witness": self.choice_witness,
             "compensation": self.compensation,
             "compensation_neurons": self.compensation_neurons,
+            "branch_mismatch": self.branch_mismatch,
+            "branch_mismatch_units": self.branch_mismatch_units,
             "loss": {"exact": self.loss_exact, "machine": self.loss_machine},
             "findings": self.findings,
             "unknown": self.unknown,
@@ -157,18 +168,27 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
     verdict = decide(runs, real_ties)
 
     # choice sensitivity (machine only)
+    witness = None
     try:
         ch = choice_sensitivity(runs, float_ties)
         choice = ch["choice_sensitive"]
-        causes = ch["causes"]
-        if ch.get("checked_singly", 0) < len(float_ties):
-            unknown.append(f"only the first {ch['checked_singly']} of {len(float_ties)} float ties were switched one at a time")
+        causes = [describe_choice(net, t, o) for t, o in ch["causes"]]
+        if ch["witness"] is not None:
+            witness = {"ties": [describe_choice(net, t, o) for t, o in ch["witness"]], "method": ch["method"]}
+            witness["machine_ad"] = [hexf(net.fmt, v) for v in ch["witness_ad"]] if values else None
+        if ch["reason"] is not None:
+            unknown.append(ch["reason"])
+        if ch["checked_singly"] < len(float_ties):
+            unknown.append(f"choice_causes: only {ch['checked_singly']} of {len(float_ties)} float ties were switched one at a time")
     except (FloatingPointError, ArithmeticError) as exc:  # pragma: no cover - defensive
         choice, causes = None, []
         unknown.append(f"choice sensitivity: {exc}")
 
-    comp_neurons = compensation(net, runs.exact, mfw) if runs.exact is not None else []
-    comp = bool(comp_neurons) if runs.exact is not None else None
+    mismatch_units = branch_mismatches(net, runs.exact, mfw) if runs.exact is not None else []
+    mismatch = bool(mismatch_units) if runs.exact is not None else None
+    comp, why = compensation_verdict(verdict.differentiable, verdict.ad_correct, mismatch)
+    if why is not None:
+        unknown.append(why)
 
     ad = gradient = None
     loss_exact = None
@@ -209,9 +229,12 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         real_ties=[describe_tie(net, t, exact_desc, mfw) for t in real_ties],
         float_ties=[describe_tie(net, t, exact_desc, mfw) for t in float_ties],
         choice_sensitive=choice,
-        choice_causes=[{"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit} for t in causes],
+        choice_causes=causes,
+        choice_witness=witness,
         compensation=comp,
-        compensation_neurons=comp_neurons,
+        compensation_neurons=mismatch_units if comp else [],
+        branch_mismatch=mismatch,
+        branch_mismatch_units=mismatch_units,
         loss_exact=loss_exact,
         loss_machine=hexf(net.fmt, mfw.loss),
         unknown=unknown,

@@ -35,6 +35,10 @@ def _flag(v):
     return {True: "[red]yes[/]", False: "[green]no[/]", None: "[yellow]undecided[/]"}[v]
 
 
+def _option(c) -> str:
+    return f"entry {c['choice']}" if isinstance(c["choice"], int) else c["choice"]
+
+
 def _render(report) -> None:
     d = report.to_dict()
     t = Table(title=f"kinkcheck verify {d['network']}", show_header=False, title_justify="left")
@@ -46,7 +50,8 @@ def _render(report) -> None:
     t.add_row("differentiable", _yn(d["differentiable"]))
     t.add_row("AD is the gradient", _yn(d["ad_correct"]))
     t.add_row("AD is a Clarke subderivative", _yn(d["ad_in_clarke"]))
-    t.add_row("compensation (float branches differently)", _flag(d["compensation"]))
+    t.add_row("branch mismatch (float run branches differently)", _flag(d["branch_mismatch"]))
+    t.add_row("compensation (mismatch, AD right over the reals)", _flag(d["compensation"]))
     t.add_row("choice-sensitive (bifurcation zone)", _flag(d["choice_sensitive"]))
     t.add_row("loss (exact / machine)", f"{d['loss']['exact']} / {d['loss']['machine']}")
     t.add_row("reason", d["reason"])
@@ -63,11 +68,12 @@ def _render(report) -> None:
         if len(rows) > MAX_ROWS:
             tt.add_row("...", f"{len(rows) - MAX_ROWS} more", "", "", "", "", "")
         out.print(tt)
-    if d["compensation_neurons"]:
-        tt = Table(title="Compensation (machine branch differs from exact)", title_justify="left")
+    if d["branch_mismatch_units"]:
+        title = "Compensation" if d["compensation"] else "Branch mismatch"
+        tt = Table(title=f"{title} (machine branch differs from exact)", title_justify="left")
         for c in ("layer", "op", "sample", "unit", "kind", "exact", "machine"):
             tt.add_column(c)
-        for r in d["compensation_neurons"][:MAX_ROWS]:
+        for r in d["branch_mismatch_units"][:MAX_ROWS]:
             tt.add_row(str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), r["kind"], r["exact_branch"], r["machine_branch"])
         out.print(tt)
     for e in d.get("implicit", []):
@@ -81,7 +87,11 @@ def _render(report) -> None:
             if smp["tied_units"] or smp["clarke_jacobian_invertible"] is not True:
                 out.print(f"  sample {smp['sample']}: tied units {smp['tied_units']}: Clarke Jacobian {'invertible' if smp['clarke_jacobian_invertible'] else 'has a singular element' if smp['clarke_jacobian_invertible'] is False else 'undecided'} ({smp['reason']})")
     if d["choice_causes"]:
-        out.print("choice-sensitive ties: " + ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']}" for c in d["choice_causes"][:MAX_ROWS]))
+        out.print("choice-sensitive ties (alone): " + ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']} {_option(c)}" for c in d["choice_causes"][:MAX_ROWS]))
+    if d["choice_witness"] and not d["choice_causes"]:
+        w = d["choice_witness"]
+        text = ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']} {_option(c)}" for c in w["ties"][:MAX_ROWS])
+        out.print(f"choice-sensitive: together, {text}" + (f" -> machine AD ({', '.join(w['machine_ad'][:8])}{', ...' if len(w['machine_ad']) > 8 else ''})" if w["machine_ad"] else ""))
     if d["values_included"] and d["ad"] is not None or d["machine_ad"] is not None:
         tt = Table(title="AD output", title_justify="left")
         tt.add_column("parameter")
@@ -114,7 +124,7 @@ def verify(
     certificate: Optional[str] = typer.Option(None, "--certificate", help="write the certificate (JSON) to this file"),
     report_html: Optional[str] = typer.Option(None, "--report", help="write a self-contained HTML page (verdicts, ties, the picture around each tie) to this file"),
 ):
-    """Verify a network at its parameters: ties, compensation, choice sensitivity, AD outputs.
+    """Verify a network at its parameters: ties, branch mismatches, compensation, choice sensitivity, AD outputs.
     A model file is imported first (as `kinkcheck import` does; no network file is written)."""
     from .api import verify as _verify
 

@@ -52,6 +52,22 @@ def build(report) -> dict:
         evidence["order"] = sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties)
         if v.mu is not None:
             evidence["mu"] = [rat(x) for x in v.mu]
+    if v.method == "directional":
+        a = v.directional
+        evidence["method"] = "directional"
+        if a.differentiable is False:
+            evidence["direction"] = [rat(x) for x in a.direction]
+        elif a.smtlib is None:
+            evidence["argument"] = "rewriting"
+        else:
+            evidence["argument"] = "solver"
+            evidence["smtlib"] = a.smtlib
+            evidence["answer"] = "unsat"
+            evidence["solver"] = a.solver
+            evidence["trust"] = "solver"
+        if v.separator is not None:
+            evidence["separator"] = [rat(x) for x in v.separator]
+            evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "affine"
     if en is not None:
         evidence["order"] = [_key(k) for k in en.order]
         evidence["cells"] = [

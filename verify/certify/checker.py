@@ -29,7 +29,7 @@ from gmpy2 import mpq
 
 from ..encodings.errors import InputError
 from ..encodings.network import load
-from . import fixedpoint_check
+from . import directional_check, fixedpoint_check
 from .replay import CheckFailed, Enc, Model, _enc, _params, _table
 
 SCHEMA = 1
@@ -131,6 +131,8 @@ def _check(cert) -> dict:
     if ev.get("method") == "hinge":
         _check_hinge(M, ev, claims, ad, ties, found)
         return {"valid": True, "steps": steps + ["hinge decomposition"], "complete": True}
+    if ev.get("method") == "directional":
+        return directional_check.check(M, ev, claims, ad, steps, found, _qs, _check_complete_by)
     order = [_key(k) for k in ev["order"]]
     if sorted(order) != found or order != sorted(order, key=lambda k: (k[0], k[1], k[2])):
         raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")

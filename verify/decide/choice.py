@@ -1,17 +1,49 @@
-"""Bifurcation zone (Bertoin et al. 2021): would another proxy choice change the machine AD output?
+"""Bifurcation zone (Bertoin et al. 2021), decided exactly: does the machine AD output depend on the
+derivative chosen at the float ties?
 
-Two machine backward passes on the same machine forward: every float tie using its left one-sided
-derivative (ReLU'(0)=0; max-pool: first maximal entry) and every float tie using its right one
-(ReLU'(0)=1; max-pool: last). The AD outputs are compared as numbers (-0 equals +0; two NaNs are
-equal). ``causes`` lists the ties that change the output when switched alone (left versus right,
-every other tie keeping the convention's proxy), up to ``MAX_SINGLE`` ties.
+The *options* at a float tie are the convention's proxy and every one-sided derivative: the left and
+the right derivative at a kink (ReLU'(0) = 0 or 1; l1's residual: -1 or 1), or for a max-pool
+window any one of its tied maximal entries taking the whole gradient (``first`` and ``last`` are two
+of them; ``split`` is an option only as the convention's proxy). An *assignment* picks one option
+per float tie. ``choice_sensitive`` is True when some assignment gives a machine AD output that
+differs from the convention's (compared as numbers: -0 equals +0, two NaNs are equal), with that
+assignment as the witness; False when no assignment does, by the proof below; None (with the reason)
+when the proof would need more than ``MAX_PASSES`` backward passes or ``TIME_BUDGET_S`` seconds.
+Never False by sampling.
+
+The proof (``exhaustive``): the backward pass visits the layers from the loss to the input, and the
+cotangent arriving at a tie of layer L depends only on the choices at the ties of later layers. When
+it is zero (+0 or -0), every option at that tie sends on a zero - the options are finite numbers, and
+a max-pool routes the zero to one entry - so, as numbers, nothing downstream depends on that tie's
+choice: multiplying by a fixed value, adding and dividing by a fixed non-zero value all map
+operands that are equal as numbers to results equal as numbers (the sign of a zero only decides the
+sign of a zero result). The search therefore walks the tie layers from the loss down; at each it
+computes the arriving cotangents under the choices made so far, and branches only on the ties whose
+cotangent is non-zero (NaN counts as non-zero), over their options with distinct derivative values.
+Every assignment is equal as numbers, at every cotangent, to one leaf of that tree; each leaf is one
+machine backward pass compared with the convention's output. No leaf differs -> no assignment does.
+
+``causes`` lists the ties that change the output alone (one option at that tie, every other tie on
+the convention's proxy), with the option; a tie whose arriving cotangent is zero under the
+convention cannot (same argument). At most ``MAX_SINGLE`` ties are switched one at a time.
 """
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import numpy as np
 
+from ..encodings import program as P
+
 MAX_SINGLE = 256
+MAX_PASSES = 4096  # machine backward passes (full or partial) for the exhaustive search
+TIME_BUDGET_S = 30.0
+
+
+class _OverBudget(Exception):
+    pass
 
 
 def same(a, b) -> bool:
@@ -20,23 +52,133 @@ def same(a, b) -> bool:
     return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
 
 
-def choice_sensitivity(runs, float_ties) -> dict:
+def options(net, proxies, MA, t) -> list:
+    """The options at tie ``t`` other than the convention's proxy, with pairwise distinct effect:
+    'left' / 'right' (a kink; dropped when its rounded value equals the proxy's or an earlier
+    option's), or a max-pool window position (int) of a tied entry (the convention's own entry is
+    dropped unless the rule is ``split``)."""
+    if t.op in ("maxpool1d", "maxpool2d"):
+        L = net.layers[t.layer]
+        pos = [int(j) for j, p in enumerate(P.pool_index(L)[t.unit]) if int(p) in t.entries]
+        rule = proxies.ties[t.layer]
+        own = pos[0] if rule == "first" else pos[-1] if rule == "last" else None
+        return [j for j in pos if j != own]
+    if t.op == "l1":
+        act, prox = P._abs(), proxies.kinks["loss"]
+    else:
+        act, prox = net.layers[t.layer].act, proxies.kinks[t.layer]
+    seen = [MA.const(prox[t.kink])]
+    out = []
+    for side in ("left", "right"):
+        v = MA.const(act.one_sided(t.kink, side))
+        if not any(same(v, s) for s in seen):
+            seen.append(v)
+            out.append(side)
+    return out
+
+
+def describe(net, t, option) -> dict:
+    """A tie with the option it takes: 'left' / 'right', or for a max-pool window the flat input
+    position (one of the tie's ``entries``) of the entry that takes the gradient."""
+    d = {"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit}
+    if isinstance(option, int):
+        d["choice"] = int(P.pool_index(net.layers[t.layer])[t.unit][option])
+    else:
+        d["choice"] = option
+    return d
+
+
+class _Search:
+    def __init__(self, runs, float_ties, max_passes, time_budget_s):
+        self.net, self.MA, self.fw, self.pr = runs.net, runs.MA, runs.machine, runs.proxies
+        self.base = runs.machine_ad()
+        self.opts = {t.key: options(self.net, self.pr, self.MA, t) for t in float_ties}
+        self.by_layer: dict = {}
+        for t in float_ties:
+            self.by_layer.setdefault(t.layer, []).append(t)
+        self.layers = sorted(self.by_layer, reverse=True)  # from the loss to the input
+        self.passes = 0
+        self.max_passes = max_passes
+        self.deadline = time.perf_counter() + time_budget_s
+
+    def backward(self, choose, at=None):
+        if self.passes >= self.max_passes or time.perf_counter() > self.deadline:
+            raise _OverBudget
+        self.passes += 1
+        return P.backward(self.net, self.MA, self.fw, self.pr, choose=choose, cotangent_at=at)
+
+    def live(self, choose, layer) -> set:
+        """Keys of the ties of ``layer`` whose arriving cotangent is non-zero under ``choose``."""
+        ties = self.by_layer[layer]
+        if layer == len(self.net.layers):  # l1 residuals: the seed's factor 1 (or 1/count) arrives
+            return {t.key for t in ties}
+        g = np.asarray(self.backward(choose, at=layer + 1), dtype=np.float64).reshape(self.net.batch, -1)
+        return {t.key for t in ties if not g[t.sample, t.unit] == 0}
+
+    def causes(self, float_ties, limit):
+        """[(tie, option)] of the ties that change the output alone; the number of ties decided."""
+        live = set()
+        for layer in self.layers:
+            live |= self.live({}, layer)
+        found, decided, switched = [], 0, 0
+        for t in float_ties:
+            if t.key in live and self.opts[t.key]:
+                if switched >= limit:
+                    continue
+                switched += 1
+                for o in self.opts[t.key]:
+                    if not same(self.backward({t.key: o}), self.base):
+                        found.append((t, o))
+                        break
+            decided += 1
+        return found, decided
+
+    def exhaustive(self, i=0, choose=None):
+        """A witness assignment {key: option} whose output differs from the convention's, or None
+        when there is none (see the module docstring)."""
+        choose = {} if choose is None else choose
+        if i == len(self.layers):
+            out = self.backward(choose)
+            return None if same(out, self.base) else (dict(choose), out)
+        layer = self.layers[i]
+        live = self.live(choose, layer)
+        branching = [t for t in self.by_layer[layer] if t.key in live and self.opts[t.key]]
+        for combo in itertools.product(*[[None] + self.opts[t.key] for t in branching]):
+            ch = dict(choose)
+            ch.update({t.key: o for t, o in zip(branching, combo) if o is not None})
+            found = self.exhaustive(i + 1, ch)
+            if found is not None:
+                return found
+        return None
+
+
+def choice_sensitivity(runs, float_ties, *, max_passes: int = MAX_PASSES, time_budget_s: float = TIME_BUDGET_S) -> dict:
+    """{"choice_sensitive": True / False / None, "causes": [(tie, option)], "checked_singly": ties
+    decided alone, "witness": [(tie, option)] or None, "witness_ad": the machine AD output under
+    the witness, "method", "passes", "reason" (when None)}."""
+    out = {"choice_sensitive": False, "causes": [], "checked_singly": 0, "witness": None, "witness_ad": None, "method": "no float tie", "passes": 0, "reason": None}
     if not float_ties:
-        return {"choice_sensitive": False, "causes": [], "checked_singly": 0}
-    left = runs.machine_ad(side="left")
-    right = runs.machine_ad(side="right")
-    all_at_once = not same(left, right)
-    causes = []
-    checked = 0
-    for t in float_ties[:MAX_SINGLE]:
-        checked += 1
-        a = runs.machine_ad(only=(t.key, "left"))
-        b = runs.machine_ad(only=(t.key, "right"))
-        if not same(a, b):
-            causes.append(t)
-    return {
-        "choice_sensitive": all_at_once or bool(causes),
-        "all_at_once": all_at_once,
-        "causes": causes,
-        "checked_singly": checked,
-    }
+        return out
+    s = _Search(runs, float_ties, max_passes, time_budget_s)
+    keyed = {t.key: t for t in float_ties}
+    try:
+        out["causes"], out["checked_singly"] = s.causes(float_ties, MAX_SINGLE)
+        if out["causes"]:
+            t, o = out["causes"][0]
+            out.update(choice_sensitive=True, witness=[(t, o)], witness_ad=s.backward({t.key: o}), method="single tie")
+        else:
+            found = s.exhaustive()
+            if found is None:
+                out.update(choice_sensitive=False, method="exhaustive")
+            else:
+                ch, ad = found
+                out.update(choice_sensitive=True, witness=[(keyed[k], o) for k, o in sorted(ch.items())], witness_ad=ad, method="exhaustive")
+    except _OverBudget:
+        out.update(
+            choice_sensitive=None,
+            method="over budget",
+            reason=f"choice sensitivity undecided: no single tie changes the machine AD output, and trying every class of options at the "
+            f"{len(float_ties)} float ties needs more than {s.max_passes} backward passes or {time_budget_s:g} s",
+        )
+    out["passes"] = s.passes
+    return out

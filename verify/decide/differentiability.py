@@ -24,11 +24,12 @@ from gmpy2 import mpq
 
 from ..encodings.errors import Undecided
 from ..encodings.exact import Interval, mk
-from . import hinge, theorems
-from .cells import Budget, _rat, ad_pattern_cell, enumerate_cells, sample_cells
+from . import directional, hinge, theorems
+from .cells import Budget, _rat, ad_pattern_cell, affine_tie_inputs, enumerate_cells, sample_cells
 
 HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
 SAMPLE_FROM = 4  # this many ties or more: try sampled cells before the (exponential) enumeration
+DIRECTIONAL_FROM = 24  # this many ties or more: one directional-derivative query before the cells
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Verdict:
     theorems: list = field(default_factory=list)  # sufficient conditions that hold
     clarke_by: str | None = None  # a theorem decided ad_in_clarke
     ad_cell: object = None  # the AD pattern's non-empty cell (the ad-pattern LP condition)
+    directional: object = None  # directional.Answer (method "directional")
 
 
 AD_PATTERN = "ad-pattern LP: the AD output's own pattern has a non-empty cell (cf. Park-Chun-Lee Thm 8 / Algorithm 1)"
@@ -204,6 +206,13 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
         v = _decide_hinge(runs, fw, real_ties, ad)
         if v is not None:
             return v
+    dirv = None
+    if DIRECTIONAL_FROM is not None and len(real_ties) >= DIRECTIONAL_FROM and directional.applies(runs.net):
+        dirv = _decide_directional(runs, fw, real_ties, ad, time_limit)
+        if dirv.differentiable is True and dirv.ad_in_clarke is not None:
+            return dirv
+        if dirv.differentiable is None:
+            dirv = None
     sampled = None
     if SAMPLE_FROM is not None and len(real_ties) >= SAMPLE_FROM:
         try:
@@ -215,6 +224,9 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
     try:
         en = enumerate_cells(runs, fw, real_ties, max_cells=max_cells, time_limit=time_limit)
     except Budget as exc:
+        if dirv is not None:
+            dirv.reason += f"; the cell enumeration (for Clarke membership) stopped: {exc}"
+            return dirv
         if sampled is not None and (sampled.differentiable is not None or sampled.ad_in_clarke is not None):
             sampled.reason += f"; the full enumeration stopped: {exc}"
             return sampled
@@ -252,6 +264,27 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
         return Verdict(False, False, None, False, f"{base}: not differentiable; AD is outside the hull of the cells found, but the list may miss cusp regions: {'; '.join(en.degenerate)}", method="cells", enumeration=en, witnesses=(i, j), limiting=grads)
     sep = separator([c.gradient for c in en.cells], ad)
     return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", method="cells", enumeration=en, witnesses=(i, j), separator=sep, limiting=grads)
+
+
+def _decide_directional(runs, fw, ties, ad, time_limit) -> Verdict:
+    """Differentiability by one query on the exact directional derivative (directional.py). Clarke
+    membership only where it follows: AD = gradient (True); AD != gradient with first-order cells
+    complete - one parameter or affine tie inputs - so that the Clarke set is {gradient} (False)."""
+    a = directional.decide(runs, fw, ties, timeout_s=min(30.0, time_limit))
+    how = "exact rewriting of the one-sided rules" if a.solver == "exact rewriting" else f"one query ({a.solver})" if a.smtlib else f"a direction found by {a.solver}"
+    base = f"{len(ties)} real tie(s), directional derivative f'(w;.) decided by {how}"
+    if a.differentiable is None:
+        return Verdict(None, None, None, False, f"{base}: {a.reason}", method="directional", directional=a)
+    if a.differentiable is False:
+        return Verdict(False, False, None, False, f"{base}: f'(w;.) is not linear, f is not differentiable", method="directional", directional=a)
+    g = list(a.gradient)
+    if g == ad:
+        return Verdict(True, True, True, True, f"{base}: f'(w;.) is linear, f is differentiable and AD is its gradient", gradient=g, method="directional", directional=a)
+    if runs.net.n_grad <= 1 or affine_tie_inputs(runs.net):
+        v = Verdict(True, False, False, False, f"{base}: f is differentiable, AD is not the gradient and not in the Clarke subdifferential {{gradient}}", gradient=g, method="directional", directional=a)
+        v.separator = separator([g], ad)
+        return v
+    return Verdict(True, False, None, False, f"{base}: f is differentiable but AD is not the gradient", gradient=g, method="directional", directional=a)
 
 
 def _decide_hinge(runs, fw, ties, ad):

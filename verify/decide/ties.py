@@ -1,10 +1,15 @@
-"""Which neurons sit on a kink (real ties, float ties) and where the float run branches differently
-from the exact one (compensation zone, Boustany 2024).
+"""Which neurons sit on a kink (real ties, float ties), where the float run branches differently
+from the exact one (branch mismatches), and whether that is a compensation (Boustany 2024).
 
 A neuron's *branch* is where its input lies relative to the kinks of its op: on which smooth piece,
 or on which kink. For a max-pool window it is the set of maximal entries; for an l1 residual the
-sign. The machine run *compensates* at a neuron when its branch differs from the exact run's: a
-float tie that is no real tie, a real tie that is no float tie, or a piece that rounding changed.
+sign. A *branch mismatch* is a neuron whose branch in the machine run differs from the exact run's:
+a float tie that is no real tie, a real tie that is no float tie, or a piece that rounding changed.
+
+*Compensation* (Boustany's compensation zone: AD wrong in floating point although right over the
+reals) needs more than a branch mismatch: f is differentiable at w, the exact AD output is the
+gradient, and the machine run branches differently from the exact run at some unit
+(:func:`compensation_verdict`).
 """
 
 from __future__ import annotations
@@ -72,7 +77,20 @@ def _name(kind, piece, kink, kinks=None):
     return f"piece {piece}"
 
 
-def compensation(net, exact_fw, machine_fw) -> list:
+def compensation_verdict(differentiable, ad_correct, mismatch):
+    """(compensation: True / False / None, reason when None) from the exact verdicts and the
+    branch mismatch (None when the exact run is unavailable)."""
+    if mismatch is None:
+        return None, None  # the exact run's reason is reported already
+    if not mismatch or differentiable is False or ad_correct is False:
+        return False, None
+    if differentiable is True and ad_correct is True:
+        return True, None
+    missing = "differentiability" if differentiable is None else "whether the exact AD output is the gradient"
+    return None, f"compensation undecided: the float run branches differently from the exact run, but {missing} is undecided"
+
+
+def branch_mismatches(net, exact_fw, machine_fw) -> list:
     """Neurons where the machine run takes another branch than the exact run."""
     E = _branch_maps(net, exact_fw)
     M = _branch_maps(net, machine_fw)

@@ -64,5 +64,6 @@ def check(module, inputs, targets=None, loss: str = "sum", reduction: str | None
         "real_ties": report.real_ties,
         "float_ties": report.float_ties,
         "compensation": report.compensation,
+        "branch_mismatch": report.branch_mismatch,
         "doc": doc,
     }

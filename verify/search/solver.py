@@ -631,7 +631,7 @@ def _confirm(res, net, values, goal, t0):
     ok = {
         "float-tie": bool(rep.float_ties),
         "real-tie": bool(rep.real_ties),
-        "compensation": rep.compensation is True,
+        "compensation": rep.branch_mismatch is True,  # the goal is a tie mismatch (docs/search.md)
         "choice-sensitive": rep.choice_sensitive is True,
         "ad-mismatch": _mismatch(rep, net, res.k_ulps),
     }[goal]

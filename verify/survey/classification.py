@@ -75,7 +75,7 @@ def classify(model, xb, targets, ties, loss: str, *, budget_s: float | None = No
             out = {**none, "reason": f"kinkcheck.verify {over}", "spec_float_ties": None, "compensation_spec_order": None, "choice_sensitive_spec_order": None}
         else:
             real = {(t["layer"], t["sample"], t["unit"]) for t in rep.real_ties}
-            exact_ok = rep.compensation is not None
+            exact_ok = rep.branch_mismatch is not None
             out = {"differentiable": rep.differentiable, "ad_correct": rep.ad_correct, "ad_in_clarke": rep.ad_in_clarke, "reason": rep.reason,
                    "spec_float_ties": len(rep.float_ties), "compensation_spec_order": rep.compensation, "choice_sensitive_spec_order": rep.choice_sensitive}
     else:

@@ -145,7 +145,11 @@ def activate(A, L, v, branch, key):
 
 def side_of(mode, key):
     """mode None: the file's proxies; "left" / "right": every tie's one-sided derivative (max-pool:
-    first / last maximal entry); (key, side): that one tie switched, the others the file's."""
+    first / last maximal entry); (key, side): that one tie switched, the others the file's; a dict
+    {key: side}: the ties it names switched (a max-pool side may be the flat input position of the
+    tied entry that takes the gradient)."""
+    if isinstance(mode, dict):
+        return mode.get(tuple(key))
     if isinstance(mode, (list, tuple)):
         return mode[1] if tuple(mode[0]) == tuple(key) else None
     return mode
@@ -245,6 +249,8 @@ def forward(A, net):
 def pool_cotangents(A, g, mask, K, rule, side):
     if mask is None:
         return [A.unknown()] * K
+    if isinstance(side, int) and not isinstance(side, bool):  # a window position
+        return [g if i == side else A.zero() for i in range(K)]
     if side is not None:
         rule = "first" if side == "left" else "last"
     cnt = sum(mask)
@@ -329,7 +335,10 @@ def backward(A, net, fw, mode=None):
                     if op == "avgpool2d":
                         T = [A.div(gn[w], A.const(*L["k"]))] * len(idx)
                     else:
-                        T = pool_cotangents(A, gn[w], branch[(li, n, w)], len(idx), L["rule"], side_of(mode, (li, n, w)))
+                        side = side_of(mode, (li, n, w))
+                        if isinstance(side, int) and not isinstance(side, bool):
+                            side = list(idx).index(side)  # flat input position -> window position
+                        T = pool_cotangents(A, gn[w], branch[(li, n, w)], len(idx), L["rule"], side)
                     for i, t in zip(idx, T):
                         acc[i].append((t, None, 1))
                 new.append([A.terms(t) if t else A.zero() for t in acc])

@@ -73,8 +73,8 @@ def _phenomena_text(f) -> list:
         out.append(f"float ties at {_keys(f['float_ties'])} (the spec's machine run)")
     if f["real_ties"]:
         out.append(f"real ties at {_keys(f['real_ties'])}")
-    if f["compensation"]:
-        out.append(f"compensation at {_keys(f['compensation'])}: the float run branches differently from the exact run")
+    if f["branch_mismatch"]:
+        out.append(f"branch mismatch at {_keys(f['branch_mismatch'])}: the float run branches differently from the exact run")
     if f["choice"]:
         out.append("choice sensitivity: the float AD output changes with the proxy choice at the float ties")
     if f["mismatch"]:
@@ -144,15 +144,18 @@ def export_torch(cex) -> str:
     if real_ties != sorted([t["layer"], t["sample"], t["unit"]] for t in report.real_ties):
         problems.append("real ties")
     comp = sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k])
-    if report.compensation is not None and comp != sorted([c["layer"], c["sample"], c["unit"]] for c in report.compensation_neurons):
-        problems.append("compensation")
-    causes = sorted([c["layer"], c["sample"], c["unit"]] for c in report.choice_causes)
+    if report.branch_mismatch is not None and comp != sorted([c["layer"], c["sample"], c["unit"]] for c in report.branch_mismatch_units):
+        problems.append("branch mismatch")
+    causes = sorted([c["layer"], c["sample"], c["unit"], c["choice"]] for c in report.choice_causes)
+    witness = [[c["layer"], c["sample"], c["unit"], c["choice"]] for c in report.choice_witness["ties"]] if report.choice_witness else None
     left, right = backward(S, D, fs, "left"), backward(S, D, fs, "right")
     all_at_once = not _same(left, right)
-    for k in causes:
-        if _same(backward(S, D, fs, (k, "left")), backward(S, D, fs, (k, "right"))):
+    for *k, c in causes:
+        if _same(backward(S, D, fs, {tuple(k): c}), machine):
             problems.append(f"choice cause {k}")
-    if bool(report.choice_sensitive) != (all_at_once or bool(causes)):
+    if report.choice_sensitive is True and (witness is None or _same(backward(S, D, fs, {tuple(k): c for *k, c in witness}), machine)):
+        problems.append("choice witness")
+    if report.choice_sensitive is False and (all_at_once or causes):
         problems.append("choice sensitivity")
     if problems:  # pragma: no cover - a bug in the replay engine or in kinkcheck
         raise RuntimeError(f"export-test: the replay does not reproduce kinkcheck's {', '.join(problems)} for {net.source}")
@@ -164,7 +167,7 @@ def export_torch(cex) -> str:
     facts = {
         "float_ties": float_ties,
         "real_ties": real_ties,
-        "compensation": comp,
+        "branch_mismatch": comp,
         "choice": bool(report.choice_sensitive),
         "mismatch": mismatch,
         "ad_correct": report.ad_correct,
@@ -259,7 +262,7 @@ def export_torch(cex) -> str:
         "NET": D,
         "FLOAT_TIES": float_ties,
         "REAL_TIES": real_ties,
-        "COMPENSATION": comp,
+        "BRANCH_MISMATCH": comp,
         "MACHINE_AD": report.machine_ad,
         "EXACT_AD": report.ad,
         "GRADIENT": report.gradient,
@@ -267,6 +270,7 @@ def export_torch(cex) -> str:
         "MISMATCH": mismatch,
         "ALL_AT_ONCE": all_at_once,
         "CHOICE_CAUSES": causes,
+        "CHOICE_WITNESS": witness,
         "TORCH_UNITS": units,
         "TORCH_WINDOWS": windows,
         "TORCH_TIES": torch_ties,

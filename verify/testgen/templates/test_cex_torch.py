@@ -77,14 +77,15 @@ NET = {
 }
 FLOAT_TIES = [[1, 0, 0], [1, 0, 1]]
 REAL_TIES = [[1, 0, 0], [1, 0, 1]]
-COMPENSATION = []
+BRANCH_MISMATCH = []
 MACHINE_AD = ["0x0p+0"]
 EXACT_AD = ["0"]
 GRADIENT = ["1"]
 AD_CORRECT = False
 MISMATCH = []
 ALL_AT_ONCE = True
-CHOICE_CAUSES = [[1, 0, 0], [1, 0, 1]]
+CHOICE_CAUSES = [[1, 0, 0, "right"], [1, 0, 1, "right"]]
+CHOICE_WITNESS = [[1, 0, 0, "right"]]
 TORCH_UNITS = [[1, 0, 0, ["=", "0x0p+0"]], [1, 0, 1, ["=", "0x0p+0"]]]
 TORCH_WINDOWS = []
 TORCH_TIES = [[1, 0, 0], [1, 0, 1]]
@@ -302,10 +303,10 @@ def test_spec_machine_run_bit_for_bit():
     assert [v.hex() for v in backward(A, NET, fw)] == [float.fromhex(h).hex() for h in MACHINE_AD]
 
 
-def test_compensation():
+def test_branch_mismatch():
     """Units whose branch (piece, kink, maximal entries) differs between the float and exact runs."""
     fs, fe = forward(Spec(rnd), NET), forward(Exact(), NET)
-    assert sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k]) == COMPENSATION
+    assert sorted(list(k) for k in fs["branch"] if fs["branch"][k] != fe["branch"][k]) == BRANCH_MISMATCH
 
 
 def test_float_ad_versus_exact_ad():
@@ -322,14 +323,18 @@ def test_float_ad_versus_exact_ad():
 
 # >>> kinkcheck:if_choice - kept when the float AD output is choice-sensitive
 def test_choice_sensitivity():
-    """The float AD output with every float tie on its left versus its right one-sided derivative
-    (max-pool: first versus last maximal entry), and each tie of CHOICE_CAUSES switched alone."""
+    """The float AD output changes when the float ties of CHOICE_WITNESS take the listed options
+    ([layer, sample, unit, option]: "left" / "right" one-sided derivative, or the flat input
+    position of the tied max-pool entry that takes the gradient; the other ties keep the file's
+    proxies), and when each tie of CHOICE_CAUSES takes its option alone. ALL_AT_ONCE: every float tie
+    on its left versus its right one-sided derivative (max-pool: first versus last maximal entry)."""
     A = Spec(rnd)
     fw = forward(A, NET)
+    base = backward(A, NET, fw)
     assert (not same(backward(A, NET, fw, "left"), backward(A, NET, fw, "right"))) is ALL_AT_ONCE
-    for key in CHOICE_CAUSES:
-        assert not same(backward(A, NET, fw, (key, "left")), backward(A, NET, fw, (key, "right")))
-    assert ALL_AT_ONCE or CHOICE_CAUSES
+    for *key, option in CHOICE_CAUSES:
+        assert not same(backward(A, NET, fw, {tuple(key): option}), base)
+    assert not same(backward(A, NET, fw, {tuple(key): option for *key, option in CHOICE_WITNESS}), base)
 # <<< kinkcheck:if_choice
 
 
