@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .encodings.errors import InputError
+from .encodings.errors import InputError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Exact verification of AD at kinks for small networks.")
 out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -23,7 +23,7 @@ MAX_ROWS = 20
 
 
 def _fail(msg: str, code: int = 2):
-    err.print(f"kinkcheck: {msg}", markup=False)
+    err.print(one_line(f"kinkcheck: {msg}"), markup=False)  # a user's string never breaks the line
     raise typer.Exit(code)
 
 
