@@ -1,6 +1,6 @@
 """The network model and the loader for the network file, format version 1.
 
-``load(path_or_dict)`` validates everything (see shared/spec/network-format.md and docs/format.md)
+``load(path_or_dict)`` validates everything (docs/format.md is the reference of the file)
 and returns a :class:`Network`. Any defect raises :class:`InputError` with one line naming the file
 and the place (tensor and index, layer and key). Nothing is evaluated here: the semantics live in
 ``exact.py`` and ``machine.py``.

@@ -44,7 +44,7 @@ def table(items) -> str:
 
 README_HEAD = """# proofs
 
-The papers' examples (shared/reference/background.md) and three of kinkcheck's own (the max-pool
+The papers' examples and three of kinkcheck's own (the max-pool
 LP condition, a tie under cross-entropy, compensating ties in two layers) as network files
 (`examples/`) with their committed certificates (`certificates/`). `kinkcheck check certificates/NAME.cert.json` re-validates
 one with exact arithmetic; the test suite re-checks all of them and regenerates them
