@@ -245,11 +245,20 @@ def _parse_constant(tok):
     return math.nan if tok == "NaN" else (math.inf if tok == "Infinity" else -math.inf)
 
 
+MAX_FILE_BYTES = 2**31  # a network file is read whole; never an unbounded read
+
+
 def read_json(path) -> tuple[dict, str]:
     src = str(path)
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.exists() and not p.is_dir() and not p.is_file():  # a device or a pipe: maybe endless
+            raise InputError("not a regular file, expected a network file", source=src)
+        with p.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise InputError(f"larger than {MAX_FILE_BYTES} bytes, too large for a network file", source=src)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InputError("no such file", source=src) from None
     except IsADirectoryError:

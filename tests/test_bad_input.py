@@ -504,6 +504,16 @@ def test_convention_option_device(cli_dir):
     assert "/dev/zero" in line and "not a regular file" in line
 
 
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_device_is_not_read(cli_dir, command):
+    # a network file or a certificate that is a device would be read forever: refused up front
+    r = cli(command, "/dev/zero")
+    assert r.returncode == 2
+    line = _one_line(r)
+    assert line.startswith("kinkcheck: /dev/zero: not a regular file"), line
+
+
 def test_convention_option_too_large(cli_dir):
     (cli_dir / "big.json").write_text('{"relu": [0]' + " " * 1_000_000 + "}")
     r = cli("verify", "good.json", "--convention", "big.json")
