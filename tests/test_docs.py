@@ -165,6 +165,21 @@ def test_license_matches_pyproject():
     assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
 
 
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_anchors_exist():
+    for p in PAGES:
+        prose = re.sub(r"`[^`\n]*`", "", re.sub(r"(?ms)^```.*?^```", "", p.read_text(encoding="utf-8")))
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", prose):
+            page = (p.parent / target) if target else p
+            text = re.sub(r"(?ms)^```.*?^```", "", page.read_text(encoding="utf-8"))
+            slugs = {_slug(h) for h in re.findall(r"(?m)^#+ (.*)$", text)}
+            assert anchor in slugs, f"{p.name}: #{anchor} is not a heading of {page.name}"
+
+
 def _needs_torch(bs) -> bool:
     return any(b.lang == "python" and re.search(r"^\s*(import|from) torch\b", b.text, re.M) for b in bs if not b.marker)
 
