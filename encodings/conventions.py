@@ -12,6 +12,7 @@ the one-sided derivative of the op at that kink (derived by the activation libra
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -102,8 +103,31 @@ def named(name: str) -> Convention:
     return _CACHE[name]
 
 
-def load_convention(spec=None, *, where: str = "convention") -> Convention:
-    """``None`` -> pytorch; a name; a dict (user mapping or file schema); a path to a JSON file."""
+MAX_FILE_BYTES = 1_000_000  # a convention file is a few hundred bytes; never read an unbounded file
+
+
+def read_convention_file(path: str) -> dict:
+    """A convention file's JSON (a regular file of at most MAX_FILE_BYTES; InputError otherwise)."""
+    from .formats import json_float
+
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise InputError("not a regular file (a convention file is a JSON object)", source=path)
+        with p.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise InputError(f"convention file larger than {MAX_FILE_BYTES} bytes", source=path)
+        return json.loads(raw.decode("utf-8"), parse_float=json_float)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"cannot read convention file: {exc}", source=path) from None
+
+
+def load_convention(spec=None, *, where: str = "convention", files: bool = True) -> Convention:
+    """``None`` -> pytorch; a name; a dict (user mapping or file schema); a path to a JSON file
+    (only with ``files``: a network file's ``"convention"`` is a name or an object, never a path)."""
     if spec is None:
         return named("pytorch")
     if isinstance(spec, Convention):
@@ -111,14 +135,14 @@ def load_convention(spec=None, *, where: str = "convention") -> Convention:
     if isinstance(spec, str):
         if spec in NAMED:
             return named(spec)
-        path = Path(spec)
-        if not path.exists():
+        if not files:
+            raise InputError(
+                f"{where}: unknown convention {spec!r} (a network file names pytorch, jax or tensorflow, or "
+                "gives an object such as {\"relu\": [1]}; a convention file is given on the command line: --convention FILE.json)"
+            )
+        if not Path(spec).exists():
             raise InputError(f"{where}: unknown convention {spec!r} (expected pytorch, jax, tensorflow or a JSON file)")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{spec}: cannot read convention file: {exc}") from None
-        return load_convention(data, where=spec)
+        return load_convention(read_convention_file(spec), where=spec)
     if isinstance(spec, dict):
         if "ops" in spec and isinstance(spec["ops"], dict):
             base_name = spec.get("base", "pytorch")
@@ -146,6 +170,8 @@ def resolve_kink_derivatives(entries, act, fmt, where: str) -> tuple:
                 v, _ = parse_value(e, fmt, "nearest")
             except InvalidValue as exc:
                 raise InputError(f"{where}: kink_derivatives[{k}]: {exc}") from None
+            if math.isinf(v):
+                raise InputError(f"{where}: kink_derivatives[{k}]: {_show(e)} rounds to {v} in {fmt.name}; a kink derivative must be finite")
             out.append(v)
     return tuple(out)
 

@@ -109,7 +109,7 @@ class Enclosures:
 
 def forward(net) -> Enclosures:
     """Raise Unsupported for networks outside the filter (transcendental ops, infinite values)."""
-    if not np.isfinite(net.theta).all() or not np.isfinite(net.inputs).all():
+    if net.infinite():
         raise Unsupported("non-finite values")
     if net.loss.op == "cross_entropy":
         pass  # the loss itself has no kink; only its value is transcendental

@@ -42,6 +42,7 @@ exact value (hex floats are parsed exactly, never through ``float.fromhex``).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpq, mpz
 
+from .errors import one_line
+
 __all__ = [
     "FormatError",
     "InvalidValue",
@@ -63,6 +66,8 @@ __all__ = [
     "FLOAT32",
     "FLOAT64",
     "parse_value",
+    "json_float",
+    "OverflowLiteral",
     "exact",
     "to_hex",
 ]
@@ -91,6 +96,32 @@ class InvalidValue(ValueError):
 
     The message carries no location; callers add file / tensor / index.
     """
+
+
+class OverflowLiteral(float):
+    """A JSON number literal beyond the binary64 range (``1e400``): Python's reader makes it an
+    infinity, but a JSON number means its nearest binary64 value and this one has no finite one.
+    It stays a float (an infinity) for code that only looks at types; :func:`parse_value` rejects it.
+    """
+
+    text: str
+
+    def __new__(cls, text: str):
+        obj = super().__new__(cls, float(text))
+        obj.text = text
+        return obj
+
+
+def json_float(text: str) -> float:
+    """``parse_float`` hook for ``json.loads``: a float, or an :class:`OverflowLiteral`."""
+    v = float(text)
+    return OverflowLiteral(text) if math.isinf(v) else v
+
+
+_OVERFLOW_HELP = (
+    "is beyond the binary64 range (a JSON number means its nearest binary64 value, and there is no "
+    'finite one); write the string "inf" or "-inf" for an infinity, or the exact value as a string'
+)
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -555,7 +586,8 @@ def _exact_or_none(v: float):
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A user's string in a message: JSON-quoted, every non-printable character escaped."""
+    return one_line(json.dumps(s, ensure_ascii=False))
 
 
 FLOAT16 = FloatFormat(5, 10, "float16")
@@ -641,6 +673,8 @@ def parse_value(token, fmt: FloatFormat, rounding: str = "exact") -> tuple[float
     fmt = FloatFormat.from_spec(fmt)
     if isinstance(token, bool):
         raise InvalidValue(f"{str(token).lower()} is not a number")
+    if isinstance(token, OverflowLiteral):
+        raise InvalidValue(f"the JSON number {_short(token.text)} {_OVERFLOW_HELP}")
     if isinstance(token, float):
         if math.isnan(token):
             raise InvalidValue("NaN is not allowed")
@@ -651,11 +685,15 @@ def parse_value(token, fmt: FloatFormat, rounding: str = "exact") -> tuple[float
         neg = math.copysign(1.0, token) < 0
         value = exact(token)
     elif isinstance(token, int):
-        # the binary64 number nearest to the integer (inf only if that rounding overflows)
-        text = _format_rational(mpq(token))
+        # the binary64 number nearest to the integer; past the binary64 range there is none
         b64 = FLOAT64.round_rational(mpq(token))
         if math.isinf(b64):
-            return b64, False
+            try:
+                shown = _short(str(token))
+            except ValueError:  # more digits than Python converts
+                shown = f"of about {int(abs(token).bit_length() * 0.30103)} digits"
+            raise InvalidValue(f"the JSON integer {shown} {_OVERFLOW_HELP}")
+        text = _format_rational(mpq(token))
         neg = False
         value = exact(b64)
     elif isinstance(token, str):

@@ -1,6 +1,6 @@
 """The network model and the loader for the network file, format version 1.
 
-``load(path_or_dict)`` validates everything (docs/format.md is the reference)
+``load(path_or_dict)`` validates everything (docs/format.md is the reference of the file)
 and returns a :class:`Network`. Any defect raises :class:`InputError` with one line naming the file
 and the place (tensor and index, layer and key). Nothing is evaluated here: the semantics live in
 ``exact.py`` and ``machine.py``.
@@ -30,7 +30,7 @@ import numpy as np
 from . import activations as _act
 from .conventions import TIE_BREAKS, load_convention
 from .errors import InputError
-from .formats import FloatFormat, FormatError, InvalidValue, parse_value
+from .formats import FloatFormat, FormatError, InvalidValue, json_float, parse_value
 
 TOP_KEYS = {"kinkcheck", "dtype", "params", "inputs", "targets", "layers", "loss", "convention", "rounding", "description"}
 ELEMENTWISE = ("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "identity", "sigmoid", "tanh")
@@ -161,6 +161,21 @@ class Network:
     def out_shape(self) -> tuple:
         return self.layers[-1].out_shape if self.layers else tuple(self.inputs.shape[1:])
 
+    def infinite(self) -> str | None:
+        """Where an infinity is (a parameter, an input, a target or an inline constant of a
+        layer), or None. The exact semantics is undefined there: verdicts are null with this reason."""
+        if not np.isfinite(self.theta).all():
+            return "a parameter is infinite"
+        if not np.isfinite(self.inputs).all():
+            return "an input is infinite"
+        if self.targets is not None and self.targets.dtype.kind == "f" and not np.isfinite(self.targets).all():
+            return "a target is infinite"
+        for L in self.layers:
+            for what, ref in (("weight", L.weight), ("bias", L.bias)):
+                if ref is not None and not np.isfinite(ref.const).all():
+                    return f"an inline {what} of {L.label} is infinite"
+        return None
+
     def param(self, name: str) -> Param:
         for p in self.params:
             if p.name == name:
@@ -230,7 +245,7 @@ def _dup_where(text: str) -> str:
             where.setdefault("pos", s_and_end[1] - 1)
             raise
 
-    dec = json.JSONDecoder(object_pairs_hook=_dup_check, parse_constant=_parse_constant)
+    dec = json.JSONDecoder(object_pairs_hook=_dup_check, parse_constant=_parse_constant, parse_float=json_float)
     dec.parse_object = parse_object
     dec.scan_once = js.py_make_scanner(dec)
     try:
@@ -251,11 +266,20 @@ def _parse_constant(tok):
     return math.nan if tok == "NaN" else (math.inf if tok == "Infinity" else -math.inf)
 
 
+MAX_FILE_BYTES = 2**31  # a network file is read whole; never an unbounded read
+
+
 def read_json(path) -> tuple[dict, str]:
     src = str(path)
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.exists() and not p.is_dir() and not p.is_file():  # a device or a pipe: maybe endless
+            raise InputError("not a regular file, expected a network file", source=src)
+        with p.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise InputError(f"larger than {MAX_FILE_BYTES} bytes, too large for a network file", source=src)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InputError("no such file", source=src) from None
     except IsADirectoryError:
@@ -263,7 +287,7 @@ def read_json(path) -> tuple[dict, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc.__class__.__name__}: {exc}", source=src) from None
     try:
-        data = json.loads(text, object_pairs_hook=_dup_check, parse_constant=_parse_constant)
+        data = json.loads(text, object_pairs_hook=_dup_check, parse_constant=_parse_constant, parse_float=json_float)
     except _Dup as d:
         raise InputError(f"duplicate key {d.args[0]!r}{_dup_where(text)}", source=src) from None
     except json.JSONDecodeError as exc:
@@ -482,8 +506,10 @@ class _Loader:
             shape = layer.out_shape
         self.out_shape = shape
         loss, targets = self.loss(d["loss"], d.get("targets"), shape)
-        conv_spec = self.convention_override if self.convention_override is not None else d.get("convention")
-        convention = load_convention(conv_spec, where="convention")
+        if self.convention_override is not None:  # the caller's (CLI --convention: a name, an object or a FILE.json)
+            convention = load_convention(self.convention_override, where="convention")
+        else:  # in a network file: a name or an object, never a path
+            convention = load_convention(d.get("convention"), where="convention", files=False)
         self.check_convention(convention, layers, loss)
         net = Network(
             source=self.src,
@@ -503,8 +529,20 @@ class _Loader:
 
     def check_convention(self, conv, layers, loss):
         """Every convention entry the network uses must resolve (count and values)."""
-        from .conventions import resolve_kink_derivatives
+        from .conventions import SIDES, resolve_kink_derivatives
 
+        for op, entries in conv.kinks.items():  # every numeric entry, also of ops this network lacks
+            for k, e in enumerate(entries):
+                if not (isinstance(e, str) and e in SIDES):
+                    try:
+                        v, _ = parse_value(e, self.fmt, "nearest")
+                    except InvalidValue as exc:
+                        raise InputError(f"{_conv_where(conv)}: {op}: kink_derivatives[{k}]: {exc}") from None
+                    if math.isinf(v):
+                        raise InputError(
+                            f"{_conv_where(conv)}: {op}: kink_derivatives[{k}]: {_show(e)} rounds to {v} in {self.fmt.name}; "
+                            "a kink derivative must be finite"
+                        )
         for L in layers:
             if L.act is not None and L.kink_derivatives is None:
                 entries = conv.kink_entries(L.act.name if L.op == "fixed_point" else L.op) or ()
@@ -768,8 +806,11 @@ class _Loader:
             if not isinstance(targets_spec, dict) or not set(targets_spec) <= {"shape", "values"}:
                 raise InputError("targets: expected {\"shape\": [N], \"values\": [class indices]}")
             vals = targets_spec.get("values")
-            if targets_spec.get("shape") != [N] or not isinstance(vals, list) or len(vals) != N:
-                raise InputError(f"targets: cross_entropy needs shape [{N}] of class indices")
+            shape = targets_spec.get("shape")
+            if not isinstance(shape, list) or any(type(d) is not int for d in shape):
+                raise InputError(f"targets: shape must be a list of integers, got {_show(shape)}")
+            if shape != [N] or not isinstance(vals, list) or len(vals) != N:
+                raise InputError(f"targets: cross_entropy needs shape [{N}] of class indices, got shape {_show(shape)}")
             cls = []
             for i, v in enumerate(vals):
                 if isinstance(v, float) and v.is_integer():

@@ -153,10 +153,9 @@ def run(net, proxies, *, use_filter: bool = True, machine: bool = True) -> Runs:
     runs = Runs(net=net, proxies=proxies)
     if machine:
         runs.machine = P.forward(net, MachineArith(net.fmt))
-    if not np.isfinite(net.theta).all() or not np.isfinite(net.inputs).all() or (
-        net.targets is not None and net.targets.dtype.kind == "f" and not np.isfinite(net.targets).all()
-    ):
-        runs.exact_reason = "the exact semantics is undefined: a parameter, input or target is infinite"
+    infinite = net.infinite()
+    if infinite:
+        runs.exact_reason = f"the exact semantics is undefined: {infinite}"
         return runs
     try:
         if use_filter:

@@ -1,6 +1,6 @@
 """An independent reference implementation of kinkcheck's two semantics.
 
-Written from ``docs/semantics.md`` and ``shared/spec/network-format.md`` only, as plain scalar loops
+Written from ``docs/semantics.md`` and ``docs/format.md`` only, as plain scalar loops
 (slow, for small networks). It shares no code with ``kinkcheck.encodings`` (no program, arith,
 exact, machine, activations, conventions, formats): the document is parsed here, activations,
 kink positions, one-sided derivatives and the named conventions' proxy values are typed by hand

@@ -1,5 +1,5 @@
 """Bad input: one clear line on stderr naming the file and the place, exit 2, never a traceback,
-nothing written (the issue's "Bad input" requirement; shared/spec/network-format.md).
+nothing written (the issue's "Bad input" requirement; docs/format.md).
 
 The corpus ``tests/bad/`` holds one small file per defect, named for the defect. ``EXPECTED`` maps
 every corpus file to the substrings its message must contain: the place (tensor and index, layer
@@ -172,7 +172,28 @@ EXPECTED: dict[str, list] = {
     "convention_number.json": ["convention"],
     "convention_kink_count.json": ["convention", "relu", "1 kink", "2 kink derivative"],
     "convention_nan_entry.json": ["convention", "relu", "NaN"],
+    # --- found by fuzzing (issue 12) -------------------------------------------------------
+    # a path is not a convention inside a network file (the CLI's --convention FILE.json is)
+    "convention_path.json": ["convention", "'/dev/zero'", "--convention FILE.json"],
+    # kink derivatives are rounded to the dtype like every op constant: 70000 > 65504 (float16 max)
+    # and 1e39 > 0x1.fffffep+127 (float32 max, about 3.4e38) round to inf
+    "kink_derivatives_overflow.json": ["layers[1] (relu)", "kink_derivatives[0]", "70000", "inf", "float16", "finite"],
+    "convention_kink_inf.json": ["convention", "relu", "kink_derivatives[0]", '"1e39"', "finite"],
+    "convention_unused_kink_inf.json": ["convention", "hardtanh", "kink_derivatives[1]", '"-inf"', "finite"],
+    "l1_kink_derivatives_inf.json": ["loss", "kink_derivatives[0]", '"-inf"', "finite"],
+    # the newline is echoed escaped, so the message stays one line
+    "dtype_newline.json": ["dtype", '"float\\n32"'],
+    "cross_entropy_float_shape.json": ["targets", "shape", "integers", "[1.0]"],
+    # 2^1024 (and the literal 1e400) have no finite nearest binary64 value
+    "integer_beyond_binary64.json": ["params.w[1,1]", "JSON integer", "17976931348623159", "binary64 range"],
+    "number_beyond_binary64.json": ["inputs[0,1]", "1e400", "binary64 range", '"inf"'],
 }
+
+FUZZED = [  # issue 12's fuzzing finds: also checked for "nothing written" with an output requested
+    "convention_path.json", "kink_derivatives_overflow.json", "convention_kink_inf.json", "convention_unused_kink_inf.json",
+    "l1_kink_derivatives_inf.json", "dtype_newline.json", "cross_entropy_float_shape.json",
+    "integer_beyond_binary64.json", "number_beyond_binary64.json",
+]
 
 # Bugs found while writing these tests (reported; the code is someone else's to fix).
 _NAN_DUMPS = "a JSON NaN token outside a value slot reaches json.dumps(_NaNToken) in the error message: TypeError, exit 4"
@@ -189,6 +210,8 @@ SUBPROCESS_SUBSET = [
     "not_representable_float32.json",
     "linear_shape.json",
     "op_not_string.json",  # a crash: must still be exit 2, one line
+    "dtype_newline.json",  # a newline in a user's string: still one line
+    "convention_path.json",  # /dev/zero is never read
 ]
 
 # files whose only defect is representability: --rounding nearest turns them into success
@@ -458,6 +481,131 @@ def test_convention_file_wrong_count(cli_dir):
     assert r.returncode == 2
     line = _one_line(r)
     assert "conv_count.json" in line and "relu" in line and "2 kink derivative" in line
+
+
+@pytest.mark.parametrize("name", FUZZED)
+def test_fuzzed_nothing_written(name, tmp_path, monkeypatch):
+    """Issue 12's fuzzing finds: exit 2, one line naming the file, no certificate half-written."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(BAD / name, tmp_path / name)
+    r = cli("verify", name, "--certificate", "cert.json", "--json")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stdout == ""
+    check_line(r.stderr, name, name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_convention_option_device(cli_dir):
+    # --convention accepts a FILE.json, but only a regular file: /dev/zero would never end
+    r = cli("verify", "good.json", "--convention", "/dev/zero")
+    assert r.returncode == 2
+    line = _one_line(r)
+    assert "/dev/zero" in line and "not a regular file" in line
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_device_is_not_read(cli_dir, command):
+    # a network file or a certificate that is a device would be read forever: refused up front
+    r = cli(command, "/dev/zero")
+    assert r.returncode == 2
+    line = _one_line(r)
+    assert line.startswith("kinkcheck: /dev/zero: not a regular file"), line
+
+
+def test_convention_option_too_large(cli_dir):
+    (cli_dir / "big.json").write_text('{"relu": [0]' + " " * 1_000_000 + "}")
+    r = cli("verify", "good.json", "--convention", "big.json")
+    assert r.returncode == 2
+    line = _one_line(r)
+    assert "big.json" in line and "larger than 1000000 bytes" in line
+
+
+def test_convention_option_file_allowed(cli_dir):
+    (cli_dir / "conv.json").write_text('{"relu": [1]}')
+    r = cli("verify", "good.json", "--convention", "conv.json", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["convention"] == "custom"
+
+
+def _inf_pair():
+    """The same network twice: w = [[inf, 2], [3, 4]] as a tensor param and as an inline weight."""
+    tensor = json.loads(json.dumps(GOOD))
+    tensor["params"]["w"]["values"] = [["inf", 2], [3, 4]]
+    inline = json.loads(json.dumps(GOOD))
+    del inline["params"]["w"]
+    inline["layers"][0]["weight"] = [["inf", 2], [3, 4]]
+    return tensor, inline
+
+
+def test_infinite_params_inline_and_tensor_agree():
+    """An infinite weight is no input error: the machine run works, the exact verdicts are null with
+    the reason (docs/format.md) - the same for an inline weight as for a tensor param."""
+    reports = [kinkcheck.verify(doc) for doc in _inf_pair()]
+    for rep, where in zip(reports, ("a parameter is infinite", "an inline weight of layer 0 (linear) is infinite")):
+        d = rep.to_dict()
+        assert (d["differentiable"], d["ad_correct"], d["ad_in_clarke"], d["compensation"]) == (None, None, None, None)
+        assert any(where in u for u in d["unknown"]), d["unknown"]
+        assert d["loss"]["machine"] == "inf"
+    t, i = (r.to_dict() for r in reports)
+    assert t["float_ties"] == i["float_ties"] and t["choice_sensitive"] == i["choice_sensitive"]
+    assert reports[0].exit_code == reports[1].exit_code == 3
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_infinite_params_cli_exit(which, tmp_path):
+    p = tmp_path / "net.json"
+    p.write_text(json.dumps(_inf_pair()[which]))
+    r = cli("verify", str(p), "--json")
+    assert r.returncode == 3, r.stderr
+    assert "internal error" not in r.stderr
+
+
+def test_json_integer_binary64_boundary(tmp_path):
+    # binary64's largest finite value is 2^1024 - 2^971; integers below the halfway point to 2^1024
+    # round to it, from the halfway point 2^1024 - 2^970 on they round (IEEE) to inf: rejected
+    doc = json.loads(json.dumps(GOOD))
+    doc["dtype"] = "float64"
+    for n, ok in ((2**1024 - 2**970 - 1, True), (2**1024 - 2**970, False), (-(2**1024), False)):
+        doc["params"]["w"]["values"] = [[1, 2], [3, n]]
+        p = tmp_path / "net.json"
+        p.write_text(json.dumps(doc))
+        if ok:
+            net = kinkcheck.load(str(p))
+            assert net.theta[3] == float.fromhex("0x1.fffffffffffffp+1023")
+        else:
+            with pytest.raises(kinkcheck.InputError, match=r"params\.w\[1,1\]: the JSON integer .* binary64 range"):
+                kinkcheck.load(str(p))
+    # the same rule in a dict given to the API (Python ints are JSON integers)
+    with pytest.raises(kinkcheck.InputError, match="binary64 range"):
+        kinkcheck.load(doc)
+
+
+def test_string_beyond_binary64_is_exact():
+    # strings are exact values: "1e400" is not representable (exact) and rounds to inf (nearest)
+    doc = json.loads(json.dumps(GOOD))
+    doc["dtype"] = "float64"
+    doc["params"]["b"]["values"] = ["1e400", 0]
+    with pytest.raises(kinkcheck.InputError, match=r"params\.b\[0\].*1e400.*inf"):
+        kinkcheck.load(doc)
+    net = kinkcheck.load(doc, rounding="nearest")
+    assert net.theta[4] == float("inf")
+
+
+def test_error_messages_escape_control_characters(tmp_path):
+    # a file name and a key with control characters: still exactly one line
+    doc = json.loads(json.dumps(GOOD))
+    doc["params"]["w\u2028x"] = doc["params"].pop("w")
+    doc["layers"][0]["weight"] = "w\x1b[31m"
+    p = tmp_path / "a\nb.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(kinkcheck.InputError) as info:
+        kinkcheck.load(str(p))
+    msg = str(info.value)
+    assert len(msg.splitlines()) == 1 and "\x1b" not in msg
+    assert msg.startswith("a\\nb.json: ".join([str(tmp_path) + "/", ""])), msg
+    assert "unknown parameter 'w\\x1b[31m'" in msg
 
 
 def test_huge_stride_is_not_a_crash(tmp_path):

@@ -1,4 +1,4 @@
-"""The papers' examples (shared/reference/background.md) as network files under proofs/examples/,
+"""The papers' examples as network files under proofs/examples/,
 with the facts the papers state asserted exactly. Expected values come from the papers, not from
 running kinkcheck."""
 

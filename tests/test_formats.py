@@ -31,6 +31,7 @@ from kinkcheck.encodings.formats import (
     InvalidValue,
     NotRepresentable,
     exact,
+    json_float,
     parse_value,
     to_hex,
 )
@@ -663,8 +664,12 @@ def test_parse_json_numbers():
     w = np.float32([0.1, -2.5e-40, 3.4e38, 1e-45])
     for x in json.loads(json.dumps(w.tolist())):
         assert parse_value(x, FLOAT32) == (x, False)
-    # JSON 1e400 parses as inf, which is a value of every format
+    # a Python infinity (json's plain reading of 1e400, or math.inf in a dict) is inf, a value of
+    # every format; the network reader marks an overflowing JSON literal, which is rejected
     assert parse_value(json.loads("1e400"), FLOAT16) == (math.inf, False)
+    with pytest.raises(InvalidValue, match="1e400 is beyond the binary64 range"):
+        parse_value(json.loads("1e400", parse_float=json_float), FLOAT16)
+    assert json.loads("[1.5, -1e-400]", parse_float=json_float) == [1.5, -0.0]
     assert parse_value(float(np.float16(0.1)), FLOAT16) == (float(np.float16(0.1)), False)
 
 
@@ -674,14 +679,16 @@ def test_parse_ints_mean_nearest_binary64():
         parse_value(2**24 + 1, FLOAT32)  # binary64 value 16777217 is not a float32
     assert parse_value(2**24 + 1, FLOAT32, "nearest") == (2.0**24, True)
     assert parse_value(2**24 + 1, FLOAT64) == (16777217.0, False)
-    big = 2**1024 - 2**970  # the binary64 overflow tie -> inf
-    assert parse_value(big, FLOAT64) == (math.inf, False)
-    assert parse_value(-big, FLOAT64) == (-math.inf, False)
+    big = 2**1024 - 2**970  # the binary64 overflow tie -> inf: no finite nearest binary64, rejected
+    for n in (big, -big, 10**400):
+        with pytest.raises(InvalidValue, match="JSON integer .* beyond the binary64 range"):
+            parse_value(n, FLOAT64)
     assert parse_value(big - 1, FLOAT64) == (1.7976931348623157e308, False)
     with pytest.raises(OverflowError):
         float(big)
     assert float(big - 1) == 1.7976931348623157e308
-    assert parse_value(10**400, FLOAT32) == (math.inf, False)
+    with pytest.raises(InvalidValue, match="about 5000 digits"):  # too long for str(): no crash
+        parse_value(10**5000, FLOAT32)
     with pytest.raises(NotRepresentable):
         parse_value(10**39, FLOAT32)
     assert parse_value(10**39, FLOAT32, "nearest") == (math.inf, True)

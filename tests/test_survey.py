@@ -246,3 +246,45 @@ def test_cli_survey_rejects_bad_options(tmp_path, args, message):
     assert res.exit_code == 2
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()  # nothing written for bad input
+
+
+def test_cli_survey_default_folder_per_configuration(tmp_path, monkeypatch):
+    """Without --out every configuration gets its own folder under survey-out/: a second
+    configuration (another seed) no longer fails on the first's folder; the same one reuses its runs."""
+    monkeypatch.chdir(tmp_path)
+    args = ["survey", "--widths", "16", "--depths", "1", "--dtypes", "float32", "--inits", "1", "--max-batches", "2", "--workers", "1", "-q"]
+    first = RUNNER.invoke(app, args)
+    second = RUNNER.invoke(app, [*args, "--seed", "1"])
+    again = RUNNER.invoke(app, [*args, "--widths", "16,32"])  # a larger grid: same run parameters
+    assert (first.exit_code, second.exit_code, again.exit_code) == (0, 0, 0), (first.output, second.output, again.output)
+    folders = sorted(p.name for p in (tmp_path / "survey-out").iterdir())
+    assert len(folders) == 2 and all(f.startswith("p1-mlp-") for f in folders)
+    assert "1 run(s) computed, 0 reused from survey-out/p1-mlp-" in first.stdout
+    assert "1 run(s) computed, 1 reused" in again.stdout
+    from kinkcheck.cli import default_survey_dir
+    from kinkcheck.survey.run import SurveyConfig
+
+    base = SurveyConfig(widths=(16,), depths=(1,), dtypes=("float32",), inits=1, max_batches=2)
+    assert default_survey_dir(base) != default_survey_dir(SurveyConfig(widths=(16,), depths=(1,), dtypes=("float32",), inits=1, max_batches=2, seed=1))
+    assert default_survey_dir(base) == default_survey_dir(SurveyConfig(widths=(16, 32), depths=(1, 2), dtypes=("float16",), inits=3, max_batches=2))
+    assert (tmp_path / default_survey_dir(base) / "config.json").is_file()
+
+
+def test_help_readme_and_docs_give_the_same_timings_and_budgets():
+    """--quick: about 20 s on 2 cores; verdict budget 60 s, 5 s with --quick - in the help, the
+    README, docs/survey.md and the configuration's defaults alike."""
+    import re
+    from pathlib import Path
+
+    from kinkcheck.survey.run import SurveyConfig
+
+    root = Path(__file__).resolve().parent.parent
+    help_text = " ".join(RUNNER.invoke(app, ["survey", "--help"], env={"COLUMNS": "1000", "TERMINAL_WIDTH": "1000"}).stdout.split())
+    readme = " ".join((root / "README.md").read_text().split())
+    docs = " ".join((root / "docs" / "survey.md").read_text().split())
+    assert "about 20 s on 2 cores" in help_text and "5 s verdict budget" in help_text
+    assert "default 60, with --quick 5" in help_text
+    assert "`--quick` takes about 20 s on two cores" in readme
+    assert "about 20 s on 2 cores" in docs and "(60 s; 5 s with `--quick`)" in docs
+    assert SurveyConfig().verdict_budget_s == 60 and SurveyConfig.quick().verdict_budget_s == 5
+    assert not re.search(r"about a minute", help_text + readme + docs)

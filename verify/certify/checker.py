@@ -62,8 +62,11 @@ def check_certificate(cert) -> dict:
     """Validate a certificate (dict or path). Returns a summary; raises CheckFailed (invalid) or
     InputError (unreadable)."""
     if isinstance(cert, (str, Path)):
+        p = Path(cert)
+        if p.exists() and not p.is_file() and not p.is_dir():  # a device or a pipe: maybe endless
+            raise InputError("not a regular file, expected a certificate", source=str(cert))
         try:
-            cert = json.loads(Path(cert).read_text())
+            cert = json.loads(p.read_text())
         except FileNotFoundError:
             raise InputError("no such file", source=str(cert)) from None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -84,10 +84,9 @@ def float_ties(net: Network) -> list:
 
 def real_ties(net: Network) -> list:
     """Keys of the real ties, from the Z3 Real encoding (raises Unsupported / ValueError)."""
-    if not (np.isfinite(net.theta).all() and np.isfinite(net.inputs).all()):
-        raise ValueError("an infinite parameter or input: the exact semantics is undefined")
-    if net.targets is not None and net.targets.dtype.kind == "f" and not np.isfinite(net.targets).all():
-        raise ValueError("an infinite target: the exact semantics is undefined")
+    infinite = net.infinite()
+    if infinite:
+        raise ValueError(f"{infinite}: the exact semantics is undefined")
     fr = P.forward(net, Z3RealArith(net.fmt))
     return sorted(k for k, c in tie_conditions(net, fr) if _ground(c))
 
