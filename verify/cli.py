@@ -138,7 +138,9 @@ def check(certificate: str = typer.Argument(..., help="certificate written by ki
     except CheckFailed as exc:
         out.print(f"[red]invalid:[/] {exc}", markup=True)
         raise typer.Exit(1)
-    out.print(f"[green]valid[/]: {', '.join(res['steps'])}")
+    from rich.markup import escape
+
+    out.print(f"[green]valid[/]: {escape(', '.join(res['steps']))}")
     raise typer.Exit(0)
 
 
