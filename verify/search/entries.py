@@ -122,6 +122,8 @@ def bounds(net, box, free, ulps) -> dict:
             raise InputError(f"{what}: empty interval {lo}:{hi}")
         for e in resolve(net, ref, what):
             put(e, lo_v, hi_v, what)
+    if isinstance(free, str):
+        free = split_refs(free)
     if free:
         if ulps is None or isinstance(ulps, bool) or not isinstance(ulps, int) or ulps < 0:
             raise InputError(f"--free needs --ulps K with an integer K >= 0 (got {ulps!r})")

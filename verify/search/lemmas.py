@@ -202,7 +202,10 @@ def _one_free(row, theta0, e, lo, hi, kinks, goal):
     except _NaN:
         return None
     real_ord = {fmt.ordinal(v) for v in real_pts}
-    where = f"one free entry, exact: real solutions {sorted(real_ord) or 'none'}, float tie ordinals {float_iv or 'none'}"
+    hx = lambda o: fmt.to_hex(fmt.from_ordinal(o))  # noqa: E731
+    reals = ", ".join(hx(o) for o in sorted(real_ord)) or "none"
+    floats = ", ".join(f"[{hx(a)}, {hx(b)}]" if a != b else hx(a) for a, b in float_iv) or "none"
+    where = f"one free entry, exact: real ties {reals}; float ties {floats}"
     if goal == "real-tie":
         return ("yes", at(real_pts[0]), where) if real_pts else ("no", where)
     if goal == "float-tie":
