@@ -165,6 +165,8 @@ def _one_free(row, theta0, e, lo, hi, kinks, goal):
         rest = row.real(at(0.0))  # exact pre-activation without the free entry's term
     except ValueError:
         return None
+    if coef == 0:  # the entry is multiplied by 0: the unit is constant over the box
+        return _fixed(row, theta0, kinks, goal)
     # real ties: coef * v + rest = k
     real_pts = []
     for k in kinks if goal != "float-tie" else []:
@@ -463,20 +465,25 @@ def _solve_linear(row, theta0, uses, bounds_by_offset, kinks, rng):
 # ------------------------------------------------------------------------------------------------
 
 
+def _fixed(row, theta0, kinks, goal):
+    """A unit that does not depend on the free entries: decided at one point."""
+    zf = row.machine(theta0)
+    try:
+        zr = row.real(theta0)
+    except ValueError:
+        return None
+    ft, rt = any(zf == k for k in kinks if row.fmt.is_representable(k)), any(zr == k for k in kinks)
+    hit = {"float-tie": ft, "real-tie": rt, "compensation": ft != rt}[goal]
+    return ("yes", theta0.copy(), "a unit the free entries do not change") if hit else ("no", "a unit the free entries do not change")
+
+
 def decide_unit(row, goal, bounds_by_offset, theta0, kinks, rng):
     """('yes', theta, why) / ('no', why) / None for one first-layer unit."""
     free = set(bounds_by_offset)
     uses = row.uses(free)
     offsets = [s for _, s, _ in uses]
     if not uses:
-        zf, zr = row.machine(theta0), None
-        try:
-            zr = row.real(theta0)
-        except ValueError:
-            return None
-        ft, rt = any(zf == k for k in kinks if row.fmt.is_representable(k)), any(zr == k for k in kinks)
-        hit = {"float-tie": ft, "real-tie": rt, "compensation": ft != rt}[goal]
-        return ("yes", theta0.copy(), "no free entry") if hit else ("no", "no free entry: a fixed unit")
+        return _fixed(row, theta0, kinks, goal)
     if len(set(offsets)) == 1 and len(offsets) == 1:
         lo, hi = bounds_by_offset[offsets[0]]
         r = _one_free(row, theta0, offsets[0], lo, hi, kinks, goal)
