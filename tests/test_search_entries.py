@@ -287,3 +287,16 @@ def test_lemma_pieces():
     assert lemmas._sum_exact(f32, q, lemmas._entry_iv(f32, 1024.0, 2000.0, 1)) is not None
     with pytest.raises(InputError):
         search(NET16, "float-tie", box={"l0.bias[0]": ("0", "1")}, timeout=-1)
+
+
+def test_time_out_is_unknown_with_the_reason():
+    from kinkcheck.search.solver import DEFAULT_TIMEOUT
+
+    assert DEFAULT_TIMEOUT == 60
+    doc = mlp("float32", W=[[0.5]], b=[0.25], x=[[1.0]])
+    r = search(doc, "compensation", box={"l0.weight": ("-1", "1"), "l0.bias": ("-1", "1")}, structured=False, timeout=1)
+    assert r.status == "unknown" and "time-out" in r.reason and r.exit_code == 3
+    lines = []
+    r = search(doc, "compensation", box={"l0.weight": ("-1", "1"), "l0.bias": ("-1", "1")}, progress=lines.append)
+    assert r.status == "unsat" and any("lemmas" in ln for ln in lines) and lines[-1].endswith("done: unsat (rounding-aware lemmas (exact, no solver))")
+    assert all(ln.startswith("[") and " s] " in ln for ln in lines)

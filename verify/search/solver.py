@@ -2,8 +2,8 @@
 
 ``search(network, goal, box=..., free=..., ulps=...)`` encodes the machine run (Z3 FloatingPoint
 terms, ``encodings/smt.py``) and, for goals that need it, the exact run (Z3 Real terms over
-fp.to_real of the same parameter variables), restricts the named scalar parameters to a box, and
-asks Z3 for parameters meeting the goal:
+fp.to_real of the same parameter variables), restricts the free entries (``entries.py``: ``NAME``,
+every entry of a tensor, or ``NAME[i,j]``) to a box, and asks Z3 for parameters meeting the goal:
 
 - ``float-tie``: some unit is exactly on a kink in the float run (max-pool: a tied window; l1: a
   zero residual);
@@ -16,13 +16,15 @@ asks Z3 for parameters meeting the goal:
 
 Before the solver (docs/search.md): interval enclosures of every unit over the box (exact "unsat"
 when no unit can tie; otherwise the query is sliced to the units that may tie and the branches the
-enclosures fix are substituted), monotone bounds and bisection for first-layer ties, exhaustive
-enumeration of boxes of at most EXHAUSTIVE_MAX float points, and a few cheap point checks.
+enclosures fix are substituted), the rounding-aware lemmas of ``lemmas.py`` (first-layer units
+decided exactly), monotone bounds and bisection for first-layer ties, exhaustive enumeration of
+boxes of at most EXHAUSTIVE_MAX float points, and a few cheap point checks.
 
 "sat" is only reported after the counterexample (a network file with the found parameters as
 exact hex floats) has been confirmed by the ordinary point verification; otherwise "unknown".
-"unsat" comes with the SMT-LIB2 query and the solver's answer, labelled solver-trusted. A time-out
-is "unknown" with the reason.
+"unsat" is labelled exact or solver-trusted; its certificate (``certificate()``) is re-validated by
+``kinkcheck check`` (``certcheck.py``). The whole search has a time-out (DEFAULT_TIMEOUT, 60 s);
+running out is "unknown" with the reason.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SearchResult:
             "trust": self.trust or ("solver-trusted" if self.status == "unsat" else ("confirmed by point verification" if self.confirmed else None)),
             "time_s": round(self.time_s, 6),
             "pruning": self.pruning,
+            "method": self.method or None,
         }
 
     def query_text(self) -> str:
