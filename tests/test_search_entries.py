@@ -300,3 +300,8 @@ def test_time_out_is_unknown_with_the_reason():
     r = search(doc, "compensation", box={"l0.weight": ("-1", "1"), "l0.bias": ("-1", "1")}, progress=lines.append)
     assert r.status == "unsat" and any("lemmas" in ln for ln in lines) and lines[-1].endswith("done: unsat (rounding-aware lemmas (exact, no solver))")
     assert all(ln.startswith("[") and " s] " in ln for ln in lines)
+
+
+def test_help_shows_entry_syntax_and_default_time_out():
+    r = RUNNER.invoke(app, ["search", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "NAME[i,j]=LO:HI" in r.stdout and "default 60" in r.stdout
