@@ -249,7 +249,7 @@ def test_every_lemma_answer_agrees_with_exhaustive_enumeration(spec):
     from kinkcheck.search.entries import bounds as make_bounds
 
     rng = random.Random(12)
-    answered = {"no": 0, "yes": 0, "sign": 0, "one free": 0}
+    answered = {"no": 0, "yes": 0, "sign": 0, "one free": 0, "enumerated": 0}
     for _ in range(30 * int(os.environ.get("KINKCHECK_TEST_SCALE", "1"))):
         fmt, doc, net, box = _random_case(rng, spec)
         bounds = make_bounds(net, box, None, None)
@@ -265,6 +265,7 @@ def test_every_lemma_answer_agrees_with_exhaustive_enumeration(spec):
             answered["no"] += 1
             answered["sign"] += any("sign preservation" in e["lemma"] for e in found[2])
             answered["one free"] += any("one free entry" in e["lemma"] for e in found[2])
+            answered["enumerated"] += any("enumerated" in e["lemma"] for e in found[2])
             grids = [_values(fmt, lo, hi, True) for _, lo, hi in bounds.values()]
             for combo in itertools.product(*grids):
                 assert not _point_meets(net, bounds, combo, goal, 0), (doc, box, goal, combo, found)
@@ -305,3 +306,24 @@ def test_time_out_is_unknown_with_the_reason():
 def test_help_shows_entry_syntax_and_default_time_out():
     r = RUNNER.invoke(app, ["search", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "NAME[i,j]=LO:HI" in r.stdout and "default 60" in r.stdout
+
+
+def test_lemmas_leave_the_rest_to_the_solver(monkeypatch):
+    """Units the lemmas decide are left out of the query; the certificate's check decides them again."""
+    from kinkcheck.search import solver
+
+    spec = {"exponent_bits": 4, "fraction_bits": 3}
+    # unit 0: 1 + 0.5 * 0.5625 + b = 0 needs b = -1.28125 (5 fraction bits): no real tie (one free entry)
+    # unit 1: w0 + 0.5625 w1 - 1 = 0 has no solution on the grid of [0.5, 1] (two free entries)
+    doc = mlp(spec, W=[[1, 0.5], [1, 1]], b=[0.25, -1], x=[[1, 0.5625]])
+    box = {"l0.bias[0]": ("-2", "-1"), "l0.weight[1,0]": ("0.5", "1"), "l0.weight[1,1]": ("0.5", "1")}
+    r = search(doc, "real-tie", box=box)
+    assert (r.status, r.method) == ("unsat", "lemmas") and len(r.evidence) == 2
+    assert any("enumerated" in e["lemma"] for e in r.evidence)
+    monkeypatch.setattr(lemmas, "ENUMERATE_MAX", {"real-tie": 0, "float-tie": 0, "compensation": 0})
+    monkeypatch.setattr(solver, "EXHAUSTIVE_MAX", 0)
+    r = search(doc, "real-tie", box=box)
+    assert (r.status, r.method) == ("unsat", "solver") and [e["key"] for e in r.evidence] == [[1, 0, 0]]
+    assert "|l0.weight[1,0]|" in r.smtlib
+    res = check_any(r.certificate())
+    assert res["valid"] and res["trust"] == "solver-trusted" and any("lemmas" in st for st in res["steps"])

@@ -8,7 +8,7 @@ re-runs every exact step from the embedded network and box with exact arithmetic
   (each must say "no" again, for the same units);
 - ``monotone-bounds``: the first-layer corner bounds are re-computed;
 - ``enumeration``: every float point of the box is checked again;
-- ``solver``: the SMT-LIB2 query is re-built from the network and the box (sliced by re-computed
+- ``solver``: the units the lemmas left out of the query are decided again, the SMT-LIB2 query is re-built from the network and the box (sliced by re-computed
   enclosures) and must be the certificate's, character for character (up to the numbering of
   Z3's let-names); its UNSAT is the solver's
   and is labelled **solver-trusted** (the check does not call a solver).
@@ -114,7 +114,14 @@ def _check(cert) -> dict:
                 raise CheckFailed(f"step 3 (enumeration): the point {dict(zip(bounds, combo))} meets {goal}")
         steps.append(f"all {total} float points of the box enumerated [exact]")
     elif method == "solver":
-        s, _ = solver.build_query(net, goal, bounds, boxes, k_ulps)
+        exclude = set()
+        if cert.get("evidence"):
+            r = lemmas.decide(net, goal, bounds, cand)
+            if r is None or r[0] != "partial" or sorted(e["key"] for e in r[1]) != sorted(e["key"] for e in cert["evidence"]):
+                raise CheckFailed("step 3 (lemmas): the units the lemmas exclude differ from the certificate's evidence")
+            exclude = {tuple(e["key"]) for e in r[1]}
+            steps.append(f"rounding-aware lemmas: {len(exclude)} units cannot meet {goal} [exact]")
+        s, _ = solver.build_query(net, goal, bounds, boxes, k_ulps, exclude=exclude)
         if _canonical(s.to_smt2()) != _canonical(cert["smtlib"]):
             raise CheckFailed("step 3 (query): the SMT-LIB2 query re-built from the network and the box differs from the certificate's")
         steps.append("SMT-LIB2 query re-built from the network and the box: identical [exact]")

@@ -502,7 +502,38 @@ def decide_unit(row, goal, bounds_by_offset, theta0, kinks, rng):
         t = _solve_linear(row, theta0, uses, bounds_by_offset, kinks, rng)
         if t is not None:
             return ("yes", t, "solved for an entry that enters linearly")
-    return None
+    return _enumerate_and_solve(row, goal, bounds_by_offset, theta0, kinks, offsets)
+
+
+ENUMERATE_MAX = {"real-tie": 4096, "float-tie": 512, "compensation": 512}  # grid points of the other entries
+
+
+def _enumerate_and_solve(row, goal, bb, theta0, kinks, offsets):
+    """Several free entries in the row, each read once: every grid point of all but the one with the
+    largest grid, and the exact one-entry decision for that one (exact when the others' grid is
+    small)."""
+    import itertools
+
+    fmt = row.fmt
+    if len(set(offsets)) != len(offsets):
+        return None
+    size = {e: fmt.ordinal(bb[e][1]) - fmt.ordinal(bb[e][0]) + 1 for e in offsets}
+    solved = max(offsets, key=lambda e: size[e])
+    rest = [e for e in offsets if e != solved]
+    total = math.prod(size[e] for e in rest)
+    if total > ENUMERATE_MAX[goal] or not all(math.isfinite(v) for e in offsets for v in bb[e]):
+        return None
+    grids = [[fmt.from_ordinal(o) for o in range(fmt.ordinal(bb[e][0]), fmt.ordinal(bb[e][1]) + 1)] for e in rest]
+    t = theta0.copy()
+    for combo in itertools.product(*grids):
+        for e, v in zip(rest, combo):
+            t[e] = v
+        r = _one_free(row, t, solved, bb[solved][0], bb[solved][1], kinks, goal)
+        if r is None:
+            return None
+        if r[0] == "yes":
+            return ("yes", r[1], f"{total} grid points of the other entries, one entry solved exactly")
+    return ("no", f"every one of the {total} grid points of {len(rest)} entries enumerated, the last entry solved exactly")
 
 
 def _only_first_kinks(net) -> bool:
@@ -516,8 +547,9 @@ def decide(net, goal, bounds, candidates, deadline=None):
     """Decide ``goal`` (float-tie, real-tie, compensation) from the first-layer units.
 
     ``candidates``: keys of the units that may meet the goal (from the enclosures; None: every
-    unit). Returns ('sat', theta, key, why), ('unsat', reason, evidence) or None. Evidence: one
-    {"key", "lemma"} per candidate unit."""
+    unit). Returns ('sat', theta, key, why), ('unsat', reason, evidence), ('partial', evidence)
+    (the units decided "no"; the others are left to the solver) or None. Evidence: one
+    {"key", "lemma"} per unit decided "no"."""
     import random
     import time
 
@@ -550,5 +582,5 @@ def decide(net, goal, bounds, candidates, deadline=None):
             return ("sat", r[1], key, r[2])
         evidence.append({"key": list(key), "lemma": r[1]})
     if others or undecided:
-        return None
+        return ("partial", evidence) if evidence else None
     return ("unsat", f"every unit that may tie was decided exactly ({len(evidence)} by the first-layer lemmas)", evidence)

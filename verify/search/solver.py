@@ -98,7 +98,8 @@ class SearchResult:
     def query_text(self) -> str:
         """The SMT-LIB2 query of the question (built now if the answer came before the solver)."""
         if not self.smtlib and getattr(self, "_net", None) is not None:
-            s, _ = build_query(self._net, self.goal, self._bounds, getattr(self, "_boxes", None), self.k_ulps)
+            ex = {tuple(e["key"]) for e in self.evidence} if self.status != "unsat" or self.method == "solver" else ()
+            s, _ = build_query(self._net, self.goal, self._bounds, getattr(self, "_boxes", None), self.k_ulps, exclude=ex)
             self.smtlib = s.to_smt2()
         return self.smtlib
 
@@ -118,6 +119,8 @@ class SearchResult:
         }.get(self.method)
         if what:
             steps.append({"step": what, "trust": "exact"})
+        if self.method == "solver" and self.evidence:
+            steps.append({"step": f"rounding-aware lemmas: {len(self.evidence)} units cannot meet the goal (left out of the query)", "trust": "exact"})
         if self.method == "solver":
             steps.append({"step": f"SMT UNSAT of the query ({self.solver})", "trust": "solver-trusted"})
         net = getattr(self, "_net", None)
@@ -247,6 +250,9 @@ def search(
         found = _lemmas.decide(net, goal, bounds, cand if boxes is not None else None, deadline)
         if found is not None and found[0] == "unsat":
             return done("unsat", "exact", "rounding-aware lemmas (exact, no solver)", found[1], method="lemmas", evidence=found[2])
+        if found is not None and found[0] == "partial":
+            res.evidence = found[1]  # units that cannot meet the goal: left out of the query
+            say(f"lemmas: {len(found[1])} units cannot meet the goal; the rest goes on")
         if found is not None and found[0] == "sat":
             res.solver = f"rounding-aware lemmas ({found[3]})"
             r = _confirm(res, net, {k: float(found[1][e.offset]) for k, (e, _, _) in bounds.items()}, goal, t0)
@@ -257,7 +263,7 @@ def search(
     # 3. the SMT query (always built: it is the artefact behind a solver answer)
     say("building the SMT query")
     try:
-        s, variables = build_query(net, goal, bounds, boxes, k_ulps)
+        s, variables = build_query(net, goal, bounds, boxes, k_ulps, exclude={tuple(e["key"]) for e in res.evidence})
     except (Unsupported, ValueError, OverflowError) as exc:
         res.reason = f"not encodable: {exc}"
         res.time_s = time.perf_counter() - t0
@@ -316,9 +322,10 @@ def search(
     return r
 
 
-def build_query(net, goal, bounds, boxes, k_ulps):
+def build_query(net, goal, bounds, boxes, k_ulps, exclude=()):
     """(z3.Solver holding the query, {label: (variable, lo, hi)}): the float run (and the exact run
-    when the goal needs it) over the free entries, the box, and the goal sliced by ``boxes``."""
+    when the goal needs it) over the free entries, the box, and the goal sliced by ``boxes`` and
+    without the units in ``exclude`` (keys the lemmas proved cannot meet the goal)."""
     Z = Z3FPArith(net.fmt)
     theta = np.array([Z.fpval(v) for v in net.theta.tolist()], dtype=object)
     variables = {}
@@ -339,7 +346,7 @@ def build_query(net, goal, bounds, boxes, k_ulps):
         for name, (v, lo, hi) in variables.items():
             rtheta[bounds[name][0].offset] = z3.fpToReal(v)
         fr = P.forward(net, R, theta=rtheta)
-    goal_term = _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes)
+    goal_term = _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes, set(exclude))
     if boxes is not None:
         pairs = _fixed_branch_atoms(net, boxes, Z, fz, R, fr)
         if pairs:
@@ -366,12 +373,12 @@ def _candidates(goal, boxes):
     return None
 
 
-def _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes):
+def _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes, exclude=frozenset()):
     """The goal as one Bool term; tie disjunctions keep only the units that may tie (slicing)."""
     keep = _candidates(goal, boxes) if boxes is not None and goal != "choice-sensitive" else None
 
     def ties(fw, A):
-        return [(k, c) for k, c in _tie_conditions(net, fw, A) if keep is None or k in keep]
+        return [(k, c) for k, c in _tie_conditions(net, fw, A) if (keep is None or k in keep) and k not in exclude]
 
     def any_of(cs):
         return z3.Or(cs) if len(cs) > 1 else cs[0] if cs else z3.BoolVal(False)
