@@ -502,7 +502,29 @@ def decide_unit(row, goal, bounds_by_offset, theta0, kinks, rng):
         t = _solve_linear(row, theta0, uses, bounds_by_offset, kinks, rng)
         if t is not None:
             return ("yes", t, "solved for an entry that enters linearly")
-    return _enumerate_and_solve(row, goal, bounds_by_offset, theta0, kinks, offsets)
+    r = _enumerate_and_solve(row, goal, bounds_by_offset, theta0, kinks, offsets)
+    if r is None and goal in ("float-tie", "compensation"):
+        r = _one_free_at_trials(row, goal, bounds_by_offset, theta0, kinks, uses)
+    return r
+
+
+def _one_free_at_trials(row, goal, bb, theta0, kinks, uses):
+    """Sat only: the others at the file point or a corner, one entry (the bias if free, else the
+    weight with the largest |x|) decided exactly by bisection on its grid."""
+    once = [u for u in uses if [v[1] for v in uses].count(u[1]) == 1]
+    if not once:
+        return None
+    bias = [u for u in once if u[0] == "b"]
+    e = (bias or [max(once, key=lambda u: abs(row.x[u[0]]))])[0][1]
+    for pick in (None, 0, 1):
+        t = theta0.copy()
+        if pick is not None:
+            for _, s, _ in uses:
+                t[s] = bb[s][pick]
+        r = _one_free(row, t, e, bb[e][0], bb[e][1], kinks, goal)
+        if r is not None and r[0] == "yes":
+            return ("yes", r[1], "the other entries at a corner, one entry solved exactly")
+    return None
 
 
 ENUMERATE_MAX = {"real-tie": 4096, "float-tie": 512, "compensation": 512}  # grid points of the other entries
