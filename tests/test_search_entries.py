@@ -328,3 +328,20 @@ def test_lemmas_leave_the_rest_to_the_solver(monkeypatch):
     assert "|l0.weight[1,0]|" in r.smtlib
     res = check_any(r.certificate())
     assert res["valid"] and res["trust"] == "solver-trusted" and any("lemmas" in st for st in res["steps"])
+
+
+def test_lemmas_never_answer_for_units_after_the_first_layer():
+    """A kinked unit after the first activation is not the lemmas' to decide: no unsat from them."""
+    from kinkcheck.search.entries import bounds as make_bounds
+
+    doc = mlp("float16", W=[[1.0]], b=[3.0], x=[[1.0]])
+    doc["layers"].append({"op": "abs"})  # abs(relu(w + 3)) - 1: a kink after the first layer
+    doc["layers"][2]["weight"] = "l1.weight"
+    doc["params"]["l1.weight"] = {"shape": [1, 1], "values": [[1.0]]}
+    doc["layers"].insert(3, {"op": "linear", "weight": [[1.0]], "bias": [-1.0]})
+    net = kinkcheck.load(doc)
+    b = make_bounds(net, {"l0.bias": ("-4", "-3.5")}, None, None)  # relu(1 + b) = 0: the first unit never ties
+    found = lemmas.decide(net, "real-tie", b, None)
+    assert found[0] == "partial" and [e["key"] for e in found[1]] == [[1, 0, 0]]  # the abs unit is left open
+    r = search(doc, "real-tie", box={"l0.bias": ("-4", "-3.5")}, prune=False)
+    assert r.status == "unsat" and r.method != "lemmas"  # abs(0 - 1) never ties, found by another step
