@@ -1,6 +1,6 @@
 """Benchmark: kinkcheck search against plain Z3 on the same encoding, in the same run.
 
-    python benchmarks/bench_search.py [--cap 30] [--sizes 4,8,16,32,64] [--hidden 2,4,8]
+    python benchmarks/bench_search.py [--cap 30] [--sizes 4,8,16,32,64] [--hidden 2,4,8] [--table 1|2|3|both|all] [--baseline-cap 10]
 
 Table 1 (the issue's benchmark): compensation search for one float32 neuron relu(w . x + b) with
 fan-in n, random float32 x, w and b = 0.01 - (float32 dot of the file weights); every weight w_j is
@@ -13,6 +13,13 @@ Table 2 (structure for ad-mismatch and deeper networks): a 2-layer MLP relu(W1 x
 (interval enclosures prune the units that cannot tie and fix their branches, the query is sliced
 and simplified; cheap point checks and exhaustive enumeration of small boxes before the solver).
 Every sat answer is confirmed by point verification; ratios are plain / kinkcheck in this run.
+
+Table 3 (rounding-aware lemmas, ``verify/search/lemmas.py``): imported-style networks (shaped
+params ``l0.weight``, ``l0.bias``) and the two targets of issue 12 - compensation for
+z = w*1 + b in float32 over w, b in [-1, 1] (exact unsat by sign preservation), and real-tie for a
+first-layer unit of fan-in 64 with ``l0.bias`` free (exact by solving b = -(w.x)); also one unit
+over a batch of 4. Plain Z3 is ``search(..., prune=False, structured=False)`` with the short
+``--baseline-cap``.
 """
 
 from __future__ import annotations
@@ -164,17 +171,68 @@ def table2(hidden_sizes, cap):
             print(f"{label:<44} {h:>2} {pc:>22} {kc:>26}  {ratio(pt, plain.status, kt, cap):>7}  {res.solver}", flush=True)
 
 
+def shaped(W, b, x, dtype="float32"):
+    W, x = np.asarray(W, dtype=float), np.asarray(x, dtype=float)
+    return {
+        "kinkcheck": 1,
+        "dtype": dtype,
+        "params": {
+            "l0.weight": {"shape": list(W.shape), "values": W.tolist()},
+            "l0.bias": {"shape": [W.shape[0]], "values": [float(v) for v in b]},
+            "l1.weight": {"shape": [1, W.shape[0]], "values": [[1.0] * W.shape[0]]},
+        },
+        "inputs": {"shape": list(x.shape), "values": x.tolist()},
+        "layers": [{"op": "linear", "weight": "l0.weight", "bias": "l0.bias"}, {"op": "relu"}, {"op": "linear", "weight": "l1.weight"}],
+        "loss": {"op": "sum"},
+    }
+
+
+def table3(cap):
+    from kinkcheck.search.solver import search
+
+    rng = np.random.default_rng(1)
+    f32 = lambda a: np.asarray(a, dtype=np.float32).astype(float)  # noqa: E731
+    Wr, xr = f32(rng.standard_normal((1, 64))), f32(rng.standard_normal((1, 64)))
+    Wi, xi = rng.integers(-3, 4, size=(1, 64)).astype(float), rng.integers(-3, 4, size=(1, 64)).astype(float)
+    xb = f32(rng.standard_normal((4, 64)))
+    cases = [
+        ("compensation, z = w*1 + b, w, b in [-1, 1] (unsat)", shaped([[0.5]], [0.25], [[1.0]]), {"l0.weight": ("-1", "1"), "l0.bias": ("-1", "1")}, "compensation"),
+        ("real-tie, fan-in 64, l0.bias free (unsat)", shaped(Wr, [0.0], xr), {"l0.bias": ("-1000", "1000")}, "real-tie"),
+        ("real-tie, fan-in 64, l0.bias free (sat)", shaped(Wi, [0.0], xi), {"l0.bias": ("-1000", "1000")}, "real-tie"),
+        ("real-tie, fan-in 64, batch 4, l0.bias free", shaped(Wr, [0.0], xb), {"l0.bias": ("-8", "8")}, "real-tie"),
+        ("float-tie, fan-in 64, batch 4, l0.bias free", shaped(Wr, [0.0], xb), {"l0.bias": ("-8", "8")}, "float-tie"),
+        ("compensation, fan-in 64, batch 4, l0.bias free", shaped(Wr, [0.0], xb), {"l0.bias": ("-8", "8")}, "compensation"),
+    ]
+    print(f"\nTable 3: rounding-aware lemmas (plain Z3 = whole query, capped at {cap:.0f} s)")
+    print(f"{'case':<52} {'plain Z3':>22} {'kinkcheck search':>26}  {'ratio':>7}  answered by")
+    for label, doc, box, goal in cases:
+        t = time.perf_counter()
+        plain = search(doc, goal, box=box, prune=False, structured=False, timeout=cap)
+        pt = time.perf_counter() - t
+        t = time.perf_counter()
+        res = search(doc, goal, box=box, timeout=60)
+        kt = time.perf_counter() - t
+        if "unknown" not in (plain.status, res.status):
+            assert plain.status == res.status, (label, plain.status, res.status)
+        kc = res.status + (" confirmed" if res.confirmed else "") + (f" {kt:.3f}s" if kt < 0.1 else f" {kt:.2f}s")
+        pc = cell(plain.status, pt, cap, cap) if plain.status == "unknown" else plain.status + f" {pt:.2f}s"
+        print(f"{label:<52} {pc:>22} {kc:>26}  {ratio(pt, plain.status, kt, cap):>7}  {res.solver}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cap", type=float, default=30.0, help="seconds for plain Z3")
     ap.add_argument("--sizes", default="4,8,16,32,64")
     ap.add_argument("--hidden", default="2,4,8")
-    ap.add_argument("--table", choices=["1", "2", "both"], default="both")
+    ap.add_argument("--table", choices=["1", "2", "3", "both", "all"], default="all", help="both: tables 1 and 2")
+    ap.add_argument("--baseline-cap", type=float, default=10.0, help="seconds for plain Z3 in table 3")
     args = ap.parse_args(argv)
-    if args.table in ("1", "both"):
+    if args.table in ("1", "both", "all"):
         table1([int(v) for v in args.sizes.split(",")], args.cap)
-    if args.table in ("2", "both"):
+    if args.table in ("2", "both", "all"):
         table2([int(v) for v in args.hidden.split(",")], args.cap)
+    if args.table in ("3", "all"):
+        table3(args.baseline_cap)
 
 
 if __name__ == "__main__":

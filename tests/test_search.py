@@ -101,6 +101,11 @@ def test_cli_contract(tmp_path):
     r = run("--find", "real-tie", "--box", "w=0.5:2", "--out", str(tmp_path / "cert.json"))
     assert r.returncode == 0
     cert = json.loads((tmp_path / "cert.json").read_text())
+    assert cert["status"] == "unsat" and cert["trust"] == "exact" and cert["method"] == "lemmas"
+    # the same question for the solver only: a solver-trusted unsat whose certificate holds the query
+    r = run("--find", "real-tie", "--box", "w=0.5:2", "--no-structure", "--out", str(tmp_path / "cert2.json"))
+    assert r.returncode == 0
+    cert = json.loads((tmp_path / "cert2.json").read_text())
     assert cert["status"] == "unsat" and cert["trust"] == "solver-trusted" and "check-sat" in cert["smtlib"]
     assert run("--find", "float-tie", "--box", "w=2:1").returncode == 2
     assert run("--find", "nonsense", "--box", "w=0:1").returncode == 2
@@ -225,4 +230,5 @@ def test_exhaustive_enumeration_of_small_boxes():
     r = search(doc, "real-tie", box={"w": ("-1", "1")}, prune=False)
     assert (r.status, r.trust) == ("unsat", "exact") and r.solver.startswith(f"exhaustive enumeration of the {n} float points")
     r = search(doc, "real-tie", box={"w": ("-4", "1")}, prune=False)
-    assert r.status == "sat" and r.values == {"w": "-0x1p+2"}  # the first point tried: abs(relu(-4 + 3)) ties
+    # the lemmas solve the first-layer unit exactly: w = -3 makes relu(w + 3) a real tie
+    assert r.status == "sat" and r.confirmed and r.values == {"w": "-0x1.8p+1"}

@@ -177,9 +177,10 @@ def verify(
 
 
 @app.command()
-def check(certificate: str = typer.Argument(..., help="certificate written by kinkcheck verify --certificate")):
+def check(certificate: str = typer.Argument(..., help="certificate written by kinkcheck verify --certificate or kinkcheck search --out (unsat)")):
     """Re-validate a certificate with exact arithmetic: exit 0 valid, 1 invalid (first failing step), 2 bad input."""
-    from .certify.checker import CheckFailed, check_certificate
+    from .certify.checker import CheckFailed
+    from .search.certcheck import check_any as check_certificate
 
     try:
         res = check_certificate(certificate)
@@ -188,7 +189,9 @@ def check(certificate: str = typer.Argument(..., help="certificate written by ki
     except CheckFailed as exc:
         out.print(f"[red]invalid:[/] {exc}", markup=True)
         raise typer.Exit(1)
-    out.print(f"[green]valid[/]: {', '.join(res['steps'])}")
+    from rich.markup import escape
+
+    out.print(f"[green]valid[/]: {escape(', '.join(res['steps']))}")
     raise typer.Exit(0)
 
 
@@ -196,50 +199,76 @@ def check(certificate: str = typer.Argument(..., help="certificate written by ki
 def search(
     network: str = typer.Argument(..., help="network file"),
     find: str = typer.Option(..., "--find", help="float-tie | real-tie | compensation | choice-sensitive | ad-mismatch"),
-    k: int = typer.Option(0, "--k", help="ad-mismatch: more than K ulps"),
-    box: Optional[list[str]] = typer.Option(None, "--box", help="NAME=LO:HI (repeatable): a free scalar param and its closed interval"),
-    free: Optional[str] = typer.Option(None, "--free", help="NAME,NAME,...: free scalar params within --ulps K of their values"),
-    ulps: Optional[int] = typer.Option(None, "--ulps"),
+    k: int = typer.Option(0, "--k", help="ad-mismatch: more than K ulps (K >= 0)"),
+    box: Optional[list[str]] = typer.Option(None, "--box", help="NAME=LO:HI or NAME\\[i,j]=LO:HI (repeatable): free entries and their closed interval; NAME alone frees every entry of a tensor"),
+    free: Optional[list[str]] = typer.Option(None, "--free", help="NAME, NAME\\[i,j] or a comma-separated list (repeatable): free entries within --ulps K of their file values"),
+    ulps: Optional[int] = typer.Option(None, "--ulps", help="with --free: K ulps each way (K >= 0)"),
     solver: str = typer.Option("z3", "--solver"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds"),
-    out_file: Optional[str] = typer.Option(None, "--out", help="write the counterexample network (sat) or the certificate (unsat)"),
+    timeout: float = typer.Option(60.0, "--timeout", help="seconds for the whole search (default 60; 0: no limit)"),
+    out_file: Optional[str] = typer.Option(None, "--out", help="write the counterexample network (sat) or the certificate (unsat; kinkcheck check reads it)"),
     smtlib: Optional[str] = typer.Option(None, "--smtlib", help="write the SMT-LIB2 query to this file"),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout (no progress lines)"),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress lines on stderr"),
     no_prune: bool = typer.Option(False, "--no-prune", help="no interval enclosures: the whole query, nothing sliced"),
-    no_structure: bool = typer.Option(False, "--no-structure", help="the solver only: no monotone bounds, enumeration or point checks first"),
+    no_structure: bool = typer.Option(False, "--no-structure", help="the solver only: no lemmas, monotone bounds, enumeration or point checks first"),
 ):
     """Search a box of float parameters: exit 1 sat (a confirmed counterexample), 0 unsat (none exists), 3 unknown, 2 bad input."""
     import json as _json
+    import threading
+    import time
+    from pathlib import Path
 
-    from .files import write_atomic
+    from .files import replace_atomic, write_atomic
+    from .search.entries import parse_box_item, split_refs
     from .search.solver import search as _search
 
-    boxes = {}
-    for item in box or []:
-        name, sep, rng = item.partition("=")
-        lo, sep2, hi = rng.partition(":")
-        if not sep or not sep2 or not name:
-            _fail(f"--box {item!r}: expected NAME=LO:HI")
-        boxes[name] = (lo, hi)
+    items, seen = [], set()
+    try:
+        for item in box or []:
+            ref, lo, hi = parse_box_item(item)
+            if ref in seen:
+                raise InputError(f"--box {ref}: given twice (one interval per entry)")
+            seen.add(ref)
+            items.append((ref, lo, hi))
+    except InputError as exc:
+        _fail(str(exc))
+    refs = [r for f in (free or []) for r in split_refs(f)]
+    state = {"stage": "starting", "t0": time.perf_counter()}
+    stop = threading.Event()
+
+    def progress(line):
+        state["stage"] = line.split("] ", 1)[-1]
+        err.print(f"kinkcheck search {line}", markup=False)
+
+    def heartbeat():
+        while not stop.wait(10.0):
+            err.print(f"kinkcheck search [{time.perf_counter() - state['t0']:6.2f} s] still working: {state['stage']}", markup=False)
+
+    show = not (quiet or json_out)
+    if show:
+        threading.Thread(target=heartbeat, daemon=True).start()
     try:
         res = _search(
             network,
             find,
-            box=boxes,
-            free=[f for f in (free or "").split(",") if f],
+            box=items,
+            free=refs,
             ulps=ulps,
             timeout=timeout,
             solver=solver,
             k_ulps=k,
             prune=not no_prune,
             structured=not no_structure,
+            progress=progress if show else None,
         )
     except InputError as exc:
         _fail(str(exc))
+    finally:
+        stop.set()
     try:
         if smtlib:
-            with open(smtlib, "w") as f:
-                f.write(res.smtlib)
+            text = res.query_text()
+            replace_atomic(smtlib, lambda tmp: Path(tmp).write_text(text))
         if out_file and res.status == "sat":
             write_atomic(out_file, res.counterexample)
         elif out_file and res.status == "unsat":
@@ -249,10 +278,13 @@ def search(
     if json_out:
         sys.stdout.write(_json.dumps(res.to_dict()) + "\n")
     else:
-        out.print(f"{res.status}: {res.goal} in {', '.join(f'{k} in [{lo}, {hi}]' for k, (lo, hi) in res.box.items())} - {res.reason}")
+        shown = [f"{k} in [{lo}, {hi}]" for k, (lo, hi) in list(res.box.items())[:4]]
+        if len(res.box) > 4:
+            shown.append(f"... ({len(res.box)} entries)")
+        out.print(f"{res.status}: {res.goal} in {', '.join(shown)} - {res.reason}", markup=False)
         for k, v in res.values.items():
-            out.print(f"  {k} = {v}")
-        out.print(f"  answered by: {res.solver}" + (f" ({res.trust or 'solver-trusted'})" if res.status == "unsat" else ""))
+            out.print(f"  {k} = {v}", markup=False)
+        out.print(f"  answered by: {res.solver}" + (f" ({res.trust or 'solver-trusted'})" if res.status == "unsat" else ""), markup=False)
     raise typer.Exit(res.exit_code)
 
 

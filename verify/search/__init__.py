@@ -2,8 +2,9 @@
 
 ``search(network, goal, box=..., free=..., ulps=...)`` (``solver``: Z3 / Bitwuzla over the SMT
 encoding) after the exact structure of ``structured`` (interval bounds, slicing, bisection on the
-float grid, exhaustive small boxes); ``point.membership`` answers the point question through the
-same encoding.
+float grid, exhaustive small boxes) and ``lemmas`` (rounding-aware, unit by unit); ``entries``
+names the free tensor entries, ``certcheck`` re-validates unsat certificates; ``point.membership``
+answers the point question through the same encoding.
 
 May import: ``kinkcheck.encodings``, ``kinkcheck.decide``, ``kinkcheck.certify``, ``kinkcheck.api``.
 """

@@ -2,8 +2,8 @@
 
 ``search(network, goal, box=..., free=..., ulps=...)`` encodes the machine run (Z3 FloatingPoint
 terms, ``encodings/smt.py``) and, for goals that need it, the exact run (Z3 Real terms over
-fp.to_real of the same parameter variables), restricts the named scalar parameters to a box, and
-asks Z3 for parameters meeting the goal:
+fp.to_real of the same parameter variables), restricts the free entries (``entries.py``: ``NAME``,
+every entry of a tensor, or ``NAME[i,j]``) to a box, and asks Z3 for parameters meeting the goal:
 
 - ``float-tie``: some unit is exactly on a kink in the float run (max-pool: a tied window; l1: a
   zero residual);
@@ -16,18 +16,19 @@ asks Z3 for parameters meeting the goal:
 
 Before the solver (docs/search.md): interval enclosures of every unit over the box (exact "unsat"
 when no unit can tie; otherwise the query is sliced to the units that may tie and the branches the
-enclosures fix are substituted), monotone bounds and bisection for first-layer ties, exhaustive
-enumeration of boxes of at most EXHAUSTIVE_MAX float points, and a few cheap point checks.
+enclosures fix are substituted), the rounding-aware lemmas of ``lemmas.py`` (first-layer units
+decided exactly), monotone bounds and bisection for first-layer ties, exhaustive enumeration of
+boxes of at most EXHAUSTIVE_MAX float points, and a few cheap point checks.
 
 "sat" is only reported after the counterexample (a network file with the found parameters as
 exact hex floats) has been confirmed by the ordinary point verification; otherwise "unknown".
-"unsat" comes with the SMT-LIB2 query and the solver's answer, labelled solver-trusted. A time-out
-is "unknown" with the reason.
+"unsat" is labelled exact or solver-trusted; its certificate (``certificate()``) is re-validated by
+``kinkcheck check`` (``certcheck.py``). The whole search has a time-out (DEFAULT_TIMEOUT, 60 s);
+running out is "unknown" with the reason.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,6 @@ import z3
 
 from ..encodings import program as P
 from ..encodings.errors import InputError
-from ..encodings.formats import InvalidValue, parse_value
 from ..encodings.network import Network
 from ..encodings.smt import (
     Unsupported,
@@ -47,7 +47,12 @@ from ..encodings.smt import (
     pool_tie_conditions,
     value_of,
 )
+from . import backend_bitwuzla
+from . import entries as _entries
+from . import lemmas as _lemmas
 from . import structured as _structured
+from .answers import confirm as _confirm
+from .answers import reset as _reset
 
 GOALS = ("float-tie", "real-tie", "compensation", "choice-sensitive", "ad-mismatch")
 
@@ -67,6 +72,8 @@ class SearchResult:
     trust: str | None = None
     k_ulps: int = 0
     pruning: dict = field(default_factory=dict)  # what the interval enclosures decided
+    method: str = ""  # how an unsat was reached: enclosures | lemmas | monotone-bounds | enumeration | solver
+    evidence: list = field(default_factory=list)  # lemmas: one {"key", "lemma"} per unit that may tie
     enclosures: list = field(default_factory=list)  # every unit's enclosures, may-tie flags and fixed branches
 
     @property
@@ -85,50 +92,49 @@ class SearchResult:
             "trust": self.trust or ("solver-trusted" if self.status == "unsat" else ("confirmed by point verification" if self.confirmed else None)),
             "time_s": round(self.time_s, 6),
             "pruning": self.pruning,
+            "method": self.method or None,
         }
 
+    def query_text(self) -> str:
+        """The SMT-LIB2 query of the question (built now if the answer came before the solver)."""
+        if not self.smtlib and getattr(self, "_net", None) is not None:
+            ex = {tuple(e["key"]) for e in self.evidence} if self.status != "unsat" or self.method == "solver" else ()
+            s, _ = build_query(self._net, self.goal, self._bounds, getattr(self, "_boxes", None), self.k_ulps, exclude=ex)
+            self.smtlib = s.to_smt2()
+        return self.smtlib
+
     def certificate(self) -> dict:
-        """For unsat: the query and the answer (solver-trusted)."""
-        return {"kinkcheck_search": 1, **self.to_dict(), "enclosures": self.enclosures, "smtlib": self.smtlib}
-
-
-def _bounds(net: Network, box, free, ulps) -> dict:
-    out = {}
-    fmt = net.fmt
-    if box:
-        for name, (lo, hi) in box.items():
-            p = _scalar(net, name)
-            try:
-                lo_v, _ = parse_value(lo, fmt, "exact")
-                hi_v, _ = parse_value(hi, fmt, "exact")
-            except InvalidValue as exc:
-                raise InputError(f"--box {name}: {exc}") from None
-            if not lo_v <= hi_v:
-                raise InputError(f"--box {name}: empty interval {lo}:{hi}")
-            out[name] = (p, lo_v, hi_v)
-    if free:
-        if ulps is None or ulps < 0:
-            raise InputError("--free needs --ulps K (K >= 0)")
-        for name in free:
-            p = _scalar(net, name)
-            v = float(net.theta[p.offset])
-            lo = hi = v
-            for _ in range(ulps):
-                lo, hi = fmt.next_down(lo), fmt.next_up(hi)
-            out[name] = (p, lo, hi)
-    if not out:
-        raise InputError("name the free parameters with --box NAME=LO:HI or --free NAME --ulps K")
-    return out
-
-
-def _scalar(net, name):
-    try:
-        p = net.param(name)
-    except KeyError:
-        raise InputError(f"unknown parameter {name!r}") from None
-    if p.shape != ():
-        raise InputError(f"parameter {name!r} has shape {list(p.shape)}: only scalar params can be free")
-    return p
+        """For unsat: a document ``kinkcheck check`` accepts (docs/search.md): the network, the box,
+        the goal, how the answer was reached and its evidence; the steps it rests on, each labelled
+        exact (re-validated by the check) or solver-trusted (the SMT UNSAT of the query given)."""
+        steps = [{"step": "network, box and goal", "trust": "exact"}]
+        if self.pruning.get("applied"):
+            steps.append({"step": f"interval enclosures of {self.pruning['units']} units", "trust": "exact"})
+        what = {
+            "enclosures": "no unit can meet the goal (enclosures)",
+            "lemmas": f"rounding-aware lemmas decide the {len(self.evidence)} units that may meet the goal",
+            "monotone-bounds": "monotone corner bounds of the first-layer units",
+            "enumeration": "exhaustive enumeration of the box",
+            "solver": "the SMT-LIB2 query is the question (re-built)",
+        }.get(self.method)
+        if what:
+            steps.append({"step": what, "trust": "exact"})
+        if self.method == "solver" and self.evidence:
+            steps.append({"step": f"rounding-aware lemmas: {len(self.evidence)} units cannot meet the goal (left out of the query)", "trust": "exact"})
+        if self.method == "solver":
+            steps.append({"step": f"SMT UNSAT of the query ({self.solver})", "trust": "solver-trusted"})
+        net = getattr(self, "_net", None)
+        return {
+            "kinkcheck_search": 1,
+            **self.to_dict(),
+            "k_ulps": self.k_ulps,
+            "method": self.method,
+            "steps": steps,
+            "network": net.raw if net is not None else None,
+            "evidence": self.evidence,
+            "enclosures": self.enclosures,
+            "smtlib": self.query_text() if self.method == "solver" else self.smtlib,
+        }
 
 
 def _tie_conditions(net, fw, A) -> list:
@@ -153,6 +159,9 @@ EXHAUSTIVE_MAX = 1024  # boxes with at most this many float points are enumerate
 SAMPLES = 48  # cheap point checks before the solver (sat only after point verification)
 
 
+DEFAULT_TIMEOUT = 60.0  # seconds; None or 0: no limit
+
+
 def search(
     network,
     goal: str,
@@ -160,19 +169,24 @@ def search(
     box=None,
     free=None,
     ulps=None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     solver: str = "z3",
     k_ulps: int = 0,
     prune: bool = True,
     structured: bool = True,
+    progress=None,
 ) -> SearchResult:
     """Search the box for parameters meeting ``goal`` (see the module docstring).
 
-    ``prune``: interval enclosures over the box fix the branch of every unit that cannot tie there
-    (exact "unsat" when no unit can; otherwise the SMT query is sliced to the units that may tie and
-    the fixed branches are substituted). ``structured``: answer without a solver where the
-    structure allows (first-layer monotone bounds and bisection, exhaustive enumeration of small
-    boxes, cheap point checks before the solver). Both only change how fast the answer comes."""
+    ``box``: {ref: (lo, hi)} where ref is a parameter name (a scalar, or every entry of a tensor) or
+    one entry ``"NAME[i,j]"``; ``free``: refs within ``ulps`` of their file values. ``timeout``:
+    seconds for the whole search (default 60; None or 0: no limit). ``progress``: a callable
+    receiving one line per stage. ``prune``: interval enclosures over the box fix the branch of
+    every unit that cannot tie there (exact "unsat" when no unit can; otherwise the SMT query is
+    sliced to the units that may tie and the fixed branches are substituted). ``structured``:
+    answer without a solver where the structure allows (rounding-aware lemmas, first-layer
+    monotone bounds and bisection, exhaustive enumeration of small boxes, cheap point checks before
+    the solver). Both only change how fast the answer comes."""
     from ..api import load
 
     t0 = time.perf_counter()
@@ -182,19 +196,38 @@ def search(
         raise InputError(f"unknown solver {solver!r} (z3 or bitwuzla)")
     if solver == "bitwuzla" and goal in ("real-tie", "compensation", "ad-mismatch"):
         raise InputError(f"--solver bitwuzla has no real arithmetic: goal {goal} needs z3")
+    if isinstance(k_ulps, bool) or not isinstance(k_ulps, int) or k_ulps < 0:
+        raise InputError(f"--k must be an integer >= 0 (got {k_ulps!r})")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0 or math.isinf(timeout)):
+        raise InputError(f"--timeout must be a number of seconds >= 0 (0: no limit; got {timeout!r})")
     net = network if isinstance(network, Network) else load(network)
-    bounds = _bounds(net, box, free, ulps)
+    bounds = _entries.bounds(net, box, free, ulps)
     res = SearchResult("unknown", goal, {k: (net.fmt.to_hex(lo), net.fmt.to_hex(hi)) for k, (_, lo, hi) in bounds.items()}, solver=f"z3 {z3.get_version_string()}")
     res.k_ulps = k_ulps
-    real_goal = goal in ("real-tie", "compensation", "ad-mismatch")
+    res._net, res._bounds = net, bounds
+
+    def say(stage):
+        if progress is not None:
+            progress(f"[{time.perf_counter() - t0:6.2f} s] {stage}")
+
+    def done(status, trust, how, reason, **extra):
+        res.status, res.trust, res.solver, res.reason = status, trust, how, reason
+        res.method = extra.get("method", res.method)
+        res.evidence = extra.get("evidence", res.evidence)
+        res.time_s = time.perf_counter() - t0
+        say(f"done: {status} ({how})")
+        return res
 
     # 1. interval enclosures: which units can tie anywhere in the box
+    say(f"{len(bounds)} free entr{'y' if len(bounds) == 1 else 'ies'}; goal {goal}; interval enclosures")
     boxes = None
     if prune:
         try:
             boxes = _structured.enclosures(net, bounds)
         except (Unsupported, ValueError, ArithmeticError, TypeError, OverflowError) as exc:
             res.pruning = {"applied": False, "reason": f"no enclosure: {exc}"}
+    cand = None
+    res._boxes = boxes
     if boxes is not None:
         cand = _candidates(goal, boxes)
         res.pruning = {
@@ -205,14 +238,94 @@ def search(
             "real_branches_fixed": sum(b.real_piece is not None for b in boxes.values()),
         }
         res.enclosures = [b.to_dict() for b in boxes.values()]  # the evidence for the slicing (and for an exact unsat)
+        say(f"enclosures: {len(boxes)} units, {len(cand) if cand is not None else 'all'} may meet the goal")
         if cand is not None and not cand:
             what = {"float-tie": "a kink in the float run", "real-tie": "a kink over the reals", "compensation": "a kink, float or real", "choice-sensitive": "a kink in the float run (no tie: no proxy choice)"}[goal]
-            res.status, res.trust, res.solver = "unsat", "exact", "interval enclosures (exact, no solver)"
-            res.reason = f"no unit can reach {what} anywhere in the box (interval enclosures of all {len(boxes)} units)"
-            res.time_s = time.perf_counter() - t0
-            return res
+            return done("unsat", "exact", "interval enclosures (exact, no solver)", f"no unit can reach {what} anywhere in the box (interval enclosures of all {len(boxes)} units)", method="enclosures")
 
-    # 2. the SMT query (always built: it is the artefact behind a solver answer)
+    # 2. rounding-aware lemmas, unit by unit (first layer): exact, no solver
+    if structured and goal in ("float-tie", "real-tie", "compensation"):
+        say("rounding-aware lemmas (first-layer units)")
+        deadline = t0 + timeout if timeout else None
+        found = _lemmas.decide(net, goal, bounds, cand if boxes is not None else None, deadline)
+        if found is not None and found[0] == "unsat":
+            return done("unsat", "exact", "rounding-aware lemmas (exact, no solver)", found[1], method="lemmas", evidence=found[2])
+        if found is not None and found[0] == "partial":
+            res.evidence = found[1]  # units that cannot meet the goal: left out of the query
+            say(f"lemmas: {len(found[1])} units cannot meet the goal; the rest goes on")
+        if found is not None and found[0] == "sat":
+            res.solver = f"rounding-aware lemmas ({found[3]})"
+            r = _confirm(res, net, {k: float(found[1][e.offset]) for k, (e, _, _) in bounds.items()}, goal, t0)
+            if r.status == "sat":
+                return done("sat", None, res.solver, r.reason)
+            _reset(res)  # pragma: no cover - the lemma's witness and the point verification disagree
+
+    # 3. the SMT query (always built: it is the artefact behind a solver answer)
+    say("building the SMT query")
+    try:
+        s, variables = build_query(net, goal, bounds, boxes, k_ulps, exclude={tuple(e["key"]) for e in res.evidence})
+    except (Unsupported, ValueError, OverflowError) as exc:
+        res.reason = f"not encodable: {exc}"
+        res.time_s = time.perf_counter() - t0
+        return res
+    res.smtlib = s.to_smt2()
+
+    # 4. structure before the solver
+    if structured:
+        if goal in ("float-tie", "real-tie", "compensation") and _structured.applicable(net, bounds):
+            say("monotone bounds and bisection (first layer)")
+            found = _structured.search_structured(net, goal, bounds)
+            if found is not None and found[0] == "unsat":
+                return done("unsat", "exact", "structured (exact monotone bounds, no solver)", found[1], method="monotone-bounds")
+            if found is not None and found[0] == "sat":
+                _, t, _key = found
+                res.solver = "structured (bisection on the float grid, no solver)"
+                r = _confirm(res, net, {name: float(t[p.offset]) for name, (p, _, _) in bounds.items()}, goal, t0)
+                if r.status == "sat":
+                    return done("sat", None, res.solver, r.reason)
+                _reset(res)
+        say("exhaustive enumeration or point checks")
+        found = _points(res, net, bounds, goal, k_ulps, t0, timeout)
+        if found is not None:
+            if found.status == "unsat":
+                found.method = "enumeration"
+            say(f"done: {found.status} ({found.solver})")
+            return found
+    rem = _remaining(timeout, t0)
+    if rem is not None and rem <= 0:
+        res.reason = f"time-out ({timeout:g} s) before the solver was called"
+        res.time_s = time.perf_counter() - t0
+        say("done: unknown (time-out)")
+        return res
+    if solver == "bitwuzla":
+        say(f"Bitwuzla on the query ({'no limit' if rem is None else f'{rem:.1f} s left'})")
+        r = backend_bitwuzla.solve(res, net, variables, goal, rem, t0)
+        if r.status == "unsat":
+            r.method = "solver"
+        say(f"done: {r.status} ({r.solver})")
+        return r
+    if rem is not None:
+        s.set("timeout", max(1, int(rem * 1000)))
+    say(f"Z3 on the {'sliced ' if boxes is not None else ''}query ({'no limit' if rem is None else f'{rem:.1f} s left'})")
+    r = s.check()
+    res.solver = f"z3 {z3.get_version_string()}" + (" (query sliced by interval enclosures)" if boxes is not None else "")
+    res.time_s = time.perf_counter() - t0
+    if r == z3.unknown:
+        res.reason = f"solver: {s.reason_unknown()}" + (f" (time-out: {timeout:g} s)" if timeout and res.time_s >= timeout * 0.95 else "")
+        say("done: unknown")
+        return res
+    if r == z3.unsat:
+        return done("unsat", "solver-trusted", res.solver, f"no parameters in the box meet {goal} (Z3: unsat; solver-trusted)", method="solver")
+    m = s.model()
+    r = _confirm(res, net, {name: value_of(m.eval(v, model_completion=True)) for name, (v, _, _) in variables.items()}, goal, t0)
+    say(f"done: {r.status}")
+    return r
+
+
+def build_query(net, goal, bounds, boxes, k_ulps, exclude=()):
+    """(z3.Solver holding the query, {label: (variable, lo, hi)}): the float run (and the exact run
+    when the goal needs it) over the free entries, the box, and the goal sliced by ``boxes`` and
+    without the units in ``exclude`` (keys the lemmas proved cannot meet the goal)."""
     Z = Z3FPArith(net.fmt)
     theta = np.array([Z.fpval(v) for v in net.theta.tolist()], dtype=object)
     variables = {}
@@ -224,74 +337,22 @@ def search(
     for name, (v, lo, hi) in variables.items():
         s.add(z3.fpLEQ(Z.fpval(lo), v), z3.fpLEQ(v, Z.fpval(hi)), z3.Not(z3.fpIsNaN(v)))
     R = fr = None
-    try:
-        fz = P.forward(net, Z, theta=theta)
-        if real_goal:
-            R = Z3RealArith(net.fmt)
-            for name, (v, lo, hi) in variables.items():
-                s.add(z3.Not(z3.fpIsInf(v)))
-            rtheta = np.array([R.real(float(v)) for v in net.theta.tolist()], dtype=object)
-            for name, (v, lo, hi) in variables.items():
-                rtheta[bounds[name][0].offset] = z3.fpToReal(v)
-            fr = P.forward(net, R, theta=rtheta)
-        goal_term = _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes)
-        if boxes is not None:
-            pairs = _fixed_branch_atoms(net, boxes, Z, fz, R, fr)
-            if pairs:
-                goal_term = z3.simplify(z3.substitute(goal_term, *pairs))
-    except (Unsupported, ValueError, OverflowError) as exc:
-        res.reason = f"not encodable: {exc}"
-        res.time_s = time.perf_counter() - t0
-        return res
+    fz = P.forward(net, Z, theta=theta)
+    if goal in ("real-tie", "compensation", "ad-mismatch"):
+        R = Z3RealArith(net.fmt)
+        for name, (v, lo, hi) in variables.items():
+            s.add(z3.Not(z3.fpIsInf(v)))
+        rtheta = np.array([R.real(float(v)) for v in net.theta.tolist()], dtype=object)
+        for name, (v, lo, hi) in variables.items():
+            rtheta[bounds[name][0].offset] = z3.fpToReal(v)
+        fr = P.forward(net, R, theta=rtheta)
+    goal_term = _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes, set(exclude))
+    if boxes is not None:
+        pairs = _fixed_branch_atoms(net, boxes, Z, fz, R, fr)
+        if pairs:
+            goal_term = z3.simplify(z3.substitute(goal_term, *pairs))
     s.add(goal_term)
-    res.smtlib = s.to_smt2()
-
-    # 3. structure before the solver
-    if structured:
-        if goal in ("float-tie", "real-tie", "compensation") and _structured.applicable(net, bounds):
-            found = _structured.search_structured(net, goal, bounds)
-            if found is not None and found[0] == "unsat":
-                res.status, res.solver = "unsat", "structured (exact monotone bounds, no solver)"
-                res.reason = found[1]
-                res.trust = "exact"
-                res.time_s = time.perf_counter() - t0
-                return res
-            if found is not None and found[0] == "sat":
-                _, t, _key = found
-                res.solver = "structured (bisection on the float grid, no solver)"
-                r = _confirm(res, net, {name: float(t[p.offset]) for name, (p, _, _) in bounds.items()}, goal, t0)
-                if r.status == "sat":
-                    return r
-                _reset(res)
-        done = _points(res, net, bounds, goal, k_ulps, t0, timeout)
-        if done is not None:
-            return done
-    if solver == "bitwuzla":
-        return _bitwuzla(res, net, variables, goal, _remaining(timeout, t0), t0)
-    rem = _remaining(timeout, t0)
-    if rem is not None:
-        if rem <= 0:
-            res.reason = "time-out before the solver was called"
-            res.time_s = time.perf_counter() - t0
-            return res
-        s.set("timeout", max(1, int(rem * 1000)))
-    r = s.check()
-    res.solver = f"z3 {z3.get_version_string()}" + (" (query sliced by interval enclosures)" if boxes is not None else "")
-    res.time_s = time.perf_counter() - t0
-    if r == z3.unknown:
-        res.reason = f"solver: {s.reason_unknown()}"
-        return res
-    if r == z3.unsat:
-        res.status = "unsat"
-        res.reason = f"no parameters in the box meet {goal} (Z3: unsat; solver-trusted)"
-        return res
-    m = s.model()
-    return _confirm(res, net, {name: value_of(m.eval(v, model_completion=True)) for name, (v, _, _) in variables.items()}, goal, t0)
-
-
-def _reset(res):
-    """Forget an unconfirmed candidate (the search goes on)."""
-    res.status, res.reason, res.values, res.counterexample, res.confirmed = "unknown", "", {}, None, False
+    return s, variables
 
 
 def _remaining(timeout, t0):
@@ -312,12 +373,12 @@ def _candidates(goal, boxes):
     return None
 
 
-def _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes):
+def _goal_term(net, goal, Z, fz, R, fr, k_ulps, boxes, exclude=frozenset()):
     """The goal as one Bool term; tie disjunctions keep only the units that may tie (slicing)."""
     keep = _candidates(goal, boxes) if boxes is not None and goal != "choice-sensitive" else None
 
     def ties(fw, A):
-        return [(k, c) for k, c in _tie_conditions(net, fw, A) if keep is None or k in keep]
+        return [(k, c) for k, c in _tie_conditions(net, fw, A) if (keep is None or k in keep) and k not in exclude]
 
     def any_of(cs):
         return z3.Or(cs) if len(cs) > 1 else cs[0] if cs else z3.BoolVal(False)
@@ -553,90 +614,3 @@ def _ulp_term(fmt, m):
     for code in range(2, 2**E - 1):
         out = z3.If(e == code, z3.RealVal(f"{Fraction(2) ** (code - fmt.emax - M)}"), out)
     return out
-
-
-def _bitwuzla(res, net, variables, goal, timeout, t0):
-    """The same SMT-LIB2 query, answered by Bitwuzla (optional extra; FloatingPoint only)."""
-    try:
-        import bitwuzla as bw
-    except ImportError:
-        raise InputError("--solver bitwuzla needs the optional extra: pip install 'kinkcheck[bitwuzla]'") from None
-    if net.fmt.name not in ("float16", "float32", "float64"):
-        raise InputError(f"--solver bitwuzla is used for float16/float32/float64 only (got {net.fmt.name}); use z3")
-    tm = bw.TermManager()
-    opts = bw.Options()
-    opts.set(bw.Option.PRODUCE_MODELS, True)
-    if timeout:
-        opts.set(bw.Option.TIME_LIMIT_PER, int(timeout * 1000))
-    parser = bw.Parser(tm, opts)
-    query = "\n".join(line for line in res.smtlib.splitlines() if not line.startswith("(check-sat"))
-    parser.parse(query, True, False)
-    solver = parser.bitwuzla()
-    r = solver.check_sat()
-    res.solver = f"bitwuzla {getattr(bw, '__version__', '')}".strip()
-    res.time_s = time.perf_counter() - t0
-    if r == bw.Result.UNKNOWN:
-        res.reason = "solver: unknown (time limit)"
-        return res
-    if r == bw.Result.UNSAT:
-        res.status = "unsat"
-        res.reason = f"no parameters in the box meet {goal} (Bitwuzla: unsat; solver-trusted)"
-        return res
-    fmt = net.fmt
-    values = {}
-    funs = {str(t): t for t in parser.get_declared_funs()}
-    for name in variables:
-        sign, exp_bits, sig_bits = solver.get_value(funs[name]).value(2)
-        e, m = int(exp_bits, 2), int(sig_bits, 2)
-        if e == 0:
-            v = m * 2.0 ** (fmt.emin - fmt.fraction_bits)
-        elif e == 2**fmt.exponent_bits - 1:
-            v = float("inf") if m == 0 else float("nan")
-        else:
-            v = (1 + m * 2.0**-fmt.fraction_bits) * 2.0 ** (e - fmt.emax)
-        values[name] = -v if sign == "1" else v
-    return _confirm(res, net, values, goal, t0)
-
-
-def _mismatch(rep, net, k) -> bool:
-    """Point check: some machine AD entry is more than k ulps (of itself) from the exact AD."""
-    if rep.ad is None or rep.machine_ad is None:
-        return False
-    for e, m in zip(rep.ad, rep.machine_ad):
-        if e.startswith("["):
-            return False
-        mv = float.fromhex(m)
-        if not math.isfinite(mv):
-            continue
-        if abs(Fraction(mv) - Fraction(e)) > k * Fraction(net.fmt.ulp(mv)):
-            return True
-    return False
-
-
-def _confirm(res, net, values, goal, t0):
-    """Write the counterexample network and confirm it by point verification."""
-    from ..api import verify
-
-    doc = copy.deepcopy(net.raw)
-    for name, val in values.items():
-        res.values[name] = net.fmt.to_hex(val)
-        spec = dict(doc["params"][name])
-        spec.pop("value", None)
-        spec.pop("shape", None)
-        spec.pop("values", None)
-        spec["value"] = net.fmt.to_hex(val)
-        doc["params"][name] = spec
-    res.counterexample = doc
-    rep = verify(doc, values=(goal == "ad-mismatch"))
-    ok = {
-        "float-tie": bool(rep.float_ties),
-        "real-tie": bool(rep.real_ties),
-        "compensation": rep.branch_mismatch is True,  # the goal is a tie mismatch (docs/search.md)
-        "choice-sensitive": rep.choice_sensitive is True,
-        "ad-mismatch": _mismatch(rep, net, res.k_ulps),
-    }[goal]
-    res.confirmed = ok
-    res.status = "sat" if ok else "unknown"
-    res.reason = "counterexample confirmed by point verification" if ok else "the solver's model was not confirmed by the point verification"
-    res.time_s = time.perf_counter() - t0
-    return res

@@ -570,9 +570,7 @@ def _fixed_argmax(A, vals):
     if any(getattr(v, "nan", False) for v in vals):
         return None
     best = max(range(len(vals)), key=lambda j: vals[j].lo)
-    if all(vals[best].lo > v.hi for j, v in enumerate(vals) if j != best):
-        return best
-    return None
+    return best if all(vals[best].lo > v.hi for j, v in enumerate(vals) if j != best) else None
 
 
 def enclosures(net, bounds) -> dict:
