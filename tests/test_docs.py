@@ -53,7 +53,7 @@ NOT_RUN = {
     ("gradcheck.md", "m2 = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.ReLU()).double()"),
     ("gradcheck.md", "torch.manual_seed(0)"),
     ("gradcheck.md", "from kinkcheck.torch import load_module"),
-    ("search.md", "kinkcheck search NETWORK.json --find GOAL (--box NAME=LO:HI ... | --free NAME,... --ulps K) \\"),
+    ("search.md", "kinkcheck search NETWORK.json --find GOAL (--box 'NAME[i,j]=LO:HI' ... | --free 'NAME[i]',NAME,... --ulps K) \\"),
     ("survey.md", "kinkcheck survey --quick                        # MLP, Protocol 1, about 20 s on 2 cores"),
     ("survey.md", "from kinkcheck.survey import SurveyConfig, survey, write"),
     ("tutorial.md", "pip install 'kinkcheck[torch]'"),
