@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels as _kernels
 from .arith import ArrayArith
 from .formats import FloatFormat, exact
 
@@ -72,9 +73,13 @@ class MachineArith(ArrayArith):
 
     def dot(self, W, x):
         """Same order as ArrayArith.dot (acc = W[:,0]*x[0]; acc = acc + W[:,j]*x[j]), with one
-        errstate and in-place buffers: native dtypes round every ufunc result to the dtype."""
+        errstate and in-place buffers: native dtypes round every ufunc result to the dtype; or the
+        same loop compiled (``kernels.py``)."""
         x = np.asarray(x, dtype=self.dtype)
         W = np.asarray(W, dtype=self.dtype)
+        if W.shape[1] > 1 and x.size and _kernels.active(W.shape[1]):
+            with np.errstate(all="ignore"):
+                return _kernels.dot(self.fmt, self.dtype, W, x)
         WT = np.ascontiguousarray(W.T)
         xs = np.ascontiguousarray(np.moveaxis(x, -1, 0))[..., None]  # [in, ..., 1]
         with np.errstate(all="ignore"):
@@ -90,6 +95,14 @@ class MachineArith(ArrayArith):
             for j in range(1, WT.shape[0]):
                 acc = r(acc + r(np.multiply(xs[j], WT[j])))
             return acc
+
+    def seq_sum(self, a, axis=-1):
+        a = np.asarray(a)
+        n = a.shape[axis] if a.ndim else 0
+        if n > 1 and _kernels.active(n):
+            with np.errstate(all="ignore"):
+                return _kernels.seq_sum(self.fmt, self.dtype, a, axis)
+        return super().seq_sum(a, axis)
 
     def locate(self, a, kinks):
         a = np.asarray(a, dtype=np.float64)  # NaN: no kink, piece 0 (comparisons are false)

@@ -70,6 +70,11 @@ class Ref:
     def values(self, theta: np.ndarray) -> np.ndarray:
         if theta.size == 0:
             return np.asarray(self.const, dtype=np.float64).reshape(self.shape)
+        span = self.span
+        if span is not None:  # a whole named tensor: a read-only view of theta, no gather
+            v = theta[span[0] : span[1]].reshape(self.shape)
+            v.flags.writeable = False
+            return v
         safe = np.where(self.src >= 0, self.src, 0)
         vals = theta[safe]
         vals = np.where(self.sign < 0, -vals, vals)  # negation is exact (also for exact objects)
@@ -78,6 +83,15 @@ class Ref:
     @property
     def has_params(self) -> bool:
         return bool((self.src >= 0).any())
+
+    @property
+    def span(self) -> tuple | None:
+        """(start, stop) when the entries are theta[start:stop] in order with sign +1, else None."""
+        if "_span" not in self.__dict__:
+            src, n = self.src, self.src.size
+            ok = n > 0 and src[0] >= 0 and bool((src == np.arange(src[0], src[0] + n)).all()) and bool((self.sign > 0).all())
+            self.__dict__["_span"] = (int(src[0]), int(src[0]) + n) if ok else None
+        return self.__dict__["_span"]
 
 
 @dataclass
@@ -139,6 +153,17 @@ class Network:
     @property
     def out_shape(self) -> tuple:
         return self.layers[-1].out_shape if self.layers else tuple(self.inputs.shape[1:])
+
+    def all_finite(self, targets: bool = True) -> bool:
+        """Parameters and inputs (and float targets, unless ``targets`` is False) are all finite
+        (cached per parameter vector)."""
+        hit = self.__dict__.get("_all_finite")
+        if hit is None or hit[0] is not self.theta or hit[1] is not self.inputs or hit[2] is not self.targets:
+            t = self.targets
+            pi = bool(np.isfinite(self.theta).all() and np.isfinite(self.inputs).all())
+            tt = t is None or t.dtype.kind != "f" or bool(np.isfinite(t).all())
+            hit = self.__dict__["_all_finite"] = (self.theta, self.inputs, self.targets, pi, tt)
+        return hit[3] and (hit[4] or not targets)
 
     def param(self, name: str) -> Param:
         for p in self.params:

@@ -153,9 +153,7 @@ def run(net, proxies, *, use_filter: bool = True, machine: bool = True) -> Runs:
     runs = Runs(net=net, proxies=proxies)
     if machine:
         runs.machine = P.forward(net, MachineArith(net.fmt))
-    if not np.isfinite(net.theta).all() or not np.isfinite(net.inputs).all() or (
-        net.targets is not None and net.targets.dtype.kind == "f" and not np.isfinite(net.targets).all()
-    ):
+    if not net.all_finite():
         runs.exact_reason = "the exact semantics is undefined: a parameter, input or target is infinite"
         return runs
     try:
