@@ -110,9 +110,10 @@ def native_kind(fmt, dtype) -> bool:
     return dtype in (np.dtype(np.float32), np.dtype(np.float64)) and fmt.numpy_dtype is not None and np.dtype(fmt.numpy_dtype) == dtype
 
 
-def dot(fmt, dtype, W, x):
+def dot(fmt, dtype, W, x, WT=None):
     """Spec-order W [out, in] . x [..., in] -> [..., out] in ``dtype`` (the machine arithmetic's
-    array dtype: float16/float32/float64 for native formats, float64 holding format values else)."""
+    array dtype: float16/float32/float64 for native formats, float64 holding format values else).
+    ``WT``: W^T as a contiguous ``dtype`` array when the caller has it."""
     K = _kernels()
     W = np.asarray(W)
     x = np.asarray(x)
@@ -123,7 +124,7 @@ def dot(fmt, dtype, W, x):
     wd = dtype if native else np.dtype(np.float64)
     x2 = np.ascontiguousarray(x.reshape(-1, n_in), dtype=wd)
     if native:
-        WT = np.ascontiguousarray(W.T, dtype=wd)  # [in, out]
+        WT = np.ascontiguousarray(W.T, dtype=wd) if WT is None else WT  # [in, out]
         out = np.empty((x2.shape[0], O), dtype=wd)
         K["dot_native_t"](WT, x2, out)
         return out.reshape(lead + (O,))

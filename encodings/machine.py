@@ -17,6 +17,8 @@ network program (``program.py``); see docs/semantics.md.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import kernels as _kernels
@@ -26,6 +28,7 @@ from .formats import FloatFormat, exact
 
 class MachineArith(ArrayArith):
     exact = False
+    whole_arrays = True  # elementwise programs may run on whole arrays (then select per entry)
 
     def __init__(self, fmt: FloatFormat, *, force_generic: bool = False):
         self.fmt = fmt
@@ -48,6 +51,18 @@ class MachineArith(ArrayArith):
 
     def from_floats(self, a):
         return np.asarray(a, dtype=np.float64).astype(self.dtype)
+
+    def param_values(self, ref, theta):
+        """``from_floats(ref.values(theta))``, converted once per (reference, parameter vector,
+        dtype) and kept on the reference, read-only (parameters are never written in place)."""
+        cache = ref.__dict__.setdefault("_machine_values", {})
+        hit = cache.get(self.dtype.str)
+        if hit is not None and hit[0] is theta:
+            return hit[1]
+        W = self.from_floats(ref.values(theta))
+        W.flags.writeable = False
+        cache[self.dtype.str] = (theta, W)
+        return W
 
     def zeros(self, shape):
         return np.zeros(shape, dtype=self.dtype)
@@ -79,7 +94,7 @@ class MachineArith(ArrayArith):
         W = np.asarray(W, dtype=self.dtype)
         if W.shape[1] > 1 and x.size and _kernels.active(W.shape[1]):
             with np.errstate(all="ignore"):
-                return _kernels.dot(self.fmt, self.dtype, W, x)
+                return _kernels.dot(self.fmt, self.dtype, W, x, _transposed(W) if _kernels.native_kind(self.fmt, self.dtype) else None)
         WT = np.ascontiguousarray(W.T)
         xs = np.ascontiguousarray(np.moveaxis(x, -1, 0))[..., None]  # [in, ..., 1]
         with np.errstate(all="ignore"):
@@ -159,6 +174,22 @@ class MachineArith(ArrayArith):
         from .exact import log_enclosure
 
         return self._cr(a, log_enclosure)
+
+
+_TRANSPOSED: dict = {}
+
+
+def _transposed(W):
+    """W^T contiguous; kept (until W is collected) for read-only W, i.e. cached parameters."""
+    if W.flags.writeable:
+        return None
+    key = id(W)
+    hit = _TRANSPOSED.get(key)
+    if hit is not None and hit[0]() is W:
+        return hit[1]
+    WT = np.ascontiguousarray(W.T)
+    _TRANSPOSED[key] = (weakref.ref(W, lambda _r, key=key, d=_TRANSPOSED: d.pop(key, None)), WT)
+    return WT
 
 
 def correctly_rounded(fmt, enclosure, v: float, lower, upper) -> float:
