@@ -28,7 +28,7 @@ from .conventions import TIE_BREAKS, load_convention
 from .errors import InputError
 from .formats import FloatFormat, FormatError, InvalidValue, parse_value
 
-TOP_KEYS = {"kinkcheck", "dtype", "params", "inputs", "targets", "layers", "loss", "convention", "rounding", "description"}
+TOP_KEYS = {"kinkcheck", "dtype", "params", "inputs", "targets", "layers", "loss", "convention", "rounding", "description", "tensors"}
 ELEMENTWISE = ("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "identity", "sigmoid", "tanh")
 LAYER_KEYS = {
     "linear": {"weight", "bias"},
@@ -66,6 +66,23 @@ class Ref:
     src: np.ndarray  # int64
     sign: np.ndarray  # float64, +1/-1
     const: np.ndarray  # float64
+
+    @classmethod
+    def whole(cls, shape: tuple, offset: int, n: int) -> "Ref":
+        """A whole named tensor, theta[offset:offset + n]; src/sign/const are made on first use."""
+        r = cls.__new__(cls)
+        r.shape = shape
+        r.__dict__["_whole"] = (offset, n)
+        r.__dict__["_span"] = (offset, offset + n) if n > 0 else None
+        return r
+
+    def __getattr__(self, name):  # only for attributes not set: the lazy arrays of ``whole``
+        w = self.__dict__.get("_whole")
+        if w is None or name not in ("src", "sign", "const"):
+            raise AttributeError(name)
+        offset, n = w
+        self.__dict__.update(src=np.arange(offset, offset + n, dtype=np.int64), sign=np.ones(n), const=np.zeros(n))
+        return self.__dict__[name]
 
     def values(self, theta: np.ndarray) -> np.ndarray:
         if theta.size == 0:
@@ -288,7 +305,12 @@ def load(source, *, rounding: str | None = None, convention=None) -> Network:
     else:
         raise InputError(f"expected a path or a dict, got {type(source).__name__}")
     try:
-        return _Loader(data, src, rounding, convention).build()
+        loader = _Loader(data, src, rounding, convention)
+        try:
+            return loader.build()
+        finally:
+            if loader.sidecars is not None:
+                loader.sidecars.close()
     except InputError as exc:
         if exc.source is None:
             raise exc.located(src) from None
@@ -336,6 +358,7 @@ class _Loader:
         self.rounding_override = rounding
         self.convention_override = convention
         self.rounded = []
+        self.sidecars = None  # tensorfiles.Sidecars, opened on the first sidecar tensor
 
     # -- helpers -------------------------------------------------------------------------
     def value(self, token, where: str, rounding: str | None = None) -> float:
@@ -405,13 +428,19 @@ class _Loader:
     def tensor(self, spec, name, *, allow_trainable) -> tuple[np.ndarray, bool]:
         if not isinstance(spec, dict):
             raise InputError(f"{name}: a tensor must be an object {{\"shape\": [...], \"values\": [...]}} or {{\"value\": x}}")
-        allowed = {"shape", "values", "value"} | ({"trainable"} if allow_trainable else set())
+        allowed = {"shape", "values", "value", "file", "key"} | ({"trainable"} if allow_trainable else set())
         for k in spec:
             if k not in allowed:
                 raise InputError(f"{name}: unknown key {k!r} (allowed: {', '.join(sorted(allowed))})")
         trainable = spec.get("trainable", True)
         if not isinstance(trainable, bool):
             raise InputError(f"{name}: trainable must be true or false")
+        if "values" not in spec and "value" not in spec and ("file" in spec or "key" in spec or "tensors" in self.data):
+            vals = self.sidecar_tensor(spec, name)
+            # params are concatenated into theta (float64) anyway: convert there, in one pass
+            return (vals if name.startswith("params.") else np.asarray(vals, dtype=np.float64)), trainable
+        if "file" in spec or "key" in spec:
+            raise InputError(f"{name}: give either \"values\" or \"file\"/\"key\" (a sidecar tensor), not both")
         if "value" in spec:
             if "values" in spec or ("shape" in spec and spec["shape"] != []):
                 raise InputError(f"{name}: give either \"value\" (a scalar) or \"shape\" and \"values\"")
@@ -426,6 +455,29 @@ class _Loader:
         if math.prod(shape) > MAX_VALUES:
             raise InputError(f"{name}: shape {shape} has {math.prod(shape)} values (at most {MAX_VALUES})")
         return self.tensor_values(spec["values"], tuple(shape), name), trainable
+
+    def sidecar_tensor(self, spec, name) -> np.ndarray:
+        """A tensor stored in a sidecar .npz / .safetensors file (encodings/tensorfiles.py)."""
+        from . import tensorfiles as TF
+
+        shape = spec.get("shape")
+        if shape is None:
+            raise InputError(f"{name}: missing shape (a sidecar tensor declares its shape)")
+        self.check_shape(shape, name)
+        if self.sidecars is None:
+            self.sidecars = TF.Sidecars(Path(self.src).parent if self.src != "<network>" else Path("."))
+        file = spec.get("file", self.data.get("tensors"))
+        key = spec.get("key", name.split(".", 1)[1] if name.startswith("params.") else name)
+        vals, bits = self.sidecars.read(file, key, shape, name)
+        return TF.checked_values(vals, bits, self.fmt, self.rounding, name, self.value, self.rounded, f" (from {file})")
+
+    def check_shape(self, shape, name):
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise InputError(f"{name}: shape must be a list of non-negative integers, got {_show(shape)}")
+        if len(shape) > MAX_AXES:
+            raise InputError(f"{name}: {len(shape)} axes (at most {MAX_AXES})")
+        if math.prod(shape) > MAX_VALUES:
+            raise InputError(f"{name}: shape {shape} has {math.prod(shape)} values (at most {MAX_VALUES})")
 
     # -- top level -----------------------------------------------------------------------
     def build(self) -> Network:
@@ -468,7 +520,7 @@ class _Loader:
             if trainable:
                 goff += p.size
         self.by_name = {p.name: p for p in self.params}
-        self.theta = np.concatenate(chunks) if chunks else np.zeros(0)
+        self.theta = np.concatenate(chunks, dtype=np.float64) if chunks else np.zeros(0)
 
         # data
         inputs, _ = self.tensor(d["inputs"], "inputs", allow_trainable=False)
@@ -529,7 +581,7 @@ class _Loader:
                 exp = "[" + ", ".join("?" if e is None else str(e) for e in expected) + "]"
                 raise InputError(f"{where}: {what} {spec!r} has shape {list(p.shape)}, expected {exp}")
             n = p.size
-            return Ref(p.shape, np.arange(p.offset, p.offset + n, dtype=np.int64), np.ones(n), np.zeros(n))
+            return Ref.whole(p.shape, p.offset, n)
         if not isinstance(spec, list):
             raise InputError(f"{where}: {what} must be a parameter name or a nested list")
         # infer shape from nesting

@@ -239,6 +239,7 @@ def import_model(
     arch: Optional[str] = typer.Option(None, "--arch", help='for a state_dict: "Linear(3,4),ReLU(),Linear(4,2)"'),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full module (runs code from the file)"),
     output: str = typer.Option(..., "-o", "--output", help="the network file to write"),
+    inline: bool = typer.Option(False, "--inline", help="keep every tensor in the JSON file (default: tensors of more than 4096 values go to <output stem>.npz beside it)"),
 ):
     """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits)."""
     import numpy as _np
@@ -264,14 +265,27 @@ def import_model(
             doc = from_torch(m, torch.from_numpy(xa), torch.from_numpy(ya) if ya is not None else None, loss)
         from .api import load
 
-        load(doc)  # validate before writing
+        net = load(doc)  # validate before writing
     except InputError as exc:
         _fail(str(exc))
+    from pathlib import Path
+
+    arrays, sidecar = {}, Path(output).with_suffix(".npz")
+    if not inline:
+        from .encodings.tensorfiles import externalize
+
+        if sidecar.resolve() == Path(output).resolve():
+            _fail(f"{output}: the network file must not end in .npz (its tensors go to a .npz beside it; or use --inline)")
+        doc, arrays = externalize(doc, net, sidecar.name)
     try:
+        if arrays:
+            from .encodings.tensorfiles import write_npz
+
+            write_npz(sidecar, arrays)  # first: the JSON file never names a missing sidecar
         write_atomic(output, doc)
     except OSError as exc:
         _fail(f"{output}: cannot write: {exc.strerror or exc}")
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}" + (f" and {sidecar} ({len(arrays)} tensors)" if arrays else ""))
     raise typer.Exit(0)
 
 

@@ -616,8 +616,9 @@ def _mismatch(rep, net, k) -> bool:
 def _confirm(res, net, values, goal, t0):
     """Write the counterexample network and confirm it by point verification."""
     from ..api import verify
+    from ..encodings.tensorfiles import inline_tensors
 
-    doc = copy.deepcopy(net.raw)
+    doc = copy.deepcopy(inline_tensors(net))  # self-contained (sidecar tensors inline)
     for name, val in values.items():
         res.values[name] = net.fmt.to_hex(val)
         spec = dict(doc["params"][name])
