@@ -10,7 +10,8 @@ a float: the filter only ever says "decided" when the bound proves it.
 The bound (Higham, Accuracy and Stability of Numerical Algorithms, 3.1/3.5): a dot product of n
 binary64 terms computed in any order, with or without FMA, has error at most
 gamma_n * sum |w_i x_i| plus n * 2^-1074 for underflowing products; the exact input error propagates
-through |W| r. Every bound is computed in binary64 and inflated by (1 + 2^-20), far more than the
+through |W| r. Both sums are bounded together by Cauchy-Schwarz, ||W_i|| * ||s|| (``_linear``), so
+a linear layer costs one matrix product (the center) plus O(N (in + out)). Every bound is computed in binary64 and inflated by (1 + 2^-20), far more than the
 rounding of the bound computation itself (relative 2^-40 for n < 2^12... and gamma_n < 2^-33 for any
 n here). Elementwise ops are Lipschitz (constant from the activation library's derived one-sided
 derivatives) plus the binary64 evaluation error of their piece programs. Transcendental ops
