@@ -35,36 +35,9 @@ def round_to(v, emin, M, max_finite):
     return math.copysign(r, v)
 
 @jit
-def dot_native(W, xT, out):
-    """out[i, n] = spec-order sum_j W[i, j] * xT[j, n] in the arrays' own dtype.
-
-    Four terms per pass over n (the same left-to-right additions, one load/store of the
-    accumulator instead of four); the batch axis n is the vectorised one."""
-    O, I = W.shape
-    N = xT.shape[1]
-    for i in range(O):
-        w = W[i, 0]
-        for n in range(N):
-            out[i, n] = w * xT[0, n]
-        j = 1
-        while j + 3 < I:
-            w0 = W[i, j]
-            w1 = W[i, j + 1]
-            w2 = W[i, j + 2]
-            w3 = W[i, j + 3]
-            for n in range(N):
-                out[i, n] = (((out[i, n] + w0 * xT[j, n]) + w1 * xT[j + 1, n]) + w2 * xT[j + 2, n]) + w3 * xT[j + 3, n]
-            j += 4
-        while j < I:
-            w = W[i, j]
-            for n in range(N):
-                out[i, n] = out[i, n] + w * xT[j, n]
-            j += 1
-
-
-@jit
 def dot_rounded(W, xT, out, emin, M, max_finite):
-    """dot_native in binary64 with every product and sum rounded to the format."""
+    """out[i, n] = spec-order sum_j W[i, j] * xT[j, n], in binary64 with every product and sum
+    rounded to the format (float16, bfloat16, custom formats)."""
     O, I = W.shape
     N = xT.shape[1]
     for i in range(O):

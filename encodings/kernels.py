@@ -97,7 +97,7 @@ def _kernels() -> dict:
     if not _K:
         from . import _numba_kernels as nk
 
-        _K.update({k: getattr(nk, k) for k in ("round_to", "dot_native", "dot_native_t", "dot_rounded", "seq_sum_native", "seq_sum_rounded", "round_array")})
+        _K.update({k: getattr(nk, k) for k in ("round_to", "dot_native_t", "dot_rounded", "seq_sum_native", "seq_sum_rounded", "round_array")})
     return _K
 
 
