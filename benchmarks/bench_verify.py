@@ -1,10 +1,14 @@
 """Benchmark: ``kinkcheck.verify`` on a 784-256-256-10 float32 MLP (random weights, batch 32, mse)
 against a plain numpy float64 forward+backward of the same network, measured in the same run.
 
-    python benchmarks/bench_verify.py [--repeat 3] [--values]
+    python benchmarks/bench_verify.py [--repeat 31] [--values] [--kernels auto|numba|numpy]
 
-Prints the best-of-N times and their ratio (these machines are noisy: compare ratios, never
-absolute seconds). ``--values`` also computes the exact and machine AD outputs.
+The two are measured interleaved (baseline, verify, baseline, verify, ...) after a warm-up, with
+one BLAS thread on both sides (threadpoolctl when installed, plus the environment variables), and
+the medians and their ratio are printed: these machines are shared and noisy, compare ratios,
+never absolute seconds. ``--values`` also computes the exact and machine AD outputs. ``--kernels``
+picks the machine kernels (kinkcheck.encodings.kernels; default: the library's own choice, which
+switches to the compiled kernels during the warm-up when numba is installed).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 
 def make_doc(sizes=(784, 256, 256, 10), batch=32, seed=0):
@@ -82,24 +86,62 @@ def best(fn, repeat):
     return min(ts), out
 
 
+def interleaved(fns, repeat, warmup=5):
+    """Median time of each function, measured round-robin (so load changes hit all alike)."""
+    for _ in range(warmup):
+        for f in fns:
+            f()
+    ts = [[] for _ in fns]
+    for _ in range(repeat):
+        for k, f in enumerate(fns):
+            t = time.perf_counter()
+            f()
+            ts[k].append(time.perf_counter() - t)
+    return [(float(np.median(t)), min(t)) for t in ts]
+
+
+def single_threaded_blas():
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1)
+    except ImportError:  # the environment variables above still apply
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=31)
     ap.add_argument("--values", action="store_true")
+    ap.add_argument("--kernels", choices=("auto", "numba", "numpy"), default=None)
     args = ap.parse_args(argv)
     import kinkcheck
 
+    try:
+        from kinkcheck.encodings import kernels
+    except ImportError:  # a kinkcheck from before the kernels (for before/after comparisons)
+        kernels = None
+    if args.kernels and kernels is not None:
+        kernels.set_mode(args.kernels)
     doc, (params, X, Y) = make_doc()
     Ws = [np.array(params[f"W{i}"]["values"]) for i in range(3)]
     bs = [np.array(params[f"b{i}"]["values"]) for i in range(3)]
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
     t_load, net = best(lambda: kinkcheck.load(doc), 1)
-    t_np, _ = best(lambda: numpy_baseline(Ws, bs, X.astype(np.float64), Y.astype(np.float64)), max(args.repeat, 5))
-    t_kc, rep = best(lambda: kinkcheck.verify(net, values=args.values or None), args.repeat)
+    with single_threaded_blas():
+        rep = kinkcheck.verify(net, values=args.values or None)
+        (t_np, m_np), (t_kc, m_kc) = interleaved(
+            [lambda: numpy_baseline(Ws, bs, X64, Y64), lambda: kinkcheck.verify(net, values=args.values or None)], args.repeat
+        )
+    path = "numba" if kernels is not None and kernels.mode() != "numpy" and "numba" in sys.modules else "numpy"
     print(f"network: 784-256-256-10 float32 MLP, batch 32, mse; real ties {len(rep.real_ties)}, float ties {len(rep.float_ties)}")
-    print(f"load (parse + validate)      : {t_load:9.4f} s (not in the ratio)")
-    print(f"numpy float64 fwd+bwd (base) : {t_np:9.4f} s")
-    print(f"kinkcheck verify{' --values' if args.values else '         '}     : {t_kc:9.4f} s")
-    print(f"ratio verify / baseline      : {t_kc / t_np:9.1f}x")
+    print(f"load (parse + validate, JSON) : {t_load:9.4f} s (not in the ratio)")
+    print(f"numpy float64 fwd+bwd (base)  : {t_np * 1e3:9.3f} ms (median of {args.repeat}, interleaved; min {m_np * 1e3:.3f})")
+    print(f"kinkcheck verify{' --values' if args.values else '         '}      : {t_kc * 1e3:9.3f} ms (machine kernels: {path}; min {m_kc * 1e3:.3f})")
+    print(f"ratio verify / baseline       : {t_kc / t_np:9.2f}x (ratio of the minima {m_kc / m_np:.2f}x)")
+    return t_kc / t_np
 
 
 if __name__ == "__main__":

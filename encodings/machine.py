@@ -17,14 +17,18 @@ network program (``program.py``); see docs/semantics.md.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
+from . import kernels as _kernels
 from .arith import ArrayArith
 from .formats import FloatFormat, exact
 
 
 class MachineArith(ArrayArith):
     exact = False
+    whole_arrays = True  # elementwise programs may run on whole arrays (then select per entry)
 
     def __init__(self, fmt: FloatFormat, *, force_generic: bool = False):
         self.fmt = fmt
@@ -47,6 +51,18 @@ class MachineArith(ArrayArith):
 
     def from_floats(self, a):
         return np.asarray(a, dtype=np.float64).astype(self.dtype)
+
+    def param_values(self, ref, theta):
+        """``from_floats(ref.values(theta))``, converted once per (reference, parameter vector,
+        dtype) and kept on the reference, read-only (parameters are never written in place)."""
+        cache = ref.__dict__.setdefault("_machine_values", {})
+        hit = cache.get(self.dtype.str)
+        if hit is not None and hit[0] is theta:
+            return hit[1]
+        W = self.from_floats(ref.values(theta))
+        W.flags.writeable = False
+        cache[self.dtype.str] = (theta, W)
+        return W
 
     def zeros(self, shape):
         return np.zeros(shape, dtype=self.dtype)
@@ -72,9 +88,13 @@ class MachineArith(ArrayArith):
 
     def dot(self, W, x):
         """Same order as ArrayArith.dot (acc = W[:,0]*x[0]; acc = acc + W[:,j]*x[j]), with one
-        errstate and in-place buffers: native dtypes round every ufunc result to the dtype."""
+        errstate and in-place buffers: native dtypes round every ufunc result to the dtype; or the
+        same loop compiled (``kernels.py``)."""
         x = np.asarray(x, dtype=self.dtype)
         W = np.asarray(W, dtype=self.dtype)
+        if W.shape[1] > 1 and x.size and _kernels.active(W.shape[1]):
+            with np.errstate(all="ignore"):
+                return _kernels.dot(self.fmt, self.dtype, W, x, _transposed(W) if _kernels.native_kind(self.fmt, self.dtype) else None)
         WT = np.ascontiguousarray(W.T)
         xs = np.ascontiguousarray(np.moveaxis(x, -1, 0))[..., None]  # [in, ..., 1]
         with np.errstate(all="ignore"):
@@ -90,6 +110,14 @@ class MachineArith(ArrayArith):
             for j in range(1, WT.shape[0]):
                 acc = r(acc + r(np.multiply(xs[j], WT[j])))
             return acc
+
+    def seq_sum(self, a, axis=-1):
+        a = np.asarray(a)
+        n = a.shape[axis] if a.ndim else 0
+        if n > 1 and _kernels.active(n):
+            with np.errstate(all="ignore"):
+                return _kernels.seq_sum(self.fmt, self.dtype, a, axis)
+        return super().seq_sum(a, axis)
 
     def locate(self, a, kinks):
         a = np.asarray(a, dtype=np.float64)  # NaN: no kink, piece 0 (comparisons are false)
@@ -146,6 +174,22 @@ class MachineArith(ArrayArith):
         from .exact import log_enclosure
 
         return self._cr(a, log_enclosure)
+
+
+_TRANSPOSED: dict = {}
+
+
+def _transposed(W):
+    """W^T contiguous; kept (until W is collected) for read-only W, i.e. cached parameters."""
+    if W.flags.writeable:
+        return None
+    key = id(W)
+    hit = _TRANSPOSED.get(key)
+    if hit is not None and hit[0]() is W:
+        return hit[1]
+    WT = np.ascontiguousarray(W.T)
+    _TRANSPOSED[key] = (weakref.ref(W, lambda _r, key=key, d=_TRANSPOSED: d.pop(key, None)), WT)
+    return WT
 
 
 def correctly_rounded(fmt, enclosure, v: float, lower, upper) -> float:

@@ -32,7 +32,7 @@ from .conventions import TIE_BREAKS, load_convention
 from .errors import InputError
 from .formats import FloatFormat, FormatError, InvalidValue, json_float, parse_value
 
-TOP_KEYS = {"kinkcheck", "dtype", "params", "inputs", "targets", "layers", "loss", "convention", "rounding", "description"}
+TOP_KEYS = {"kinkcheck", "dtype", "params", "inputs", "targets", "layers", "loss", "convention", "rounding", "description", "tensors"}
 ELEMENTWISE = ("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "identity", "sigmoid", "tanh")
 LAYER_KEYS = {
     "linear": {"weight", "bias"},
@@ -60,7 +60,7 @@ class Param:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)
 
 
 @dataclass
@@ -72,9 +72,31 @@ class Ref:
     sign: np.ndarray  # float64, +1/-1
     const: np.ndarray  # float64
 
+    @classmethod
+    def whole(cls, shape: tuple, offset: int, n: int) -> "Ref":
+        """A whole named tensor, theta[offset:offset + n]; src/sign/const are made on first use."""
+        r = cls.__new__(cls)
+        r.shape = shape
+        r.__dict__["_whole"] = (offset, n)
+        r.__dict__["_span"] = (offset, offset + n) if n > 0 else None
+        return r
+
+    def __getattr__(self, name):  # only for attributes not set: the lazy arrays of ``whole``
+        w = self.__dict__.get("_whole")
+        if w is None or name not in ("src", "sign", "const"):
+            raise AttributeError(name)
+        offset, n = w
+        self.__dict__.update(src=np.arange(offset, offset + n, dtype=np.int64), sign=np.ones(n), const=np.zeros(n))
+        return self.__dict__[name]
+
     def values(self, theta: np.ndarray) -> np.ndarray:
         if theta.size == 0:
             return np.asarray(self.const, dtype=np.float64).reshape(self.shape)
+        span = self.span
+        if span is not None:  # a whole named tensor: a read-only view of theta, no gather
+            v = theta[span[0] : span[1]].reshape(self.shape)
+            v.flags.writeable = False
+            return v
         safe = np.where(self.src >= 0, self.src, 0)
         vals = theta[safe]
         vals = np.where(self.sign < 0, -vals, vals)  # negation is exact (also for exact objects)
@@ -83,6 +105,15 @@ class Ref:
     @property
     def has_params(self) -> bool:
         return bool((self.src >= 0).any())
+
+    @property
+    def span(self) -> tuple | None:
+        """(start, stop) when the entries are theta[start:stop] in order with sign +1, else None."""
+        if "_span" not in self.__dict__:
+            src, n = self.src, self.src.size
+            ok = n > 0 and src[0] >= 0 and bool((src == np.arange(src[0], src[0] + n)).all()) and bool((self.sign > 0).all())
+            self.__dict__["_span"] = (int(src[0]), int(src[0]) + n) if ok else None
+        return self.__dict__["_span"]
 
 
 @dataclass
@@ -164,17 +195,28 @@ class Network:
     def infinite(self) -> str | None:
         """Where an infinity is (a parameter, an input, a target or an inline constant of a
         layer), or None. The exact semantics is undefined there: verdicts are null with this reason."""
-        if not np.isfinite(self.theta).all():
-            return "a parameter is infinite"
-        if not np.isfinite(self.inputs).all():
-            return "an input is infinite"
-        if self.targets is not None and self.targets.dtype.kind == "f" and not np.isfinite(self.targets).all():
+        if not self.all_finite():
+            if not np.isfinite(self.theta).all():
+                return "a parameter is infinite"
+            if not np.isfinite(self.inputs).all():
+                return "an input is infinite"
             return "a target is infinite"
         for L in self.layers:
             for what, ref in (("weight", L.weight), ("bias", L.bias)):
                 if ref is not None and not np.isfinite(ref.const).all():
                     return f"an inline {what} of {L.label} is infinite"
         return None
+
+    def all_finite(self, targets: bool = True) -> bool:
+        """Parameters and inputs (and float targets, unless ``targets`` is False) are all finite
+        (cached per parameter vector)."""
+        hit = self.__dict__.get("_all_finite")
+        if hit is None or hit[0] is not self.theta or hit[1] is not self.inputs or hit[2] is not self.targets:
+            t = self.targets
+            pi = bool(np.isfinite(self.theta).all() and np.isfinite(self.inputs).all())
+            tt = t is None or t.dtype.kind != "f" or bool(np.isfinite(t).all())
+            hit = self.__dict__["_all_finite"] = (self.theta, self.inputs, self.targets, pi, tt)
+        return hit[3] and (hit[4] or not targets)
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -308,7 +350,12 @@ def load(source, *, rounding: str | None = None, convention=None) -> Network:
     else:
         raise InputError(f"expected a path or a dict, got {type(source).__name__}")
     try:
-        return _Loader(data, src, rounding, convention).build()
+        loader = _Loader(data, src, rounding, convention)
+        try:
+            return loader.build()
+        finally:
+            if loader.sidecars is not None:
+                loader.sidecars.close()
     except InputError as exc:
         if exc.source is None:
             raise exc.located(src) from None
@@ -356,6 +403,7 @@ class _Loader:
         self.rounding_override = rounding
         self.convention_override = convention
         self.rounded = []
+        self.sidecars = None  # tensorfiles.Sidecars, opened on the first sidecar tensor
 
     # -- helpers -------------------------------------------------------------------------
     def value(self, token, where: str, rounding: str | None = None) -> float:
@@ -425,13 +473,19 @@ class _Loader:
     def tensor(self, spec, name, *, allow_trainable) -> tuple[np.ndarray, bool]:
         if not isinstance(spec, dict):
             raise InputError(f"{name}: a tensor must be an object {{\"shape\": [...], \"values\": [...]}} or {{\"value\": x}}")
-        allowed = {"shape", "values", "value"} | ({"trainable"} if allow_trainable else set())
+        allowed = {"shape", "values", "value", "file", "key"} | ({"trainable"} if allow_trainable else set())
         for k in spec:
             if k not in allowed:
                 raise InputError(f"{name}: unknown key {k!r} (allowed: {', '.join(sorted(allowed))})")
         trainable = spec.get("trainable", True)
         if not isinstance(trainable, bool):
             raise InputError(f"{name}: trainable must be true or false")
+        if "values" not in spec and "value" not in spec and ("file" in spec or "key" in spec or "tensors" in self.data):
+            vals = self.sidecar_tensor(spec, name)
+            # params are concatenated into theta (float64) anyway: convert there, in one pass
+            return (vals if name.startswith("params.") else np.asarray(vals, dtype=np.float64)), trainable
+        if "file" in spec or "key" in spec:
+            raise InputError(f"{name}: give either \"values\" or \"file\"/\"key\" (a sidecar tensor), not both")
         if "value" in spec:
             if "values" in spec or ("shape" in spec and spec["shape"] != []):
                 raise InputError(f"{name}: give either \"value\" (a scalar) or \"shape\" and \"values\"")
@@ -446,6 +500,29 @@ class _Loader:
         if math.prod(shape) > MAX_VALUES:
             raise InputError(f"{name}: shape {shape} has {math.prod(shape)} values (at most {MAX_VALUES})")
         return self.tensor_values(spec["values"], tuple(shape), name), trainable
+
+    def sidecar_tensor(self, spec, name) -> np.ndarray:
+        """A tensor stored in a sidecar .npz / .safetensors file (encodings/tensorfiles.py)."""
+        from . import tensorfiles as TF
+
+        shape = spec.get("shape")
+        if shape is None:
+            raise InputError(f"{name}: missing shape (a sidecar tensor declares its shape)")
+        self.check_shape(shape, name)
+        if self.sidecars is None:
+            self.sidecars = TF.Sidecars(Path(self.src).parent if self.src != "<network>" else Path("."))
+        file = spec.get("file", self.data.get("tensors"))
+        key = spec.get("key", name.split(".", 1)[1] if name.startswith("params.") else name)
+        vals, bits = self.sidecars.read(file, key, shape, name)
+        return TF.checked_values(vals, bits, self.fmt, self.rounding, name, self.value, self.rounded, f" (from {file})")
+
+    def check_shape(self, shape, name):
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise InputError(f"{name}: shape must be a list of non-negative integers, got {_show(shape)}")
+        if len(shape) > MAX_AXES:
+            raise InputError(f"{name}: {len(shape)} axes (at most {MAX_AXES})")
+        if math.prod(shape) > MAX_VALUES:
+            raise InputError(f"{name}: shape {shape} has {math.prod(shape)} values (at most {MAX_VALUES})")
 
     # -- top level -----------------------------------------------------------------------
     def build(self) -> Network:
@@ -488,7 +565,7 @@ class _Loader:
             if trainable:
                 goff += p.size
         self.by_name = {p.name: p for p in self.params}
-        self.theta = np.concatenate(chunks) if chunks else np.zeros(0)
+        self.theta = np.concatenate(chunks, dtype=np.float64) if chunks else np.zeros(0)
 
         # data
         inputs, _ = self.tensor(d["inputs"], "inputs", allow_trainable=False)
@@ -563,7 +640,7 @@ class _Loader:
                 exp = "[" + ", ".join("?" if e is None else str(e) for e in expected) + "]"
                 raise InputError(f"{where}: {what} {spec!r} has shape {list(p.shape)}, expected {exp}")
             n = p.size
-            return Ref(p.shape, np.arange(p.offset, p.offset + n, dtype=np.int64), np.ones(n), np.zeros(n))
+            return Ref.whole(p.shape, p.offset, n)
         if not isinstance(spec, list):
             raise InputError(f"{where}: {what} must be a parameter name or a nested list")
         # infer shape from nesting

@@ -63,6 +63,15 @@ class Proxies:
 
 def resolve_proxies(net: Network, convention=None) -> Proxies:
     conv = load_convention(convention) if convention is not None else net.convention
+    hit = net.__dict__.get("_proxies")  # resolved once per (network, convention object)
+    if hit is not None and hit[0] is conv and hit[1] is net.layers:
+        return hit[2]
+    proxies = _resolve_proxies(net, conv)
+    net.__dict__["_proxies"] = (conv, net.layers, proxies)
+    return proxies
+
+
+def _resolve_proxies(net: Network, conv) -> Proxies:
     kinks, ties = {}, {}
     for L in net.layers:
         if L.act is not None:
@@ -181,8 +190,11 @@ def forward(net: Network, A, *, theta=None, with_loss: bool = True) -> Forward:
 
 def _weights(A, L, theta, fw):
     if L.index not in fw.params:
-        W = A.from_floats(L.weight.values(theta)) if L.weight is not None else None
-        b = A.from_floats(L.bias.values(theta)) if L.bias is not None else None
+        conv = getattr(A, "param_values", None)  # a cached conversion (machine arithmetic)
+        if conv is None:
+            conv = lambda ref, th: A.from_floats(ref.values(th))  # noqa: E731
+        W = conv(L.weight, theta) if L.weight is not None else None
+        b = conv(L.bias, theta) if L.bias is not None else None
         fw.params[L.index] = (W, b)
     return fw.params[L.index]
 
@@ -237,6 +249,19 @@ def _layer_forward(net, A, L: Layer, x, theta, fw, N):
 def _apply_pieces(A, act, x, piece):
     if len(act.pieces) == 1:
         return _as_array(A, act.pieces[0].value_program(x, A), x)
+    if getattr(A, "whole_arrays", False):
+        # cheap elementwise arithmetic: every piece's program on the whole array, then a select
+        # (no boolean gathers); the same value per entry as the masked evaluation below
+        vals = [pc.value_program(x, A) for pc in act.pieces]
+        if len(vals) == 2:
+            y = np.where(piece == 0, vals[0], vals[1])
+        else:
+            y = np.select([piece == i for i in range(len(vals) - 1)], vals[:-1], vals[-1])
+        y = _as_array(A, y.astype(x.dtype, copy=False), x)
+        nan = np.isnan(x)
+        if nan.any():
+            y[nan] = x[nan]
+        return y
     y = A.zeros(x.shape)
     for i, pc in enumerate(act.pieces):
         m = piece == i

@@ -404,6 +404,7 @@ def import_model(
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full module (runs code from the file)"),
     rounding: Optional[str] = typer.Option(None, help="'nearest': round data that is not in the network's dtype (reported)"),
     output: str = typer.Option(..., "-o", "--output", help="the network file to write"),
+    inline: bool = typer.Option(False, "--inline", help="keep every tensor in the JSON file (default: tensors of more than 4096 values go to <output stem>.npz beside it)"),
 ):
     """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits)."""
     from .files import write_atomic
@@ -412,15 +413,31 @@ def import_model(
         _fail(f"--rounding must be 'exact' or 'nearest', got {rounding!r}")
     try:
         doc, notes = _model_document(model, inputs, targets, loss, arch=arch, trust_pickle=trust_pickle, rounding=rounding)
+        from .api import load
+
+        net = load(doc)
     except InputError as exc:
         _fail(str(exc))
     for n in notes:
         err.print(f"kinkcheck: note: {n}", markup=False)
+    from pathlib import Path
+
+    arrays, sidecar = {}, Path(output).with_suffix(".npz")
+    if not inline:
+        from .encodings.tensorfiles import externalize
+
+        if sidecar.resolve() == Path(output).resolve():
+            _fail(f"{output}: the network file must not end in .npz (its tensors go to a .npz beside it; or use --inline)")
+        doc, arrays = externalize(doc, net, sidecar.name)
     try:
+        if arrays:
+            from .encodings.tensorfiles import write_npz
+
+            write_npz(sidecar, arrays)  # first: the JSON file never names a missing sidecar
         write_atomic(output, doc)
     except OSError as exc:
         _fail(f"{output}: cannot write: {exc.strerror or exc}")
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}" + (f" and {sidecar} ({len(arrays)} tensors)" if arrays else ""))
     raise typer.Exit(0)
 
 

@@ -7,6 +7,7 @@ import json
 
 from ..decide.cells import affine_tie_inputs
 from ..encodings.fmt import rat
+from ..encodings.tensorfiles import inline_tensors
 
 SCHEMA = 1
 
@@ -97,11 +98,12 @@ def build(report) -> dict:
     if v.ad_cell is not None and (evidence.get("theorem") == "ad-pattern" or net.loss.op == "cross_entropy"):
         c = v.ad_cell
         evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient] if c.gradient is not None else None, "zero_ties": [_key(k) for k in c.zero_ties]}
-    claims["digest"] = digest(net.raw, conv)
+    raw = inline_tensors(net)  # self-contained: sidecar tensors written inline
+    claims["digest"] = digest(raw, conv)
     return {
         "kinkcheck_certificate": SCHEMA,
         "tool": f"kinkcheck {report.to_dict()['kinkcheck']}",
-        "network": net.raw,
+        "network": raw,
         "convention": conv,
         "claims": claims,
         "evidence": evidence,

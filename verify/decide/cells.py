@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import z3
 from gmpy2 import mpq
 
 from ..encodings import program as P
@@ -138,6 +137,8 @@ def _rat(v) -> mpq:
 
 def feasible(constraints, n, timeout_ms):
     """A rational d with c.d >= 1 for every c, or None if none exists. Raises Budget on unknown."""
+    import z3  # lazily: z3 costs start-up time and most runs never need it
+
     if not constraints:
         return [mpq(0)] * n
     # cheap try first: the sum of the constraint vectors (always works for one constraint or
@@ -189,6 +190,8 @@ def opposed(constraints):
 
 def gordan(constraints, n, timeout_ms):
     """y >= 0 with sum(y) = 1 and sum_k y_k c_k = 0 (certifies that no d has all c.d > 0)."""
+    import z3  # lazily: z3 costs start-up time and most runs never need it
+
     s = z3.Solver()
     s.set("timeout", int(timeout_ms))
     y = [z3.Real(f"y{k}") for k in range(len(constraints))]

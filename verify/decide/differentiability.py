@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import z3
 from gmpy2 import mpq
 
 from ..encodings.errors import Undecided
@@ -61,6 +60,8 @@ AD_PATTERN = "ad-pattern LP: the AD output's own pattern has a non-empty cell (c
 
 def convex_weights(points, target, timeout_ms=20000):
     """lambda >= 0, sum = 1, sum lambda_i p_i = target, or None."""
+    import z3  # lazily: z3 costs start-up time and most runs never need it
+
     s = z3.Solver()
     s.set("timeout", timeout_ms)
     lam = [z3.Real(f"l{i}") for i in range(len(points))]
@@ -80,6 +81,8 @@ def convex_weights(points, target, timeout_ms=20000):
 
 def separator(points, target, timeout_ms=20000):
     """v with v.(target - p) >= 1 for every point p (certifies target outside their hull)."""
+    import z3  # lazily: z3 costs start-up time and most runs never need it
+
     s = z3.Solver()
     s.set("timeout", timeout_ms)
     v = [z3.Real(f"v{k}") for k in range(len(target))]

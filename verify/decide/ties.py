@@ -99,8 +99,10 @@ def branch_mismatches(net, exact_fw, machine_fw) -> list:
         m = M[layer]
         op = net.layers[layer].op if layer < len(net.layers) else "l1"
         if e[0] == "act":
-            kinks = [rat(k.at) for k in (net.layers[layer].act.kinks if layer < len(net.layers) else P._abs().kinks)]
             diff = (e[1] != m[1]) | (e[2] != m[2])
+            if not diff.any():
+                continue
+            kinks = [rat(k.at) for k in (net.layers[layer].act.kinks if layer < len(net.layers) else P._abs().kinks)]
             for n, u in zip(*np.nonzero(diff)):
                 ek, mk = int(e[2][n, u]), int(m[2][n, u])
                 kind = "float tie only" if (mk >= 0 and ek < 0) else "real tie only" if (ek >= 0 and mk < 0) else "branch flipped"

@@ -34,8 +34,9 @@ def mismatch(rep, net, k) -> bool:
 def confirm(res, net, values, goal, t0):
     """Write the counterexample network and confirm it by point verification."""
     from ..api import verify
+    from ..encodings.tensorfiles import inline_tensors
 
-    doc = copy.deepcopy(net.raw)
+    doc = copy.deepcopy(inline_tensors(net))  # self-contained (sidecar tensors inline)
     entries = res._bounds
     for label, val in values.items():
         res.values[label] = net.fmt.to_hex(val)
