@@ -58,19 +58,24 @@ def _choices(obj):
     return out
 
 
+def read_certificate(path) -> object:
+    """The JSON document in a certificate file (InputError if unreadable; never reads a device)."""
+    p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():  # a device or a pipe: maybe endless
+        raise InputError("not a regular file, expected a certificate", source=str(path))
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("no such file", source=str(path)) from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read certificate: {exc}", source=str(path)) from None
+
+
 def check_certificate(cert) -> dict:
     """Validate a certificate (dict or path). Returns a summary; raises CheckFailed (invalid) or
     InputError (unreadable)."""
     if isinstance(cert, (str, Path)):
-        p = Path(cert)
-        if p.exists() and not p.is_file() and not p.is_dir():  # a device or a pipe: maybe endless
-            raise InputError("not a regular file, expected a certificate", source=str(cert))
-        try:
-            cert = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise InputError("no such file", source=str(cert)) from None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read certificate: {exc}", source=str(cert)) from None
+        cert = read_certificate(cert)
     if not isinstance(cert, dict) or cert.get("kinkcheck_certificate") != SCHEMA:
         raise InputError(f"not a kinkcheck certificate (schema version {SCHEMA})")
     try:

@@ -21,11 +21,10 @@ certificates (``certify/checker.py``), which ``check_any`` dispatches to for tho
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from pathlib import Path
 
-from ..certify.checker import CheckFailed, check_certificate
+from ..certify.checker import CheckFailed, check_certificate, read_certificate
 from ..encodings.errors import InputError
 
 SCHEMA = 1
@@ -39,14 +38,7 @@ def _canonical(text: str) -> str:
 
 def check_any(cert) -> dict:
     """A verify certificate (``kinkcheck_certificate``) or a search certificate (``kinkcheck_search``)."""
-    doc = cert
-    if isinstance(cert, (str, Path)):
-        try:
-            doc = json.loads(Path(cert).read_text())
-        except FileNotFoundError:
-            raise InputError("no such file", source=str(cert)) from None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read certificate: {exc}", source=str(cert)) from None
+    doc = read_certificate(cert) if isinstance(cert, (str, Path)) else cert
     if isinstance(doc, dict) and "kinkcheck_search" in doc:
         return check_search_certificate(doc)
     return check_certificate(doc)
