@@ -141,8 +141,18 @@ def parse_range(text: str):
 # which networks take the fast path
 
 
+_AFFINE: dict = {}
+
+
 def _affine_pieces(act):
     """[(slope, intercept)] per piece, or None if a piece is not affine."""
+    key = (act.name, tuple(sorted(act.params.items())))
+    if key not in _AFFINE:
+        _AFFINE[key] = _affine_uncached(act)
+    return _AFFINE[key]
+
+
+def _affine_uncached(act):
     out = []
     for pc in act.pieces:
         e = sympy.expand(pc.expr)
@@ -175,6 +185,24 @@ def fast_path(net: Network, idx: int) -> tuple[int | None, str]:
 # machine side: the forward over all grid points at once
 
 
+def round_half(v) -> np.ndarray:
+    """float32 -> the nearest float16 value (ties to even, overflow to inf, subnormals, NaN kept), as
+    float32: the same values as ``v.astype(float16).astype(float32)`` at a third of the cost
+    (tests/test_count.py compares them on a million random bit patterns)."""
+    v = np.asarray(v, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        u = v.view(np.uint32)
+        r = ((u + ((u >> np.uint32(13)) & np.uint32(1)) + np.uint32(0xFFF)) & np.uint32(0xFFFFE000)).view(np.float32)
+        small = (u & np.uint32(0x7F800000)) < np.uint32(0x38800000)  # |v| < 2**-14: float16 subnormals
+        if small.any():
+            r[small] = np.rint(v[small] * np.float32(2.0**24)) * np.float32(2.0**-24)
+        big = (u & np.uint32(0x7FFFFFFF)) >= np.uint32(0x477FF000)  # |v| >= 65520 rounds to inf; NaN
+        if big.any():
+            vb = v[big]
+            r[big] = np.where(vb != vb, vb, np.copysign(np.float32(np.inf), vb))
+        return r
+
+
 class _Half(MachineArith):
     """float16 held in float32 arrays, every operation rounded once to float16 (numpy's own float16
     ufuncs compute in float32 and round the same way; float32 holds every float16 product exactly and
@@ -185,7 +213,7 @@ class _Half(MachineArith):
         self.dtype = np.dtype(np.float32)
 
     def _r(self, v):
-        return np.asarray(v, dtype=np.float32).astype(np.float16).astype(np.float32)
+        return round_half(v)
 
     dot = ArrayArith.dot
 
@@ -207,55 +235,149 @@ def _row_dot(A, wrow, x, tcol, sign_of):
     return acc
 
 
+def _locate(A, x, kinks):
+    """A.locate without the float64 copy when every kink is a value of x's dtype (same result)."""
+    ats = [float(k.at) for k in kinks]
+    if x.dtype.kind != "f" or any(a != k.at or x.dtype.type(a) != a for a, k in zip(ats, kinks)):
+        return A.locate(x, kinks)
+    piece = np.zeros(x.shape, dtype=np.int8)
+    kink = np.full(x.shape, -1, dtype=np.int8)
+    for j, a in enumerate(ats):
+        at = x.dtype.type(a)
+        piece += x > at
+        kink[x == at] = j
+    return piece, kink
+
+
+_KINDS: dict = {}
+
+
+def _kinds(act):
+    """Per piece: "id" (value x), a constant (mpq), or None (run the piece's program)."""
+    key = (act.name, tuple(sorted(act.params.items())))
+    if key not in _KINDS:
+        out = []
+        for pc in act.pieces:
+            e = sympy.expand(pc.expr)
+            out.append("id" if e == X else mpq(str(e)) if e.is_number else None)
+        _KINDS[key] = out
+    return _KINDS[key]
+
+
+def _pieces(A, act, x, piece):
+    """program._apply_pieces with whole-array selects (same values: the programs are elementwise)."""
+    if len(act.pieces) == 1:
+        return P._apply_pieces(A, act, x, piece)
+    kinds = _kinds(act)
+
+    def value(i):
+        k = kinds[i]
+        return x if k == "id" else A.dtype.type(A.const(k)) if k is not None else np.asarray(act.pieces[i].value_program(x, A), dtype=x.dtype)
+
+    y = value(len(kinds) - 1)
+    for i in range(len(kinds) - 2, -1, -1):
+        y = np.where(piece == i, value(i), y)
+    return np.where(x != x, x, y).astype(x.dtype, copy=False)  # NaN lies on no piece: it propagates
+
+
+def _last_needed(net: Network) -> int:
+    """Index of the last layer whose machine values decide a tie or a branch."""
+    if net.loss.op == "l1":
+        return len(net.layers) - 1
+    last = -1
+    for L in net.layers:
+        if (L.act is not None and L.act.kinks) or L.op in ("maxpool1d", "maxpool2d"):
+            last = L.index
+    return last
+
+
+class _Vals:
+    """Machine values of one layer for all points: ``base`` [N, U] (the values of the columns that
+    do not depend on the point) and ``var`` [P, N, len(cols)] for the columns ``cols`` that do."""
+
+    def __init__(self, base, cols=(), var=None):
+        self.base, self.cols, self.var = base, np.asarray(cols, dtype=np.int64), var
+
+    def full(self, Pn):
+        out = np.broadcast_to(self.base, (Pn,) + self.base.shape).copy()
+        if len(self.cols):
+            out[:, :, self.cols] = self.var
+        return out
+
+
+def _linear_var(A, W, b, v: _Vals, Pn):
+    """The spec-order dot product W x (+ b) when x = v: constant columns before the first varying
+    one are summed once."""
+    if not len(v.cols):
+        y = A.dot(W, v.base)
+        return _Vals(A.add(y, b) if b is not None else y)
+    m = int(v.cols.min())
+    pos = {int(c): i for i, c in enumerate(v.cols)}
+    acc = A.dot(W[:, :m], v.base[:, :m]) if m > 0 else None
+    for j in range(m, W.shape[1]):
+        xj = v.var[:, :, pos[j] : pos[j] + 1] if j in pos else v.base[:, j : j + 1]
+        prod = A.mul(xj, W[:, j])
+        acc = prod if acc is None else A.add(acc, prod)
+    acc = np.broadcast_to(acc, (Pn,) + acc.shape[-2:])
+    if b is not None:
+        acc = A.add(acc, b)
+    return _Vals(acc[0], np.arange(W.shape[0]), acc)
+
+
 def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, theta: np.ndarray):
-    """Branches of every kinked unit at every grid point: list of ("act", piece, kink) with arrays
-    [P, N, U] and ("pool", eq) with eq [P, N, W, K]; the float-tie flag [P]."""
+    """Branches of every kinked unit at every grid point and the float-tie flag [P]. A branch is
+    ("act", key, piece_base [N, U], kink_base, cols, piece_var [P, N, C], kink_var) or
+    ("pool", key, eq [P, N, W, K])."""
     Pn, N = len(tvals), net.batch
     tcol = np.asarray(tvals, dtype=np.float64).astype(A.dtype)[:, None]
-    x = A.from_floats(net.inputs)
-    varying = False
+    v = _Vals(A.from_floats(net.inputs).reshape(N, -1))
     branches = []
     ftie = np.zeros(Pn, dtype=bool)
-    for L in net.layers:
+    for L in net.layers[: _last_needed(net) + 1]:
         if L.op == "linear":
             W = L.weight.values(theta)
             b = L.bias.values(theta) if L.bias is not None else None
+            Wm, bm = A.from_floats(W), A.from_floats(b) if b is not None else None
             if L.index == layer:
-                Wm, bm = A.from_floats(W), A.from_floats(b) if b is not None else None
+                x = v.base
                 ydot = A.dot(Wm, x)
                 y = A.add(ydot, bm) if bm is not None else ydot
-                y = np.broadcast_to(y, (Pn,) + y.shape).copy()
                 wsign = np.where(L.weight.src.reshape(W.shape) == idx, L.weight.sign.reshape(W.shape), 0)
                 bsign = np.where(L.bias.src == idx, L.bias.sign, 0) if L.bias is not None else np.zeros(W.shape[0])
-                for i in np.flatnonzero(wsign.any(axis=1) | (bsign != 0)):
+                rows = np.flatnonzero(wsign.any(axis=1) | (bsign != 0))
+                var = np.empty((Pn, N, len(rows)), dtype=A.dtype)
+                for r, i in enumerate(rows):
                     acc = _row_dot(A, Wm[i], x, tcol, wsign[i]) if wsign[i].any() else ydot[:, i]
                     if bm is not None:
                         acc = A.add(acc, A.neg(tcol) if bsign[i] < 0 else tcol if bsign[i] > 0 else bm[i])
-                    y[:, :, i] = acc
-                x, varying = y, True
+                    var[:, :, r] = acc
+                v = _Vals(y, rows, var)
             else:
-                y = A.dot(A.from_floats(W), x)
-                x = A.add(y, A.from_floats(b)) if b is not None else y
-        elif L.op == "flatten":
-            x = x.reshape(x.shape[: 2 if varying else 1] + (-1,))
+                v = _linear_var(A, Wm, bm, v, Pn)
         elif L.op in ("maxpool1d", "maxpool2d"):
             ix = P.pool_index(L)
-            lead = x.shape[: 2 if varying else 1]
-            m, eq = A.max_first(x.reshape(lead + (-1,))[..., ix])
-            eqP = eq if varying else np.broadcast_to(eq, (Pn,) + eq.shape)
+            m, eq = A.max_first(v.full(Pn)[..., ix] if len(v.cols) else v.base[:, ix])
+            eqP = eq if len(v.cols) else np.broadcast_to(eq, (Pn,) + eq.shape)
             branches.append(("pool", L.index, eqP))
             ftie |= (eqP.sum(axis=-1) >= 2).reshape(Pn, -1).any(axis=1)
-            x = m.reshape(lead + L.out_shape)
-        else:
-            piece, kink = A.locate(x, L.act.kinks)
-            bp, bk = (piece, kink) if varying else (np.broadcast_to(piece, (Pn,) + piece.shape), np.broadcast_to(kink, (Pn,) + kink.shape))
-            branches.append(("act", L.index, bp.reshape(Pn, N, -1), bk.reshape(Pn, N, -1)))
-            ftie |= (bk >= 0).reshape(Pn, -1).any(axis=1)
-            x = P._apply_pieces(A, L.act, x, piece)
+            v = _Vals(m[0], np.arange(m.shape[-1]), m) if len(v.cols) else _Vals(m)
+        elif L.op != "flatten":
+            pb, kb = _locate(A, v.base, L.act.kinks)
+            const = np.ones(pb.shape[-1], dtype=bool)
+            const[v.cols] = False
+            ftie |= bool((kb[:, const] >= 0).any())
+            pv = kv = None
+            if len(v.cols):
+                pv, kv = _locate(A, v.var, L.act.kinks)
+                ftie |= (kv >= 0).reshape(Pn, -1).any(axis=1)
+                nv = _pieces(A, L.act, v.var, pv)
+            branches.append(("act", L.index, pb, kb, v.cols, pv, kv))
+            v = _Vals(_pieces(A, L.act, v.base, pb), v.cols, nv if len(v.cols) else None)
     if net.loss.op == "l1":
-        r = A.sub(x.reshape(Pn, N, -1), A.from_floats(net.targets).reshape(N, -1))
-        piece, kink = A.locate(r, P._abs().kinks)
-        branches.append(("act", len(net.layers), piece, kink))
+        r = A.sub(v.full(Pn), A.from_floats(net.targets).reshape(N, -1))
+        piece, kink = _locate(A, r, P._abs().kinks)
+        cols = np.arange(r.shape[-1])
+        branches.append(("act", len(net.layers), piece[0], kink[0], cols, piece, kink))
         ftie |= (kink >= 0).reshape(Pn, -1).any(axis=1)
     return branches, ftie
 
@@ -266,14 +388,15 @@ def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, thet
 
 def _obj(a):
     out = np.empty(np.shape(a), dtype=object)
-    out.reshape(-1)[:] = [exact(float(v)) for v in np.asarray(a, dtype=np.float64).reshape(-1)]
+    out.reshape(-1)[:] = [mpq(v) if v - v == 0 else exact(v) for v in np.asarray(a, dtype=np.float64).reshape(-1).tolist()]
     return out
+
+
+_ZERO = mpq(0)
 
 
 def _zeros(shape):
-    out = np.empty(shape, dtype=object)
-    out.reshape(-1)[:] = [mpq(0)] * int(np.prod(shape, dtype=np.int64))
-    return out
+    return np.full(shape, _ZERO, dtype=object)
 
 
 class _Walker:
@@ -281,6 +404,7 @@ class _Walker:
 
     def __init__(self, net: Network, idx: int, layer: int, theta: np.ndarray):
         self.net, self.idx, self.layer = net, idx, layer
+        self.stop = _last_needed(net)
         self.params = {}
         for L in net.layers:
             if L.op == "linear":
@@ -329,15 +453,13 @@ class _Walker:
         b = _zeros(a.shape)
         nxt = [None]
         pats, tie, ident_any = [], False, False
-        varying = False
-        for L in net.layers:
+        for L in net.layers[: self.stop + 1]:
             if L.op == "linear":
                 W, bias, E, e = self.params[L.index]
                 na = a @ W.T
                 nb = b @ W.T
                 if E is not None:
                     nb = nb + a @ E.T
-                    varying = True
                 if bias is not None:
                     na = na + bias
                 if e is not None:
@@ -439,8 +561,14 @@ def line(net: Network, idx: int, layer: int, tvals: np.ndarray, theta: np.ndarra
             sl = slice(lo_i, k)
             for br, pat in zip(branches, pats):
                 if br[0] == "act":
-                    m = (br[2][sl] != pat[1][None]) & ~pat[2][None]
-                    mism[sl] |= m.reshape(k - lo_i, -1).any(axis=1)
+                    _, _, pb, _, cols, pv, _ = br
+                    const = np.ones(pb.shape[-1], dtype=bool)
+                    const[cols] = False
+                    if ((pb != pat[1]) & ~pat[2] & const).any():
+                        mism[sl] = True
+                    if len(cols):
+                        m = (pv[sl] != pat[1][:, cols][None]) & ~pat[2][:, cols][None]
+                        mism[sl] |= m.reshape(k - lo_i, -1).any(axis=1)
                 else:
                     onehot = np.arange(br[2].shape[-1])[None, None, None, :] == pat[1][None, :, :, None]
                     m = (br[2][sl] != onehot).any(axis=-1) & ~pat[2][None]
