@@ -36,6 +36,7 @@ _LAZY = {
     "CheckFailed": "certify.checker",
     "from_torch": "interop.torch",
     "membership": "search.point",
+    "count": "search.count",
 }
 
 
@@ -53,4 +54,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "membership", "__version__"]
+__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "membership", "count", "__version__"]
