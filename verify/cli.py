@@ -410,7 +410,7 @@ def _count_table(res) -> None:
     }
     for k, name in names.items():
         shown = ", ".join(e if isinstance(e, str) else "(" + ", ".join(e) + ")" for e in d["examples"][k])
-        t.add_row(name, str(d[k]), str(d["unknown"][k] or ""), shown)
+        t.add_row(name, "not computed" if d[k] is None else str(d[k]), str(d["unknown"][k] or ""), shown)
     out.print(t)
     b = d["lpa_bound"]
     bound = f"{b['bound']} ({b['formula']}); nd count {d['not_differentiable']}" if b.get("applies") else f"does not apply: {b['reason']}"
@@ -427,6 +427,7 @@ def count(
     list_k: int = typer.Option(5, "--list", help="show the first K points of each kind (exact hex)"),
     plot_path: Optional[str] = typer.Option(None, "--plot", help="write a picture of the real ties, float ties and nd set (PNG; needs the survey extra)"),
     timeout: float = typer.Option(600.0, "--timeout", help="seconds for the full decisions at tie points; points left are reported undecided"),
+    no_choice: bool = typer.Option(False, "--no-choice", help="skip choice sensitivity: no full decision at points with a float tie but no real tie (faster)"),
     convention: Optional[str] = typer.Option(None, help="pytorch | jax | tensorflow | FILE.json"),
 ):
     """Count, over every machine number of one or two swept scalars, the points with real ties, float ties, f not differentiable, wrong AD, ... (exit 0; 3 if some points stayed undecided)."""
@@ -458,7 +459,7 @@ def count(
             bar.update(task, completed=done, total=total)
 
     try:
-        res = _count(network, sweep, range=ranges if len(ranges) > 1 else (ranges[0] if ranges else None), examples=list_k, timeout=timeout, convention=convention, progress=progress, keep=plot_path is not None)
+        res = _count(network, sweep, range=ranges if len(ranges) > 1 else (ranges[0] if ranges else None), examples=list_k, timeout=timeout, convention=convention, progress=progress, keep=plot_path is not None, choice=not no_choice)
     except InputError as exc:
         _fail(str(exc) if str(exc).startswith(network) else f"{network}: {exc}")
     finally:

@@ -86,9 +86,23 @@ def _values_of_ordinals(fmt: FloatFormat, k: np.ndarray) -> np.ndarray:
     return np.where(k < 0, -1.0, 1.0) * np.ldexp(sig, e.astype(np.int32))
 
 
+_GRIDS: dict = {}
+
+
 def grid(fmt: FloatFormat, lo=None, hi=None, limit: int = MAX_POINTS) -> np.ndarray:
     """Every finite value of ``fmt`` in [lo, hi] (rationals; default the whole format), increasing.
-    Zero appears once (+0: -0 has the same real value; see docs/count.md)."""
+    Zero appears once (+0: -0 has the same real value; see docs/count.md). Read-only (cached)."""
+    key = (fmt, None if lo is None else mpq(lo), None if hi is None else mpq(hi), limit)
+    if key not in _GRIDS:
+        if len(_GRIDS) > 64:
+            _GRIDS.clear()
+        g = _grid(fmt, lo, hi, limit)
+        g.flags.writeable = False
+        _GRIDS[key] = g
+    return _GRIDS[key]
+
+
+def _grid(fmt: FloatFormat, lo, hi, limit: int) -> np.ndarray:
     top = ((2**fmt.exponent_bits - 1) << fmt.fraction_bits) - 1
     klo, khi = -top, top
     if lo is not None:
@@ -223,13 +237,15 @@ class CountResult:
         return 3 if any(self.unknown.values()) or self.disagreements else 0
 
 
-def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout: float = DEFAULT_TIMEOUT, convention=None, rounding=None, progress=None, keep: bool = False) -> CountResult:
+def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout: float = DEFAULT_TIMEOUT, convention=None, rounding=None, progress=None, keep: bool = False, choice: bool = True) -> CountResult:
     """Count the non-differentiable set (and the other sets of ``KEYS``) over one or two swept scalars.
 
     ``sweep``: "NAME[i,j]" or a list of one or two; ``range``: (lo, hi) rationals or "LO:HI" for every
     sweep, or a list with one such range per sweep (None: the whole format); ``fixed``: {"NAME[i]": value} overrides; ``examples``: how many
     points of each kind to return (hex, in sweep order); ``progress``: callable(done, total) or None;
-    ``keep``: keep the grid positions of every counted point (``result.kept``, for pictures)."""
+    ``keep``: keep the grid positions of every counted point (``result.kept``, for pictures);
+    ``choice=False``: no full decision at points with float ties but no real tie (their other keys
+    follow from the fast path, docs/count.md): ``choice_sensitive`` is then not computed (None)."""
     t0 = time.perf_counter()
     net = network if isinstance(network, Network) else _load(network, rounding=rounding, convention=convention)
     specs = [sweep] if isinstance(sweep, str) else [*sweep]
@@ -303,9 +319,10 @@ def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout:
             rtie, ftie, mism = line(net, inner.index, layer, inner.values, th, A)
             cand = rtie | ftie
             for p in np.flatnonzero(cand | mism):
-                if not cand[p]:  # no tie: only the branch differs
-                    add("compensation", True, (p, q))
-                    add("branch_mismatch", True, (p, q))
+                if not cand[p] or (not choice and not rtie[p]):  # no real tie: no verify needed
+                    add("float_tie", bool(ftie[p]), (p, q))
+                    add("compensation", True, (p, q))  # a float tie only, or a flipped branch
+                    add("branch_mismatch", bool(mism[p]), (p, q))
                     continue
                 th[inner.index] = float(inner.values[p])
                 full(th.copy(), (p, q), bool(rtie[p]), bool(ftie[p]))
@@ -317,6 +334,8 @@ def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout:
         if progress is not None:
             progress(done, total)
     dt = time.perf_counter() - t0
+    if not choice and layer is not None:
+        counts["choice_sensitive"] = None
     return CountResult(
         network=net.source,
         dtype=net.fmt.name,

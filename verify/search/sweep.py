@@ -428,7 +428,9 @@ def _locate_q(vals: np.ndarray, q) -> tuple[int, int]:
 
 
 def line(net: Network, idx: int, layer: int, tvals: np.ndarray, theta: np.ndarray, A=None):
-    """Per-point (real tie, float tie, branch mismatch away from ties) flags along one sweep."""
+    """Per-point flags along one sweep: real tie, float tie, and branch mismatch (a unit where neither
+    run ties and the machine takes another piece / window maximum than the exact run; exact at every
+    point without a real tie)."""
     A = A if A is not None else machine_arith(net.fmt)
     branches, ftie = _machine_line(net, A, idx, layer, tvals, theta)
     Pn = len(tvals)
@@ -452,17 +454,17 @@ def line(net: Network, idx: int, layer: int, tvals: np.ndarray, theta: np.ndarra
             sl = slice(lo_i, k)
             for br, pat in zip(branches, pats):
                 if br[0] == "act":
-                    _, _, pb, _, cols, pv, _ = br
+                    _, _, pb, kb, cols, pv, kv = br
                     const = np.ones(pb.shape[-1], dtype=bool)
                     const[cols] = False
-                    if ((pb != pat[1]) & ~pat[2] & const).any():
+                    if ((pb != pat[1]) & ~pat[2] & const & (kb < 0)).any():
                         mism[sl] = True
                     if len(cols):
-                        m = (pv[sl] != pat[1][:, cols][None]) & ~pat[2][:, cols][None]
+                        m = (pv[sl] != pat[1][:, cols][None]) & ~pat[2][:, cols][None] & (kv[sl] < 0)
                         mism[sl] |= m.reshape(k - lo_i, -1).any(axis=1)
                 else:
                     onehot = np.arange(br[2].shape[-1])[None, None, None, :] == pat[1][None, :, :, None]
-                    m = (br[2][sl] != onehot).any(axis=-1) & ~pat[2][None]
+                    m = (br[2][sl] != onehot).any(axis=-1) & ~pat[2][None] & (br[2][sl].sum(axis=-1) < 2)
                     mism[sl] |= m.reshape(k - lo_i, -1).any(axis=1)
         pos = k
         if end >= hi:
