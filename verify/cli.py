@@ -430,7 +430,7 @@ def count(
     no_choice: bool = typer.Option(False, "--no-choice", help="skip choice sensitivity: no full decision at points with a float tie but no real tie (faster)"),
     convention: Optional[str] = typer.Option(None, help="pytorch | jax | tensorflow | FILE.json"),
 ):
-    """Count, over every machine number of one or two swept scalars, the points with real ties, float ties, f not differentiable, wrong AD, ... (exit 0; 3 if some points stayed undecided)."""
+    """Count, over every machine number of one or two swept scalars, the points with real ties, float ties, f not differentiable, wrong AD, ... (exit 0; 3 if some points stayed undecided; 4 internal disagreement)."""
     from .search.count import count as _count
     from .search.count import plot as _plot
 

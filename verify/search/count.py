@@ -234,7 +234,9 @@ class CountResult:
 
     @property
     def exit_code(self) -> int:
-        return 3 if any(self.unknown.values()) or self.disagreements else 0
+        if self.disagreements:
+            return 4  # the fast path and verify disagree on a tie: a kinkcheck bug
+        return 3 if any(self.unknown.values()) or not self.complete else 0
 
 
 def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout: float = DEFAULT_TIMEOUT, convention=None, rounding=None, progress=None, keep: bool = False, choice: bool = True) -> CountResult:

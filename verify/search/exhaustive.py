@@ -39,8 +39,8 @@ def family(name: str, dtype) -> tuple[dict, list, str]:
     if name == "private_bias":  # f(w, b) = 2*relu(0.75*w + b): one unit, its own bias
         doc = _doc(dtype, {"w": 1, "b": 0}, [[0.75]], [{"op": "linear", "weight": [["w"]], "bias": ["b"]}, {"op": "relu"}, {"op": "linear", "weight": [[2]]}])
         return doc, ["b", "w"], "correct"
-    if name == "private_bias_3":  # two units, two private biases, shared input weight w
-        doc = _doc(dtype, {"w": 1, "b1": 0, "b2": 0}, [[1]], [{"op": "linear", "weight": [["w"], ["w"]], "bias": ["b1", "b2"]}, {"op": "relu"}, {"op": "linear", "weight": [[1, -1.5]]}])
+    if name == "private_bias_3":  # relu(0.75*w + b1) - 1.5*relu(0.75*w + b2): two private biases
+        doc = _doc(dtype, {"w": 1, "b1": 0, "b2": 0}, [[0.75]], [{"op": "linear", "weight": [["w"], ["w"]], "bias": ["b1", "b2"]}, {"op": "relu"}, {"op": "linear", "weight": [[1, -1.5]]}])
         return doc, ["b1", "b2", "w"], "correct"
     if name == "no_bias":  # v*(relu(w) - relu(-w)) = v*w: at w = 0 AD gives (0, 0), the gradient (v, 0)
         doc = _doc(dtype, {"w": 0, "v": 1}, [[1]], [{"op": "linear", "weight": [["w"], ["-w"]]}, {"op": "relu"}, {"op": "linear", "weight": [["v", "-v"]]}])
