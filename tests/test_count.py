@@ -239,3 +239,18 @@ def test_cli_json_and_bad_input(tmp_path):
     assert res.exit_code == 2 and "no float(e4,m3) value in the range" in res.output
     res = CliRunner().invoke(app, ["count", str(f), "--sweep", "w", "--range", "0:1"])
     assert res.exit_code == 0 and "over 57 float(e4,m3) points" in res.output  # 0 and 56 positive values <= 1
+
+
+def test_exhaustive_small_format():
+    from kinkcheck.search.exhaustive import check
+
+    # every combination of the free scalars: 2*relu(0.75*w + b) on E3M2 (55 x 55); a tie where
+    # b = -0.75*w is a grid value, at most one b per w (bound 55); every tie is a kink of f
+    row = check("private_bias", E3M2, workers=1)
+    assert row["points"] == 3025 and row["bound"] == 55 and 0 < row["real_tie"] == row["not_differentiable"] <= 55
+    assert row["ad_incorrect"] == 0 and row["ad_not_in_clarke"] == 0 and row["claim_holds"] is True
+    # E2M1 (11 values), counterexample families
+    row = check("maxpool", E2M1, workers=2)
+    assert row["ad_incorrect"] == 11 and row["claim_holds"] is True  # u = 0, every b
+    row = check("no_bias", E2M1, workers=1)
+    assert row["ad_incorrect"] == 10 and row["claim_holds"] is True  # w = 0, every v != 0

@@ -75,10 +75,11 @@ def _part(doc, free, lo, hi, fixed_values):
     return tot, unk, n, decided, disagree
 
 
-def check(name: str, fmt: str, workers: int = 2, executor=None) -> dict:
-    """Run one family over every parameter combination in one 8-bit format; a table row."""
+def check(name: str, fmt, workers: int = 2, executor=None) -> dict:
+    """Run one family over every parameter combination in one format (a name of ``FORMATS`` or a
+    dtype spec); a table row."""
     t0 = time.perf_counter()
-    doc, free, claim = family(name, FORMATS[fmt])
+    doc, free, claim = family(name, FORMATS.get(fmt, fmt) if isinstance(fmt, str) else fmt)
     net = load(doc)
     g = grid(net.fmt)
     sweeps = [Sweep(s, resolve(net, s)[0], g) for s in free]
@@ -109,7 +110,7 @@ def check(name: str, fmt: str, workers: int = 2, executor=None) -> dict:
     undecided = any(unk[k] for k in keys) or any(r[4] for r in results)
     return {
         "family": name,
-        "format": fmt,
+        "format": fmt if isinstance(fmt, str) else f"E{fmt['exponent_bits']}M{fmt['fraction_bits']}",
         "free": free,
         "points": points,
         **tot,
