@@ -6,8 +6,9 @@ same grid, measured in the same run.
 
 Prints, per swept parameter, the best-of-N time of the count of the ties and the nd set
 (``choice=False``: only real-tie points get the full decision) and of every key (every tie point
-gets it), points/s, and the ratio to the per-point baseline's points/s (these machines are shared
-and noisy: compare ratios, not absolute seconds).
+gets it), points/s by wall clock and by CPU time of this process (less sensitive to other load),
+and the ratio to the per-point baseline's points/s (these machines are shared and noisy: compare
+ratios, not absolute seconds).
 """
 
 from __future__ import annotations
@@ -78,12 +79,16 @@ def main():
         for choice, what in ((False, "ties + nd"), (True, "all keys ")):
             kinkcheck.count(net, spec, choice=choice)  # warm-up (imports, caches)
             best = None
+            cpu = []
             for _ in range(args.repeat):
+                c0 = time.process_time()
                 r = kinkcheck.count(net, spec, choice=choice)
+                cpu.append(time.process_time() - c0)
                 best = r if best is None or r.time_s < best.time_s else best
             c = best.counts
             print(
                 f"{spec:8s} {what} {best.time_s * 1e3:7.1f} ms {best.points_per_s:10.0f} points/s "
+                f"(CPU time {min(cpu) * 1e3:6.1f} ms: {best.points / min(cpu):10.0f} points/s) "
                 f"(per-point verify {base:4.0f} points/s: x{best.points_per_s / base:,.0f}); "
                 f"real ties {c['real_tie']}, float ties {c['float_tie']}, nd {c['not_differentiable']}, "
                 f"branch mismatch {c['branch_mismatch']}, verified {best.decided_points}"

@@ -145,13 +145,19 @@ def test_fallback_equals_brute_force():
     assert r.counts == brute(doc, ["w"])
 
 
-def test_float16_sweep_agrees_with_verify_on_samples():
+@pytest.mark.parametrize("hidden2", [False, True])
+def test_float16_sweep_agrees_with_verify_on_samples(hidden2):
     rng = np.random.default_rng(3)
 
     def f16(a):
         return np.asarray(a, dtype=np.float16).astype(float).tolist()
 
     doc = mlp("float16", f16(rng.normal(size=(8, 4))), f16(rng.normal(size=8) * 0.1), f16(rng.normal(size=(1, 8))), f16([0.1]), f16(rng.normal(size=(8, 4))), loss="mse", targets=f16(rng.normal(size=(8, 1))))
+    if hidden2:  # a second hidden layer: the machine rows after the swept layer are deduplicated
+        doc["params"]["W2"] = {"shape": [6, 8], "values": f16(rng.normal(size=(6, 8)) / 3)}
+        doc["params"]["b2"] = {"shape": [6], "values": f16(rng.normal(size=6) * 0.1)}
+        doc["params"]["W3"] = {"shape": [1, 6], "values": f16(rng.normal(size=(1, 6)))}
+        doc["layers"] += [{"op": "relu"}, {"op": "linear", "weight": "W3"}]
     net = kinkcheck.load(doc)
     for spec in ("W1[2,1]", "b1[3]"):
         idx, _ = C.resolve(net, spec)
@@ -159,7 +165,8 @@ def test_float16_sweep_agrees_with_verify_on_samples():
         g = C.grid(net.fmt)
         rtie, ftie, mism = S.line(net, idx, layer, g, net.theta.copy())
         flagged = np.flatnonzero(rtie | ftie | mism)
-        sample = np.concatenate([flagged[:25], rng.choice(len(g), 25, replace=False), [0, len(g) - 1, len(g) // 2]])
+        n = 10 if hidden2 else 25
+        sample = np.concatenate([flagged[:n], rng.choice(len(g), n, replace=False), [0, len(g) - 1, len(g) // 2]])
         for p in sample:
             th = net.theta.copy()
             th[idx] = g[p]

@@ -215,6 +215,15 @@ def _linear_var(A, W, b, v: _Vals, Pn):
     return _Vals(acc[0], np.arange(W.shape[0]), acc)
 
 
+def _dedupe(var):
+    """(the distinct rows of var [P, ...] by bit pattern, inverse [P]): equal inputs give equal
+    machine results, so the layers after the swept one run once per distinct row."""
+    flat = np.ascontiguousarray(var.reshape(var.shape[0], -1))
+    key = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return var[first], inv.reshape(-1)
+
+
 def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, theta: np.ndarray):
     """Branches of every kinked unit at every grid point and the float-tie flag [P]. A branch is
     ("act", key, piece_base [N, U], kink_base, cols, piece_var [P, N, C], kink_var) or
@@ -223,8 +232,11 @@ def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, thet
     tcol = np.asarray(tvals, dtype=np.float64).astype(A.dtype)[:, None]
     v = _Vals(A.from_floats(net.inputs).reshape(N, -1))
     branches = []
+    stop = _last_needed(net)
+    inv = None  # rows after the swept layer are deduplicated when a linear layer follows
+    Pc = Pn  # points (or distinct rows) in the current arrays
     ftie = np.zeros(Pn, dtype=bool)
-    for L in net.layers[: _last_needed(net) + 1]:
+    for L in net.layers[: stop + 1]:
         if L.op == "linear":
             W = L.weight.values(theta)
             b = L.bias.values(theta) if L.bias is not None else None
@@ -242,15 +254,19 @@ def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, thet
                     if bm is not None:
                         acc = A.add(acc, A.neg(tcol) if bsign[i] < 0 else tcol if bsign[i] > 0 else bm[i])
                     var[:, :, r] = acc
+                if any(M.op == "linear" for M in net.layers[layer + 1 : stop + 1]):
+                    var, inv = _dedupe(var)
+                    Pc = var.shape[0]
+                    ftie = ftie[:Pc]
                 v = _Vals(y, rows, var)
             else:
-                v = _linear_var(A, Wm, bm, v, Pn)
+                v = _linear_var(A, Wm, bm, v, Pc)
         elif L.op in ("maxpool1d", "maxpool2d"):
             ix = P.pool_index(L)
-            m, eq = A.max_first(v.full(Pn)[..., ix] if len(v.cols) else v.base[:, ix])
-            eqP = eq if len(v.cols) else np.broadcast_to(eq, (Pn,) + eq.shape)
+            m, eq = A.max_first(v.full(Pc)[..., ix] if len(v.cols) else v.base[:, ix])
+            eqP = eq if len(v.cols) else np.broadcast_to(eq, (Pc,) + eq.shape)
             branches.append(("pool", L.index, eqP))
-            ftie |= (eqP.sum(axis=-1) >= 2).reshape(Pn, -1).any(axis=1)
+            ftie |= (eqP.sum(axis=-1) >= 2).reshape(Pc, -1).any(axis=1)
             v = _Vals(m[0], np.arange(m.shape[-1]), m) if len(v.cols) else _Vals(m)
         elif L.op != "flatten":
             pb, kb = _locate(A, v.base, L.act.kinks)
@@ -260,16 +276,19 @@ def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, thet
             pv = kv = None
             if len(v.cols):
                 pv, kv = _locate(A, v.var, L.act.kinks)
-                ftie |= (kv >= 0).reshape(Pn, -1).any(axis=1)
+                ftie |= (kv >= 0).reshape(Pc, -1).any(axis=1)
                 nv = _pieces(A, L.act, v.var, pv)
             branches.append(("act", L.index, pb, kb, v.cols, pv, kv))
             v = _Vals(_pieces(A, L.act, v.base, pb), v.cols, nv if len(v.cols) else None)
     if net.loss.op == "l1":
-        r = A.sub(v.full(Pn), A.from_floats(net.targets).reshape(N, -1))
+        r = A.sub(v.full(Pc), A.from_floats(net.targets).reshape(N, -1))
         piece, kink = _locate(A, r, P._abs().kinks)
         cols = np.arange(r.shape[-1])
         branches.append(("act", len(net.layers), piece[0], kink[0], cols, piece, kink))
-        ftie |= (kink >= 0).reshape(Pn, -1).any(axis=1)
+        ftie |= (kink >= 0).reshape(Pc, -1).any(axis=1)
+    if inv is not None:  # back to one row per point
+        ftie = ftie[inv]
+        branches = [(br[0], br[1], br[2][inv]) if br[0] == "pool" else br[:5] + ((br[5][inv], br[6][inv]) if br[5] is not None else (None, None)) for br in branches]
     return branches, ftie
 
 
