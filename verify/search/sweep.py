@@ -215,33 +215,6 @@ def _linear_var(A, W, b, v: _Vals, Pn):
     return _Vals(acc[0], np.arange(W.shape[0]), acc)
 
 
-def _dedupe(y, var):
-    """Per (point, sample) pairs: every layer after the swept one treats each sample on its own, so
-    pairs with the same sample and bit-identical varying values give identical machine results.
-    Returns (base [U, units] per distinct pair, var [1, U, C], inverse [P*N] into the U pairs)."""
-    Pn, N, C = var.shape
-    flat = np.ascontiguousarray(var.reshape(Pn * N, C))
-    bits = flat.view(np.uint32 if flat.dtype.itemsize == 4 else np.uint64)
-    key = np.concatenate([np.tile(np.arange(N, dtype=bits.dtype), Pn)[:, None], bits], axis=1)
-    key = np.ascontiguousarray(key).view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    return y[first % N], flat[first][None], inv.reshape(-1)
-
-
-def _expand(br, inv, Pn, N):
-    """A branch computed on distinct (point, sample) pairs, back to [P, N, ...] (every column varying)."""
-    if br[0] == "pool":
-        eq = br[2][0][inv]
-        return ("pool", br[1], eq.reshape((Pn, N) + eq.shape[1:]))
-    _, key, pb, kb, cols, pv, kv = br
-    if pv is not None:
-        pb, kb = pb.copy(), kb.copy()
-        pb[:, cols], kb[:, cols] = pv[0], kv[0]
-    units = pb.shape[-1]
-    base_p, base_k = np.zeros((N, units), dtype=np.int8), np.full((N, units), -1, dtype=np.int8)  # unused: every column varies
-    return ("act", key, base_p, base_k, np.arange(units), pb[inv].reshape(Pn, N, -1), kb[inv].reshape(Pn, N, -1))
-
-
 def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, theta: np.ndarray):
     """Branches of every kinked unit at every grid point and the float-tie flag [P]. A branch is
     ("act", key, piece_base [N, U], kink_base, cols, piece_var [P, N, C], kink_var) or
@@ -250,13 +223,8 @@ def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, thet
     tcol = np.asarray(tvals, dtype=np.float64).astype(A.dtype)[:, None]
     v = _Vals(A.from_floats(net.inputs).reshape(N, -1))
     branches = []
-    stop = _last_needed(net)
-    inv = None  # after the swept layer: inverse of the distinct (point, sample) pairs, if deduplicated
-    first = 0  # branches from here on are on the deduplicated pairs
-    Pc = Pn  # leading size of the varying arrays
     ftie = np.zeros(Pn, dtype=bool)
-    targets = A.from_floats(net.targets).reshape(N, -1) if net.loss.op == "l1" else None
-    for L in net.layers[: stop + 1]:
+    for L in net.layers[: _last_needed(net) + 1]:
         if L.op == "linear":
             W = L.weight.values(theta)
             b = L.bias.values(theta) if L.bias is not None else None
@@ -274,44 +242,34 @@ def _machine_line(net: Network, A, idx: int, layer: int, tvals: np.ndarray, thet
                     if bm is not None:
                         acc = A.add(acc, A.neg(tcol) if bsign[i] < 0 else tcol if bsign[i] > 0 else bm[i])
                     var[:, :, r] = acc
-                if any(M.op == "linear" for M in net.layers[layer + 1 : stop + 1]):
-                    y, var, inv = _dedupe(y, var)
-                    if targets is not None:
-                        targets = np.tile(targets, (Pn, 1))[np.unique(inv, return_index=True)[1]]
-                    first, Pc = len(branches), 1
                 v = _Vals(y, rows, var)
             else:
-                v = _linear_var(A, Wm, bm, v, Pc)
+                v = _linear_var(A, Wm, bm, v, Pn)
         elif L.op in ("maxpool1d", "maxpool2d"):
             ix = P.pool_index(L)
-            m, eq = A.max_first(v.full(Pc)[..., ix] if len(v.cols) else v.base[:, ix])
-            eqP = eq if len(v.cols) else np.broadcast_to(eq, (Pc,) + eq.shape)
+            m, eq = A.max_first(v.full(Pn)[..., ix] if len(v.cols) else v.base[:, ix])
+            eqP = eq if len(v.cols) else np.broadcast_to(eq, (Pn,) + eq.shape)
             branches.append(("pool", L.index, eqP))
+            ftie |= (eqP.sum(axis=-1) >= 2).reshape(Pn, -1).any(axis=1)
             v = _Vals(m[0], np.arange(m.shape[-1]), m) if len(v.cols) else _Vals(m)
         elif L.op != "flatten":
             pb, kb = _locate(A, v.base, L.act.kinks)
+            const = np.ones(pb.shape[-1], dtype=bool)
+            const[v.cols] = False
+            ftie |= bool((kb[:, const] >= 0).any())
             pv = kv = None
             if len(v.cols):
                 pv, kv = _locate(A, v.var, L.act.kinks)
+                ftie |= (kv >= 0).reshape(Pn, -1).any(axis=1)
                 nv = _pieces(A, L.act, v.var, pv)
             branches.append(("act", L.index, pb, kb, v.cols, pv, kv))
             v = _Vals(_pieces(A, L.act, v.base, pb), v.cols, nv if len(v.cols) else None)
     if net.loss.op == "l1":
-        r = A.sub(v.full(Pc), targets)
+        r = A.sub(v.full(Pn), A.from_floats(net.targets).reshape(N, -1))
         piece, kink = _locate(A, r, P._abs().kinks)
-        branches.append(("act", len(net.layers), piece[0], kink[0], np.arange(r.shape[-1]), piece, kink))
-    if inv is not None:  # back to [P, N, ...]
-        branches = branches[:first] + [_expand(br, inv, Pn, N) for br in branches[first:]]
-    for br in branches:
-        if br[0] == "pool":
-            ftie |= (br[2].sum(axis=-1) >= 2).reshape(Pn, -1).any(axis=1)
-            continue
-        _, _, pb, kb, cols, pv, kv = br
-        const = np.ones(pb.shape[-1], dtype=bool)
-        const[cols] = False
-        ftie |= bool((kb[:, const] >= 0).any())
-        if pv is not None:
-            ftie |= (kv >= 0).reshape(Pn, -1).any(axis=1)
+        cols = np.arange(r.shape[-1])
+        branches.append(("act", len(net.layers), piece[0], kink[0], cols, piece, kink))
+        ftie |= (kink >= 0).reshape(Pn, -1).any(axis=1)
     return branches, ftie
 
 
