@@ -254,9 +254,13 @@ def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout:
     if not 1 <= len(specs) <= 2:
         raise InputError("count: give one or two --sweep")
     ranges = [*range] if isinstance(range, list) else [range] * len(specs)
+    if len(ranges) != len(specs):
+        raise InputError(f"count: {len(ranges)} ranges for {len(specs)} sweeps")
     theta = net.theta.copy()
     for name, v in (fixed or {}).items():
         i, _ = resolve(net, name)
+        if not net.fmt.is_representable(mpq(v)):
+            raise InputError(f"fixed {name} = {v}: not a {net.fmt.name} value")
         theta[i] = float(v)
     sweeps = []
     for s, rg in zip(specs, ranges):
