@@ -366,7 +366,7 @@ def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout:
 # pictures
 
 
-def plot(result: CountResult, path) -> None:
+def plot(result: CountResult, path, title: str | None = None) -> None:
     """A strip (one sweep) or a grid picture (two sweeps) of the exact zero sets (real ties), the float
     ties and the nd set, on the grid's positions (``count(..., keep=True)``). Needs matplotlib (the
     ``survey`` extra): ImportError otherwise."""
@@ -393,9 +393,11 @@ def plot(result: CountResult, path) -> None:
         ax.set_xlabel(f"{result.sweeps[0]} (every {result.dtype} value, equally spaced by position on the grid)")
     else:
         fig, ax = plt.subplots(figsize=(6.5, 6))
-        for k, name, colour in (kinds[1], kinds[0], kinds[2]):  # real ties drawn over float ties
+        cell = min(30.0, max(1.0, (350.0 / max(len(g[0]), len(g[1]))) ** 2))  # marker area per grid cell
+        size = {"float_tie": 1.0, "not_differentiable": 2.0, "real_tie": 0.35}
+        for k, name, colour in (kinds[1], kinds[2], kinds[0]):  # real ties (small) drawn on top
             pos = result.kept[k]
-            ax.scatter(pos[:, 0], pos[:, 1], s=2 if k != "not_differentiable" else 6, c=colour, marker="s" if k == "not_differentiable" else ".", label=f"{name}: {result.counts[k]}", linewidths=0)
+            ax.scatter(pos[:, 0], pos[:, 1], s=cell * size[k], c=colour, marker="s" if k == "not_differentiable" else "o", label=f"{name}: {result.counts[k]}", linewidths=0)
         for axis, vals, setter in ((0, g[0], ax.set_xticks), (1, g[1], ax.set_yticks)):
             ticks = np.linspace(0, len(vals) - 1, 7).astype(int)
             setter(ticks, [f"{vals[i]:.3g}" for i in ticks], fontsize=8)
@@ -403,8 +405,8 @@ def plot(result: CountResult, path) -> None:
         ax.set_ylim(-0.5, len(g[1]) - 0.5)
         ax.set_xlabel(f"{result.sweeps[0]} (grid position)")
         ax.set_ylabel(f"{result.sweeps[1]} (grid position)")
-        ax.legend(loc="upper right", fontsize=7, markerscale=3)
-    ax.set_title(f"{result.network}: {result.points} {result.dtype} points", fontsize=9)
+        ax.legend(loc="upper right", fontsize=7, markerscale=min(3.0, 6.0 / cell**0.5))
+    ax.set_title(f"{title or result.network}: {result.points} {result.dtype} points", fontsize=9)
     fig.tight_layout()
     try:
         replace_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=130), suffix=".png")
