@@ -261,3 +261,16 @@ def test_exhaustive_small_format():
     assert row["ad_incorrect"] == 11 and row["claim_holds"] is True  # u = 0, every b
     row = check("no_bias", E2M1, workers=1)
     assert row["ad_incorrect"] == 10 and row["claim_holds"] is True  # w = 0, every v != 0
+
+
+def test_cli_plot(tmp_path, monkeypatch):
+    f = tmp_path / "net.json"
+    f.write_text(json.dumps({**MAXPOOL}))
+    png = tmp_path / "grid.png"
+    pytest.importorskip("matplotlib")
+    res = CliRunner().invoke(app, ["count", str(f), "--sweep", "u", "--sweep", "b", "--plot", str(png), "--json"])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and json.loads(res.stdout)["points"] == 121
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if the extra were missing
+    res = CliRunner().invoke(app, ["count", str(f), "--sweep", "u", "--plot", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "--plot needs matplotlib" in res.output and not (tmp_path / "x.png").exists()
