@@ -247,7 +247,9 @@ def count(network, sweep, *, range=None, fixed=None, examples: int = 5, timeout:
     points of each kind to return (hex, in sweep order); ``progress``: callable(done, total) or None;
     ``keep``: keep the grid positions of every counted point (``result.kept``, for pictures);
     ``choice=False``: no full decision at points with float ties but no real tie (their other keys
-    follow from the fast path, docs/count.md): ``choice_sensitive`` is then not computed (None)."""
+    follow from the fast path, docs/count.md): ``choice_sensitive`` is then not computed (None).
+    ``convention`` / ``rounding`` apply when ``network`` is a path or a document (a loaded Network
+    keeps its own)."""
     t0 = time.perf_counter()
     net = network if isinstance(network, Network) else _load(network, rounding=rounding, convention=convention)
     specs = [sweep] if isinstance(sweep, str) else [*sweep]

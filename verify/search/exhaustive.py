@@ -14,7 +14,9 @@ free scalars (the grid of the format, zero once) and checks the claim attached t
 Choice sensitivity is not a claim of these theorems: the counts use ``choice=False`` (only the
 real-tie points get the full decision; ``choice_sensitive`` is None: not computed).
 The outer scalar's grid is split among ``workers`` processes (concurrent.futures); a Dask client can
-be passed as ``executor`` (anything with ``submit`` returning futures with ``result()``).
+be passed as ``executor`` (anything with ``submit`` returning futures with ``result()``) - its
+workers must be processes, not threads: Z3, used by the decisions at tie points, is not
+thread-safe (a thread pool crashes it).
 """
 
 from __future__ import annotations
