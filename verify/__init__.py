@@ -39,6 +39,7 @@ _LAZY = {
     "gradcheck": "interop.gradcheck",
     "GradcheckError": "interop.gradcheck",
     "GradcheckWarning": "interop.gradcheck",
+    "count": "search.count",
 }
 
 
@@ -56,4 +57,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "membership", "gradcheck", "GradcheckError", "GradcheckWarning", "__version__"]
+__all__ = ["load", "verify", "Report", "InputError", "Undecided", "check_certificate", "CheckFailed", "from_torch", "membership", "gradcheck", "GradcheckError", "GradcheckWarning", "count", "__version__"]

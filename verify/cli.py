@@ -6,6 +6,7 @@ Bad input prints one line on stderr (``kinkcheck: FILE: where: what``) and never
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Optional
 
@@ -574,6 +575,90 @@ def survey(
     reused = len(res.runs) - res.computed
     out.print(f"{res.computed} run(s) computed, {reused} reused from {out_dir}/runs; wrote " + ", ".join(str(f) for f in files), markup=False)
     raise typer.Exit(0)
+
+
+def _count_table(res) -> None:
+    d = res.to_dict()
+    t = Table(title=f"kinkcheck count {d['network']}: {' x '.join(d['sweeps'])} over {d['points']} {d['dtype']} points", title_justify="left")
+    for c in ("set", "points", "undecided", "first points"):
+        t.add_column(c)
+    names = {
+        "real_tie": "real tie",
+        "float_tie": "float tie",
+        "not_differentiable": "f not differentiable",
+        "ad_incorrect": "AD not the gradient (f differentiable)",
+        "ad_not_in_clarke": "AD not a Clarke subderivative",
+        "compensation": "compensation",
+        "branch_mismatch": "branch mismatch (no tie)",
+        "choice_sensitive": "choice-sensitive",
+    }
+    for k, name in names.items():
+        shown = ", ".join(e if isinstance(e, str) else "(" + ", ".join(e) + ")" for e in d["examples"][k])
+        t.add_row(name, "not computed" if d[k] is None else str(d[k]), str(d["unknown"][k] or ""), shown)
+    out.print(t)
+    b = d["lpa_bound"]
+    bound = f"{b['bound']} ({b['formula']}); nd count {d['not_differentiable']}" if b.get("applies") else f"does not apply: {b['reason']}"
+    out.print(f"Lee-Park-Aiken bound: {bound}", markup=False)
+    out.print(f"method: {d['method']}; {d['decided_points']} point(s) fully decided; {d['time_s']:.3f} s, {d['points_per_s']:.0f} points/s", markup=False)
+
+
+@app.command()
+def count(
+    network: str = typer.Argument(..., help="network file (JSON, format version 1)"),
+    sweep: list[str] = typer.Option(..., "--sweep", help="PARAM or PARAM[i,j]: a scalar to sweep over every machine number (once or twice)"),
+    range_: Optional[list[str]] = typer.Option(None, "--range", help="LO:HI (decimal, ratio or hex; either side may be empty): one for every sweep, or one per --sweep"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    list_k: int = typer.Option(5, "--list", help="show the first K points of each kind (exact hex)"),
+    plot_path: Optional[str] = typer.Option(None, "--plot", help="write a picture of the real ties, float ties and nd set (PNG; needs the survey extra)"),
+    timeout: float = typer.Option(600.0, "--timeout", help="seconds for the full decisions at tie points; points left are reported undecided"),
+    no_choice: bool = typer.Option(False, "--no-choice", help="skip choice sensitivity: no full decision at points with a float tie but no real tie (faster)"),
+    convention: Optional[str] = typer.Option(None, help="pytorch | jax | tensorflow | FILE.json"),
+):
+    """Count, over every machine number of one or two swept scalars, the points with real ties, float ties, f not differentiable, wrong AD, ... (exit 0; 3 if some points stayed undecided; 4 internal disagreement)."""
+    from .search.count import count as _count
+    from .search.count import plot as _plot
+
+    ranges = list(range_ or [])
+    if len(ranges) > 1 and len(ranges) != len(sweep):
+        _fail(f"--range: give one range, or one per --sweep ({len(sweep)}), not {len(ranges)}")
+    if list_k < 0:
+        _fail(f"--list: expected K >= 0, got {list_k}")
+    if timeout <= 0:
+        _fail(f"--timeout: expected seconds > 0, got {timeout}")
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            _fail("--plot needs matplotlib: pip install 'kinkcheck[survey]'")
+    progress = None
+    bar = None
+    if err.is_terminal and not json_out:
+        from rich.progress import Progress
+
+        bar = Progress(console=err, transient=True)
+        task = bar.add_task("counting", total=None)
+        bar.start()
+
+        def progress(done, total):
+            bar.update(task, completed=done, total=total)
+
+    try:
+        res = _count(network, sweep, range=ranges if len(ranges) > 1 else (ranges[0] if ranges else None), examples=list_k, timeout=timeout, convention=convention, progress=progress, keep=plot_path is not None, choice=not no_choice)
+    except InputError as exc:
+        _fail(str(exc) if str(exc).startswith(network) else f"{network}: {exc}")
+    finally:
+        if bar is not None:
+            bar.stop()
+    if plot_path is not None:
+        try:
+            _plot(res, plot_path)
+        except OSError as exc:
+            _fail(f"{plot_path}: cannot write the picture: {exc.strerror or exc}")
+    if json_out:
+        sys.stdout.write(json.dumps(res.to_dict()) + "\n")
+    else:
+        _count_table(res)
+    raise typer.Exit(res.exit_code)
 
 
 conventions_app = typer.Typer(no_args_is_help=True, help="Derivative conventions.")
