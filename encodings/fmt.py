@@ -37,3 +37,20 @@ def parse_rat(s: str) -> mpq:
 
 def is_exact(v) -> bool:
     return v is not None and not isinstance(v, Interval)
+
+
+def approx(text, digits: int = 12) -> str:
+    """A decimal approximation of an exact value written "p/q" (empty for integers, enclosures and
+    anything that is not a rational): shown beside the exact value, never instead of it."""
+    import gmpy2
+
+    if text is None or not isinstance(text, str) or text.startswith("["):
+        return ""
+    try:
+        q = mpq(text)
+    except (ValueError, ZeroDivisionError):
+        return ""
+    if q.denominator == 1:
+        return ""
+    with gmpy2.context(gmpy2.get_context(), precision=96):
+        return format(gmpy2.mpfr(q), f".{digits}g")

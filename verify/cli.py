@@ -16,11 +16,34 @@ from rich.table import Table
 
 from .encodings.errors import InputError, one_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Exact verification of AD at kinks for small networks.")
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, context_settings=CONTEXT, help="Exact verification of AD at kinks for small networks.")
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 MAX_ROWS = 20
+
+
+def _placeholders_only() -> None:
+    """Help shows readable placeholders (FILE, N, NAME) instead of typer's type column (<str>,
+    <bool>): a flag has no value, an argument is named by its placeholder."""
+    from typer import core
+
+    base = getattr(core, "_TyperParameter", None)
+    if base is None or getattr(base, "_kinkcheck_plain", False):
+        return
+    shown = base.display_type
+
+    def display_type(self, ctx):
+        if getattr(self, "is_flag", False) or getattr(self, "param_type_name", "") == "argument" or self.metavar is not None:
+            return ""
+        return shown(self, ctx)
+
+    base.display_type = display_type
+    base._kinkcheck_plain = True
+
+
+_placeholders_only()
 
 
 def _fail(msg: str, code: int = 2):
@@ -40,6 +63,54 @@ def _option(c) -> str:
     return f"entry {c['choice']}" if isinstance(c["choice"], int) else c["choice"]
 
 
+def _exact(q) -> str:
+    """An exact value with its decimal approximation beside it: "1/3 (~0.333333333333)"."""
+    from .encodings.fmt import approx
+
+    a = approx(q)
+    return f"{q} (~{a})" if a else str(q)
+
+
+def _table_or_lines(title: str, columns: list, rows: list) -> None:
+    """A table when every row fits the terminal; otherwise one line per row, so that no number is
+    ever cut in the middle by a narrow column."""
+    width = sum(max([len(c)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)) + 1
+    if width <= out.width:
+        tt = Table(title=title, title_justify="left")
+        for c in columns:
+            tt.add_column(c, no_wrap=True)
+        for r in rows:
+            tt.add_row(*r)
+        out.print(tt)
+        return
+    out.print(title, markup=False)
+    for r in rows:
+        out.print("  " + "; ".join(f"{c} {v}" for c, v in zip(columns, r)), markup=False, soft_wrap=True)
+
+
+def _rounded(report) -> list:
+    """Each place that rounding "nearest" changed, with the value it now has."""
+    import re
+
+    net = getattr(report, "_net", None)
+    lines = []
+    for place in report.rounded_values:
+        v = None
+        m = re.fullmatch(r"(?:params\.([^\[]+)|(inputs)|(targets))(?:\[([\d,]+)\])?", place)
+        if net is not None and m:
+            idx = tuple(int(i) for i in m.group(4).split(",")) if m.group(4) else ()
+            try:
+                if m.group(1):
+                    p = net.param(m.group(1))
+                    v = net.theta[p.offset : p.offset + p.size].reshape(p.shape)[idx]
+                else:
+                    v = (net.inputs if m.group(2) else net.targets)[idx]
+            except (KeyError, IndexError, ValueError):
+                v = None
+        lines.append(f"{place} -> {net.fmt.to_hex(float(v))} (~{float(v):.12g})" if v is not None else place)
+    return lines
+
+
 def _render(report) -> None:
     d = report.to_dict()
     t = Table(title=f"kinkcheck verify {d['network']}", show_header=False, title_justify="left")
@@ -54,21 +125,19 @@ def _render(report) -> None:
     t.add_row("branch mismatch (float run branches differently)", _flag(d["branch_mismatch"]))
     t.add_row("compensation (mismatch, AD right over the reals)", _flag(d["compensation"]))
     t.add_row("choice-sensitive (bifurcation zone)", _flag(d["choice_sensitive"]))
-    t.add_row("loss (exact / machine)", f"{d['loss']['exact']} / {d['loss']['machine']}")
     t.add_row("reason", d["reason"])
     out.print(t)
+    out.print(f"loss: exact {_exact(d['loss']['exact'])}, machine {d['loss']['machine']}", markup=False)
+    for line in _rounded(report):
+        out.print(f"rounded (nearest): {line}", markup=False)
     for key, title in (("real_ties", "Real ties"), ("float_ties", "Float ties")):
         rows = d[key]
         if not rows:
             continue
-        tt = Table(title=title, title_justify="left")
-        for c in ("layer", "op", "sample", "unit", "kink", "exact", "machine"):
-            tt.add_column(c)
-        for r in rows[:MAX_ROWS]:
-            tt.add_row(str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), str(r["kink"]), str(r["exact"]), str(r["machine"]))
+        table = [[str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), _exact(r["kink"]), _exact(r["exact"]), str(r["machine"])] for r in rows[:MAX_ROWS]]
         if len(rows) > MAX_ROWS:
-            tt.add_row("...", f"{len(rows) - MAX_ROWS} more", "", "", "", "", "")
-        out.print(tt)
+            table.append(["...", f"{len(rows) - MAX_ROWS} more", "", "", "", "", ""])
+        _table_or_lines(title, ["layer", "op", "sample", "unit", "kink", "exact", "machine"], table)
     if d["branch_mismatch_units"]:
         title = "Compensation" if d["compensation"] else "Branch mismatch"
         tt = Table(title=f"{title} (machine branch differs from exact)", title_justify="left")
@@ -94,18 +163,12 @@ def _render(report) -> None:
         text = ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']} {_option(c)}" for c in w["ties"][:MAX_ROWS])
         out.print(f"choice-sensitive: together, {text}" + (f" -> machine AD ({', '.join(w['machine_ad'][:8])}{', ...' if len(w['machine_ad']) > 8 else ''})" if w["machine_ad"] else ""))
     if d["values_included"] and d["ad"] is not None or d["machine_ad"] is not None:
-        tt = Table(title="AD output", title_justify="left")
-        tt.add_column("parameter")
-        tt.add_column("exact AD")
-        tt.add_column("machine AD")
-        tt.add_column("gradient")
         labels = report.labels
         n = len(d["machine_ad"] or [])
-        for i in range(min(n, 64)):
-            tt.add_row(labels[i], (d["ad"] or ["-"] * n)[i], d["machine_ad"][i], (d["gradient"] or ["-"] * n)[i])
+        table = [[labels[i], _exact((d["ad"] or ["-"] * n)[i]), d["machine_ad"][i], _exact((d["gradient"] or ["-"] * n)[i])] for i in range(min(n, 64))]
         if n > 64:
-            tt.add_row("...", f"{n - 64} more (use --json)", "", "")
-        out.print(tt)
+            table.append(["...", f"{n - 64} more (use --json)", "", ""])
+        _table_or_lines("AD output", ["parameter", "exact AD", "machine AD", "gradient"], table)
     for u in d["unknown"]:
         out.print(f"[yellow]unknown:[/] {u}")
     for f in d["findings"]:
@@ -114,19 +177,21 @@ def _render(report) -> None:
 
 @app.command()
 def verify(
-    network: str = typer.Argument(..., help="network file (JSON, format version 1), or a model file (.onnx, .pt2, TorchScript .pt) with --inputs"),
-    inputs: Optional[str] = typer.Option(None, "--inputs", help="model file only: X.npy, the batch, in the network's dtype"),
-    targets: Optional[str] = typer.Option(None, "--targets", help="model file only: Y.npy"),
-    loss: str = typer.Option("sum", "--loss", help="model file only: sum | dot | mse | l1 | cross_entropy"),
-    convention: Optional[str] = typer.Option(None, help="pytorch | jax | tensorflow | FILE.json"),
+    network: str = typer.Argument(..., metavar="NETWORK", help="network file (JSON, format version 1), or a model file (.onnx, .pt2, TorchScript .pt) with --inputs"),
+    inputs: Optional[str] = typer.Option(None, "--inputs", metavar="FILE", help="model file only: X.npy, the batch, in the network's dtype"),
+    targets: Optional[str] = typer.Option(None, "--targets", metavar="FILE", help="model file only: Y.npy"),
+    loss: str = typer.Option("sum", "--loss", metavar="LOSS", help="model file only: sum | dot | mse | l1 | cross_entropy"),
+    convention: Optional[str] = typer.Option(None, "--convention", metavar="NAME|FILE", help="pytorch | jax | tensorflow | FILE.json"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     values: bool = typer.Option(False, "--values", help="always include the exact and machine AD outputs"),
-    rounding: Optional[str] = typer.Option(None, help="'nearest' rounds non-representable values (reported)"),
-    certificate: Optional[str] = typer.Option(None, "--certificate", help="write the certificate (JSON) to this file"),
-    report_html: Optional[str] = typer.Option(None, "--report", help="write a self-contained HTML page (verdicts, ties, the picture around each tie) to this file"),
+    rounding: Optional[str] = typer.Option(None, "--rounding", metavar="exact|nearest", help="'nearest' rounds non-representable values (reported)"),
+    certificate: Optional[str] = typer.Option(None, "--certificate", metavar="FILE", help="write the certificate (JSON) to this file"),
+    report_html: Optional[str] = typer.Option(None, "--report", metavar="FILE", help="write a self-contained HTML page (verdicts, ties, the picture around each tie) to this file"),
 ):
     """Verify a network at its parameters: ties, branch mismatches, compensation, choice sensitivity, AD outputs.
-    A model file is imported first (as `kinkcheck import` does; no network file is written)."""
+    A model file is imported first (as `kinkcheck import` does; no network file is written).
+
+    Exit codes: 0 everything holds, 1 a finding (not differentiable, AD not the gradient or not in Clarke, compensation, choice-sensitive), 2 bad input or usage, 3 undecided, 4 internal error."""
     from .api import verify as _verify
 
     if rounding not in (None, "exact", "nearest"):
@@ -178,8 +243,10 @@ def verify(
 
 
 @app.command()
-def check(certificate: str = typer.Argument(..., help="certificate written by kinkcheck verify --certificate or kinkcheck search --out (unsat)")):
-    """Re-validate a certificate with exact arithmetic: exit 0 valid, 1 invalid (first failing step), 2 bad input."""
+def check(certificate: str = typer.Argument(..., metavar="CERTIFICATE", help="certificate written by kinkcheck verify --certificate or kinkcheck search --out (unsat)")):
+    """Re-validate a certificate with exact arithmetic.
+
+    Exit codes: 0 valid, 1 invalid (the first failing step is printed), 2 bad input or usage, 4 internal error."""
     from .certify.checker import CheckFailed
     from .search.certcheck import check_any as check_certificate
 
@@ -198,22 +265,24 @@ def check(certificate: str = typer.Argument(..., help="certificate written by ki
 
 @app.command()
 def search(
-    network: str = typer.Argument(..., help="network file"),
-    find: str = typer.Option(..., "--find", help="float-tie | real-tie | compensation | choice-sensitive | ad-mismatch"),
-    k: int = typer.Option(0, "--k", help="ad-mismatch: more than K ulps (K >= 0)"),
-    box: Optional[list[str]] = typer.Option(None, "--box", help="NAME=LO:HI or NAME\\[i,j]=LO:HI (repeatable): free entries and their closed interval; NAME alone frees every entry of a tensor"),
-    free: Optional[list[str]] = typer.Option(None, "--free", help="NAME, NAME\\[i,j] or a comma-separated list (repeatable): free entries within --ulps K of their file values"),
-    ulps: Optional[int] = typer.Option(None, "--ulps", help="with --free: K ulps each way (K >= 0)"),
-    solver: str = typer.Option("z3", "--solver"),
-    timeout: float = typer.Option(60.0, "--timeout", help="seconds for the whole search (default 60; 0: no limit)"),
-    out_file: Optional[str] = typer.Option(None, "--out", help="write the counterexample network (sat) or the certificate (unsat; kinkcheck check reads it)"),
-    smtlib: Optional[str] = typer.Option(None, "--smtlib", help="write the SMT-LIB2 query to this file"),
+    network: str = typer.Argument(..., metavar="NETWORK", help="network file"),
+    find: str = typer.Option(..., "--find", metavar="GOAL", help="float-tie | real-tie | compensation | choice-sensitive | ad-mismatch"),
+    k: int = typer.Option(0, "--k", metavar="N", help="ad-mismatch: more than K ulps (K >= 0)"),
+    box: Optional[list[str]] = typer.Option(None, "--box", metavar="SPEC", help="NAME=LO:HI or NAME\\[i,j]=LO:HI (repeatable): free entries and their closed interval; NAME alone frees every entry of a tensor"),
+    free: Optional[list[str]] = typer.Option(None, "--free", metavar="SPEC", help="NAME, NAME\\[i,j] or a comma-separated list (repeatable): free entries within --ulps K of their file values"),
+    ulps: Optional[int] = typer.Option(None, "--ulps", metavar="N", help="with --free: K ulps each way (K >= 0)"),
+    solver: str = typer.Option("z3", "--solver", metavar="z3|bitwuzla"),
+    timeout: float = typer.Option(60.0, "--timeout", metavar="SECONDS", help="seconds for the whole search (default 60; 0: no limit)"),
+    out_file: Optional[str] = typer.Option(None, "-o", "--output", "--out", metavar="FILE", help="write the counterexample network (sat) or the certificate (unsat; kinkcheck check reads it)"),
+    smtlib: Optional[str] = typer.Option(None, "--smtlib", metavar="FILE", help="write the SMT-LIB2 query to this file"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout (no progress lines)"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress lines on stderr"),
     no_prune: bool = typer.Option(False, "--no-prune", help="no interval enclosures: the whole query, nothing sliced"),
     no_structure: bool = typer.Option(False, "--no-structure", help="the solver only: no lemmas, monotone bounds, enumeration or point checks first"),
 ):
-    """Search a box of float parameters: exit 1 sat (a confirmed counterexample), 0 unsat (none exists), 3 unknown, 2 bad input."""
+    """Search a box of float parameters for a counterexample, or prove that none exists.
+
+    Exit codes: 1 sat (a counterexample confirmed by point verification), 0 unsat (none exists), 3 unknown (time-out or solver unknown, with the reason), 2 bad input or usage, 4 internal error."""
     import json as _json
     import threading
     import time
@@ -291,11 +360,13 @@ def search(
 
 @app.command("export-test")
 def export_test(
-    cex: str = typer.Argument(..., help="counterexample network file (e.g. from kinkcheck search --out)"),
-    framework: str = typer.Option("numpy", "--framework", help="numpy (the documented order, bit for bit) | torch (torch.nn.functional + autograd; asserts what no summation order can change)"),
-    output: str = typer.Option(..., "-o", "--output", help="the pytest file to write"),
+    cex: str = typer.Argument(..., metavar="CEX", help="counterexample network file (e.g. from kinkcheck search --out)"),
+    framework: str = typer.Option("numpy", "--framework", metavar="NAME", help="numpy (the documented order, bit for bit) | torch (torch.nn.functional + autograd; asserts what no summation order can change)"),
+    output: str = typer.Option(..., "-o", "--output", metavar="FILE", help="the pytest file to write"),
 ):
-    """Write a self-contained pytest file that reproduces the counterexample (exit 2 on unsupported networks)."""
+    """Write a self-contained pytest file that reproduces the counterexample.
+
+    Exit codes: 0 written, 2 bad input, usage or an unsupported network (nothing written), 4 internal error."""
     from .testgen.export import export_test as _export
 
     try:
@@ -397,17 +468,19 @@ def _model_document(model: str, inputs: str, targets: str | None, loss: str, *, 
 
 @app.command("import")
 def import_model(
-    model: str = typer.Argument(..., help="model.onnx, model.pt2 (torch.export archive), or model.pt: TorchScript, or a state_dict with --arch"),
-    inputs: str = typer.Option(..., "--inputs", help="X.npy: the batch, in the network's dtype"),
-    targets: Optional[str] = typer.Option(None, "--targets", help="Y.npy"),
-    loss: str = typer.Option("sum", "--loss", help="sum | dot | mse | l1 | cross_entropy"),
-    arch: Optional[str] = typer.Option(None, "--arch", help='for a state_dict: "Linear(3,4),ReLU(),Linear(4,2)"'),
+    model: str = typer.Argument(..., metavar="MODEL", help="model.onnx, model.pt2 (torch.export archive), or model.pt: TorchScript, or a state_dict with --arch"),
+    inputs: str = typer.Option(..., "--inputs", metavar="FILE", help="X.npy: the batch, in the network's dtype"),
+    targets: Optional[str] = typer.Option(None, "--targets", metavar="FILE", help="Y.npy"),
+    loss: str = typer.Option("sum", "--loss", metavar="LOSS", help="sum | dot | mse | l1 | cross_entropy"),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="ARCH", help='for a state_dict: "Linear(3,4),ReLU(),Linear(4,2)"'),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="allow unpickling a full module (runs code from the file)"),
-    rounding: Optional[str] = typer.Option(None, help="'nearest': round data that is not in the network's dtype (reported)"),
-    output: str = typer.Option(..., "-o", "--output", help="the network file to write"),
+    rounding: Optional[str] = typer.Option(None, "--rounding", metavar="exact|nearest", help="'nearest': round data that is not in the network's dtype (reported)"),
+    output: str = typer.Option(..., "-o", "--output", metavar="FILE", help="the network file to write"),
     inline: bool = typer.Option(False, "--inline", help="keep every tensor in the JSON file (default: tensors of more than 4096 values go to <output stem>.npz beside it)"),
 ):
-    """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits)."""
+    """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits).
+
+    Exit codes: 0 written, 2 bad input or usage (nothing written), 4 internal error."""
     from .files import write_atomic
 
     if rounding not in (None, "exact", "nearest"):
@@ -444,12 +517,14 @@ def import_model(
 
 @app.command("export")
 def export_model(
-    network: str = typer.Argument(..., help="network file (JSON, format version 1)"),
-    to: str = typer.Option(..., "--to", help="torch (TorchScript .pt) | pt2 (torch.export archive) | onnx"),
-    order: str = typer.Option("torch", "--order", help="torch: torch's own modules; spec: TorchScript that evaluates in kinkcheck's machine order (see docs/interop.md)"),
-    output: str = typer.Option(..., "-o", "--output", help="the model file to write"),
+    network: str = typer.Argument(..., metavar="NETWORK", help="network file (JSON, format version 1)"),
+    to: str = typer.Option(..., "--to", metavar="torch|pt2|onnx", help="torch (TorchScript .pt) | pt2 (torch.export archive) | onnx"),
+    order: str = typer.Option("torch", "--order", metavar="torch|spec", help="torch: torch's own modules; spec: TorchScript that evaluates in kinkcheck's machine order (see docs/interop.md)"),
+    output: str = typer.Option(..., "-o", "--output", metavar="FILE", help="the model file to write"),
 ):
-    """Write a network file's model (exact parameter bits) as TorchScript, a torch.export archive or ONNX."""
+    """Write a network file's model (exact parameter bits) as TorchScript, a torch.export archive or ONNX.
+
+    Exit codes: 0 written, 2 bad input or usage (nothing written), 4 internal error."""
     from .api import load
     from .interop.torch_export import export_network
 
@@ -482,32 +557,34 @@ def default_survey_dir(cfg) -> str:
 @app.command()
 def survey(
     quick: bool = typer.Option(False, "--quick", help="a preset that takes about 20 s on 2 cores, every event classified, 5 s verdict budget (options given explicitly override it)"),
-    protocol: int = typer.Option(1, "--protocol", help="1: one epoch without updates (Bertoin et al.); 2: SGD training, every event recorded"),
-    arch: str = typer.Option("mlp", "--arch", help="mlp | cnn (Conv2d -> MaxPool2d -> ReLU -> ... -> Linear)"),
-    widths: str | None = typer.Option(None, "--widths", help="hidden widths (mlp) or channels (cnn), comma-separated; default 16,64"),
-    depths: str | None = typer.Option(None, "--depths", help="hidden layers (mlp) or conv layers (cnn), comma-separated; default 1"),
-    dtypes: str | None = typer.Option(None, "--dtypes", help="comma-separated: float16, bfloat16, float32, float64; default float16,float32,float64"),
-    inits: int | None = typer.Option(None, "--inits", help="random initialisations per grid point; default 8"),
-    batch: int | None = typer.Option(None, "--batch", help="minibatch size; default 32"),
-    max_batches: int | None = typer.Option(None, "--max-batches", help="at most this many minibatches per epoch; default all"),
-    max_classified: str | None = typer.Option(None, "--max-classified", help="events classified exactly per run: N or all; default 5"),
-    lr: float | None = typer.Option(None, "--lr", help="SGD learning rate, protocol 2; default 0.1"),
-    epochs: int | None = typer.Option(None, "--epochs", help="training epochs, protocol 2; default 3"),
-    loss: str | None = typer.Option(None, "--loss", help="cross_entropy | mse (mse keeps every verdict rational); default cross_entropy"),
-    inputs: str | None = typer.Option(None, "--inputs", help="pixels (value/16) | standardized (per pixel); default pixels for mlp, standardized for cnn"),
-    verdict_budget: float | None = typer.Option(None, "--verdict-budget", help="seconds for the verdicts of one event, 0: no limit; default 60, with --quick 5"),
+    protocol: int = typer.Option(1, "--protocol", metavar="1|2", help="1: one epoch without updates (Bertoin et al.); 2: SGD training, every event recorded"),
+    arch: str = typer.Option("mlp", "--arch", metavar="ARCH", help="mlp | cnn (Conv2d -> MaxPool2d -> ReLU -> ... -> Linear)"),
+    widths: str | None = typer.Option(None, "--widths", metavar="LIST", help="hidden widths (mlp) or channels (cnn), comma-separated; default 16,64"),
+    depths: str | None = typer.Option(None, "--depths", metavar="LIST", help="hidden layers (mlp) or conv layers (cnn), comma-separated; default 1"),
+    dtypes: str | None = typer.Option(None, "--dtypes", metavar="LIST", help="comma-separated: float16, bfloat16, float32, float64; default float16,float32,float64"),
+    inits: int | None = typer.Option(None, "--inits", metavar="N", help="random initialisations per grid point; default 8"),
+    batch: int | None = typer.Option(None, "--batch", metavar="N", help="minibatch size; default 32"),
+    max_batches: int | None = typer.Option(None, "--max-batches", metavar="N", help="at most this many minibatches per epoch; default all"),
+    max_classified: str | None = typer.Option(None, "--max-classified", metavar="N|all", help="events classified exactly per run: N or all; default 5"),
+    lr: float | None = typer.Option(None, "--lr", metavar="X", help="SGD learning rate, protocol 2; default 0.1"),
+    epochs: int | None = typer.Option(None, "--epochs", metavar="N", help="training epochs, protocol 2; default 3"),
+    loss: str | None = typer.Option(None, "--loss", metavar="LOSS", help="cross_entropy | mse (mse keeps every verdict rational); default cross_entropy"),
+    inputs: str | None = typer.Option(None, "--inputs", metavar="FILE", help="pixels (value/16) | standardized (per pixel); default pixels for mlp, standardized for cnn"),
+    verdict_budget: float | None = typer.Option(None, "--verdict-budget", metavar="SECONDS", help="seconds for the verdicts of one event, 0: no limit; default 60, with --quick 5"),
     full_verify: bool = typer.Option(False, "--full-verify", help="classify with the whole kinkcheck.verify (adds kinkcheck's spec-order float run; slower)"),
-    seed: int | None = typer.Option(None, "--seed", help="default 0"),
-    executor: str = typer.Option("local", "--executor", help="local (processes on this machine) | dask"),
-    scheduler: str | None = typer.Option(None, "--scheduler", help="dask scheduler address (tcp://HOST:PORT); without it: a local Dask cluster"),
-    workers: int = typer.Option(2, "--workers", help="local processes (or local Dask workers)"),
+    seed: int | None = typer.Option(None, "--seed", metavar="N", help="default 0"),
+    executor: str = typer.Option("local", "--executor", metavar="local|dask", help="local (processes on this machine) | dask"),
+    scheduler: str | None = typer.Option(None, "--scheduler", metavar="ADDRESS", help="dask scheduler address (tcp://HOST:PORT); without it: a local Dask cluster"),
+    workers: int = typer.Option(2, "--workers", metavar="N", help="local processes (or local Dask workers)"),
     out_dir: str | None = typer.Option(
-        None, "--out", help="folder for runs/, summary.md, results.json, plots; finished runs there are reused; "
+        None, "-o", "--output", "--out", metavar="DIR", help="folder for runs/, summary.md, results.json, plots; finished runs there are reused; "
         "default survey-out/p<protocol>-<arch>-<id>: one folder per configuration (id: a hash of the run parameters)"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table on stdout"),
 ):
-    """Bertoin et al.'s and Boustany's experiments on load_digits (ReLU'(0) = 0 vs 1, max-pool first vs split), every event classified exactly."""
+    """Bertoin et al.'s and Boustany's experiments on load_digits (ReLU'(0) = 0 vs 1, max-pool first vs split), every event classified exactly.
+
+    Exit codes: 0 done, 2 bad input or usage, 4 internal error."""
     from dataclasses import replace
 
     try:
@@ -667,10 +744,12 @@ app.add_typer(conventions_app, name="conventions")
 
 @conventions_app.command("probe")
 def conventions_probe(
-    framework: str = typer.Option("torch", "--framework", help="torch | jax (JAX runs on CPU)"),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="write the convention file here"),
+    framework: str = typer.Option("torch", "--framework", metavar="NAME", help="torch | jax (JAX runs on CPU)"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE", help="write the convention file here"),
 ):
-    """Measure the installed framework's derivatives at every kink and write a convention file."""
+    """Measure the installed framework's derivatives at every kink and write a convention file.
+
+    Exit codes: 0 done, 2 bad input or usage (e.g. the framework is not installed), 4 internal error."""
     import json as _json
 
     from .files import write_atomic
@@ -691,9 +770,20 @@ def conventions_probe(
     raise typer.Exit(0)
 
 
+def _version(value: bool):
+    if value:
+        from . import __version__
+
+        out.print(f"kinkcheck {__version__}", markup=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main():
-    """kinkcheck: is f differentiable at w, is AD the gradient, is it Clarke, how does the float run branch."""
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit")):
+    """kinkcheck: is f differentiable at w, is AD the gradient, is it Clarke, how does the float run branch.
+
+    Exit codes (every command): 0 everything holds, 1 a finding, 2 bad input or usage, 3 undecided,
+    4 internal error (a bug). `kinkcheck COMMAND -h` describes each command."""
 
 
 def main():  # console script entry
@@ -702,12 +792,27 @@ def main():  # console script entry
     import os
 
     try:
-        app(standalone_mode=True)  # click handles usage errors: message, exit 2
+        code = app(prog_name="kinkcheck", standalone_mode=False)
     except KeyboardInterrupt:  # pragma: no cover
         err.print("kinkcheck: interrupted", markup=False)
         sys.exit(130)
-    except Exception as exc:  # pragma: no cover - bugs only
+    except Exception as exc:
+        kinds = {c.__name__ for c in type(exc).__mro__}  # typer vendors click: match by name
+        if "NoArgsIsHelpError" in kinds:
+            sys.exit(2)  # the help was printed
+        if "UsageError" in kinds:  # one line and a hint
+            ctx = getattr(exc, "ctx", None)
+            cmd = ctx.command_path if ctx is not None else "kinkcheck"
+            err.print(one_line(f"kinkcheck: {exc.format_message()} (see '{cmd} -h')"), markup=False)
+            sys.exit(2)
+        if "ClickException" in kinds:
+            err.print(one_line(f"kinkcheck: {exc.format_message()}"), markup=False)
+            sys.exit(getattr(exc, "exit_code", 2))
+        if "Abort" in kinds:  # pragma: no cover
+            err.print("kinkcheck: interrupted", markup=False)
+            sys.exit(130)
         if os.environ.get("KINKCHECK_DEBUG"):
             raise
         err.print(f"kinkcheck: internal error (a bug, please report it): {type(exc).__name__}: {exc}", markup=False)
         sys.exit(4)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -29,7 +29,7 @@ from .api import Report
 from .encodings import program as P
 from .encodings.errors import Undecided
 from .encodings.exact import ExactArith
-from .encodings.fmt import is_exact
+from .encodings.fmt import approx, is_exact
 from .encodings.machine import MachineArith
 
 MAX_PICTURES = 6
@@ -51,21 +51,10 @@ def _e(v) -> str:
 
 
 def decimal(q, digits: int = 12) -> str:
-    """A decimal approximation of an exact value written "p/q" (or an enclosure "[lo, hi]")."""
+    """A decimal approximation of an exact value "p/q" (the integer itself for an integer)."""
     if q is None:
         return ""
-    s = str(q)
-    if s.startswith("["):
-        return ""
-    from gmpy2 import mpfr, mpq
-
-    try:
-        v = mpq(s)
-    except (ValueError, ZeroDivisionError):
-        return ""
-    if v.denominator == 1:
-        return str(v.numerator)
-    return format(mpfr(v, 96), f".{digits}g")
+    return approx(str(q), digits) or (str(q) if "/" not in str(q) and not str(q).startswith("[") else "")
 
 
 def _verdict(v) -> str:
