@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "proofs" / "examples"
-COMMANDS = [["verify"], ["check"], ["search"], ["export-test"], ["import"], ["export"], ["survey"], ["conventions", "probe"]]
+COMMANDS = [["verify"], ["check"], ["search"], ["count"], ["export-test"], ["import"], ["export"], ["survey"], ["conventions", "probe"]]
 
 
 def kc(*args, columns=80):

@@ -681,17 +681,19 @@ def _count_table(res) -> None:
 
 @app.command()
 def count(
-    network: str = typer.Argument(..., help="network file (JSON, format version 1)"),
-    sweep: list[str] = typer.Option(..., "--sweep", help="PARAM or PARAM[i,j]: a scalar to sweep over every machine number (once or twice)"),
-    range_: Optional[list[str]] = typer.Option(None, "--range", help="LO:HI (decimal, ratio or hex; either side may be empty): one for every sweep, or one per --sweep"),
+    network: str = typer.Argument(..., metavar="NETWORK", help="network file (JSON, format version 1)"),
+    sweep: list[str] = typer.Option(..., "--sweep", metavar="PARAM", help="PARAM or PARAM[i,j]: a scalar to sweep over every machine number (once or twice)"),
+    range_: Optional[list[str]] = typer.Option(None, "--range", metavar="LO:HI", help="LO:HI (decimal, ratio or hex; either side may be empty): one for every sweep, or one per --sweep"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
-    list_k: int = typer.Option(5, "--list", help="show the first K points of each kind (exact hex)"),
-    plot_path: Optional[str] = typer.Option(None, "--plot", help="write a picture of the real ties, float ties and nd set (PNG; needs the survey extra)"),
-    timeout: float = typer.Option(600.0, "--timeout", help="seconds for the full decisions at tie points; points left are reported undecided"),
+    list_k: int = typer.Option(5, "--list", metavar="K", help="show the first K points of each kind (exact hex)"),
+    plot_path: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="write a picture of the real ties, float ties and nd set (PNG; needs the survey extra)"),
+    timeout: float = typer.Option(600.0, "--timeout", metavar="SECONDS", help="seconds for the full decisions at tie points; points left are reported undecided"),
     no_choice: bool = typer.Option(False, "--no-choice", help="skip choice sensitivity: no full decision at points with a float tie but no real tie (faster)"),
-    convention: Optional[str] = typer.Option(None, help="pytorch | jax | tensorflow | FILE.json"),
+    convention: Optional[str] = typer.Option(None, "--convention", metavar="NAME|FILE", help="pytorch | jax | tensorflow | FILE.json"),
 ):
-    """Count, over every machine number of one or two swept scalars, the points with real ties, float ties, f not differentiable, wrong AD, ... (exit 0; 3 if some points stayed undecided; 4 internal disagreement)."""
+    """Count, over every machine number of one or two swept scalars, the points with real ties, float ties, f not differentiable, wrong AD, ...
+
+    Exit codes: 0 every point decided (non-zero counts are answers, not findings), 2 bad input or usage, 3 some points undecided (time-out), 4 internal error or disagreement (a bug)."""
     from .search.count import count as _count
     from .search.count import plot as _plot
 
