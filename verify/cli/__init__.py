@@ -1,7 +1,12 @@
-"""The ``kinkcheck`` command line.
+"""The ``kinkcheck`` command line: one typer command per question (``verify``, ``check``,
+``search``, ``count``, ``export-test``, ``import``, ``export``, ``survey``, ``conventions probe``);
+the text report lives in ``render.py``, model files and .npy data in ``models.py``.
 
-Exit codes (every command): 0 everything holds; 1 a finding; 2 bad input or usage; 3 undecided.
-Bad input prints one line on stderr (``kinkcheck: FILE: where: what``) and never a traceback.
+Exit codes (every command): 0 everything holds; 1 a finding; 2 bad input or usage; 3 undecided;
+4 internal error. Bad input prints one line on stderr (``kinkcheck: FILE: where: what``) and never
+a traceback; a usage error is one line with a hint.
+
+May import: every other group (it is the top of the layout).
 """
 
 from __future__ import annotations
@@ -11,18 +16,13 @@ import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from .encodings.errors import InputError, one_line
+from ..encodings.errors import InputError, one_line
+from .models import _model_document
+from .render import _count_table, _render, err, out
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, context_settings=CONTEXT, help="Exact verification of AD at kinks for small networks.")
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-
-MAX_ROWS = 20
-
 
 def _placeholders_only() -> None:
     """Help shows readable placeholders (FILE, N, NAME) instead of typer's type column (<str>,
@@ -51,130 +51,6 @@ def _fail(msg: str, code: int = 2):
     raise typer.Exit(code)
 
 
-def _yn(v):
-    return {True: "[green]yes[/]", False: "[red]no[/]", None: "[yellow]undecided[/]"}[v]
-
-
-def _flag(v):
-    return {True: "[red]yes[/]", False: "[green]no[/]", None: "[yellow]undecided[/]"}[v]
-
-
-def _option(c) -> str:
-    return f"entry {c['choice']}" if isinstance(c["choice"], int) else c["choice"]
-
-
-def _exact(q) -> str:
-    """An exact value with its decimal approximation beside it: "1/3 (~0.333333333333)"."""
-    from .encodings.fmt import approx
-
-    a = approx(q)
-    return f"{q} (~{a})" if a else str(q)
-
-
-def _table_or_lines(title: str, columns: list, rows: list) -> None:
-    """A table when every row fits the terminal; otherwise one line per row, so that no number is
-    ever cut in the middle by a narrow column."""
-    width = sum(max([len(c)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)) + 1
-    if width <= out.width:
-        tt = Table(title=title, title_justify="left")
-        for c in columns:
-            tt.add_column(c, no_wrap=True)
-        for r in rows:
-            tt.add_row(*r)
-        out.print(tt)
-        return
-    out.print(title, markup=False)
-    for r in rows:
-        out.print("  " + "; ".join(f"{c} {v}" for c, v in zip(columns, r)), markup=False, soft_wrap=True)
-
-
-def _rounded(report) -> list:
-    """Each place that rounding "nearest" changed, with the value it now has."""
-    import re
-
-    net = getattr(report, "_net", None)
-    lines = []
-    for place in report.rounded_values:
-        v = None
-        m = re.fullmatch(r"(?:params\.([^\[]+)|(inputs)|(targets))(?:\[([\d,]+)\])?", place)
-        if net is not None and m:
-            idx = tuple(int(i) for i in m.group(4).split(",")) if m.group(4) else ()
-            try:
-                if m.group(1):
-                    p = net.param(m.group(1))
-                    v = net.theta[p.offset : p.offset + p.size].reshape(p.shape)[idx]
-                else:
-                    v = (net.inputs if m.group(2) else net.targets)[idx]
-            except (KeyError, IndexError, ValueError):
-                v = None
-        lines.append(f"{place} -> {net.fmt.to_hex(float(v))} (~{float(v):.12g})" if v is not None else place)
-    return lines
-
-
-def _render(report) -> None:
-    d = report.to_dict()
-    t = Table(title=f"kinkcheck verify {d['network']}", show_header=False, title_justify="left")
-    t.add_column("question")
-    t.add_column("answer")
-    t.add_row("dtype / convention", f"{d['dtype']} / {d['convention']}")
-    t.add_row("parameters x batch", f"{d['n_params']} x {d['batch']}")
-    t.add_row("real ties / float ties", f"{d['n_real_ties']} / {d['n_float_ties']}")
-    t.add_row("differentiable", _yn(d["differentiable"]))
-    t.add_row("AD is the gradient", _yn(d["ad_correct"]))
-    t.add_row("AD is a Clarke subderivative", _yn(d["ad_in_clarke"]))
-    t.add_row("branch mismatch (float run branches differently)", _flag(d["branch_mismatch"]))
-    t.add_row("compensation (mismatch, AD right over the reals)", _flag(d["compensation"]))
-    t.add_row("choice-sensitive (bifurcation zone)", _flag(d["choice_sensitive"]))
-    t.add_row("reason", d["reason"])
-    out.print(t)
-    out.print(f"loss: exact {_exact(d['loss']['exact'])}, machine {d['loss']['machine']}", markup=False)
-    for line in _rounded(report):
-        out.print(f"rounded (nearest): {line}", markup=False)
-    for key, title in (("real_ties", "Real ties"), ("float_ties", "Float ties")):
-        rows = d[key]
-        if not rows:
-            continue
-        table = [[str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), _exact(r["kink"]), _exact(r["exact"]), str(r["machine"])] for r in rows[:MAX_ROWS]]
-        if len(rows) > MAX_ROWS:
-            table.append(["...", f"{len(rows) - MAX_ROWS} more", "", "", "", "", ""])
-        _table_or_lines(title, ["layer", "op", "sample", "unit", "kink", "exact", "machine"], table)
-    if d["branch_mismatch_units"]:
-        title = "Compensation" if d["compensation"] else "Branch mismatch"
-        tt = Table(title=f"{title} (machine branch differs from exact)", title_justify="left")
-        for c in ("layer", "op", "sample", "unit", "kind", "exact", "machine"):
-            tt.add_column(c)
-        for r in d["branch_mismatch_units"][:MAX_ROWS]:
-            tt.add_row(str(r["layer"]), r["op"], str(r["sample"]), str(r["unit"]), r["kind"], r["exact_branch"], r["machine_branch"])
-        out.print(tt)
-    for e in d.get("implicit", []):
-        m, x = e.get("machine") or {}, e.get("exact")
-        out.print(
-            f"fixed-point layer {e['layer']} ({e['units']} units): machine solver {m.get('iterations')} iteration(s), residual {m.get('residual')}, "
-            + ("converged" if m.get("converged") else "NOT converged")
-            + (f"; exact fixed point {'unique (contraction)' if x['unique'] else 'uniqueness not proved'}, float pattern {'agrees' if e.get('pattern_agrees') else 'DIFFERS'}" if x else f"; exact: {e.get('reason')}")
-        )
-        for smp in e.get("samples", []):
-            if smp["tied_units"] or smp["clarke_jacobian_invertible"] is not True:
-                out.print(f"  sample {smp['sample']}: tied units {smp['tied_units']}: Clarke Jacobian {'invertible' if smp['clarke_jacobian_invertible'] else 'has a singular element' if smp['clarke_jacobian_invertible'] is False else 'undecided'} ({smp['reason']})")
-    if d["choice_causes"]:
-        out.print("choice-sensitive ties (alone): " + ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']} {_option(c)}" for c in d["choice_causes"][:MAX_ROWS]))
-    if d["choice_witness"] and not d["choice_causes"]:
-        w = d["choice_witness"]
-        text = ", ".join(f"layer {c['layer']} sample {c['sample']} unit {c['unit']} {_option(c)}" for c in w["ties"][:MAX_ROWS])
-        out.print(f"choice-sensitive: together, {text}" + (f" -> machine AD ({', '.join(w['machine_ad'][:8])}{', ...' if len(w['machine_ad']) > 8 else ''})" if w["machine_ad"] else ""))
-    if d["values_included"] and d["ad"] is not None or d["machine_ad"] is not None:
-        labels = report.labels
-        n = len(d["machine_ad"] or [])
-        table = [[labels[i], _exact((d["ad"] or ["-"] * n)[i]), d["machine_ad"][i], _exact((d["gradient"] or ["-"] * n)[i])] for i in range(min(n, 64))]
-        if n > 64:
-            table.append(["...", f"{n - 64} more (use --json)", "", ""])
-        _table_or_lines("AD output", ["parameter", "exact AD", "machine AD", "gradient"], table)
-    for u in d["unknown"]:
-        out.print(f"[yellow]unknown:[/] {u}")
-    for f in d["findings"]:
-        out.print(f"[red]finding:[/] {f}")
-
-
 @app.command()
 def verify(
     network: str = typer.Argument(..., metavar="NETWORK", help="network file (JSON, format version 1), or a model file (.onnx, .pt2, TorchScript .pt) with --inputs"),
@@ -192,7 +68,7 @@ def verify(
     A model file is imported first (as `kinkcheck import` does; no network file is written).
 
     Exit codes: 0 everything holds, 1 a finding (not differentiable, AD not the gradient or not in Clarke, compensation, choice-sensitive), 2 bad input or usage, 3 undecided, 4 internal error."""
-    from .api import verify as _verify
+    from ..api import verify as _verify
 
     if rounding not in (None, "exact", "nearest"):
         _fail(f"--rounding must be 'exact' or 'nearest', got {rounding!r}")
@@ -212,7 +88,7 @@ def verify(
     except InputError as exc:
         _fail(str(exc))
     if certificate:
-        from .files import write_atomic
+        from ..files import write_atomic
 
         try:
             write_atomic(certificate, report.certificate())
@@ -223,8 +99,8 @@ def verify(
     if report_html:
         from pathlib import Path
 
-        from .files import replace_atomic
-        from .htmlreport import render
+        from ..files import replace_atomic
+        from ..htmlreport import render
 
         try:
             cert = report.certificate()
@@ -247,8 +123,8 @@ def check(certificate: str = typer.Argument(..., metavar="CERTIFICATE", help="ce
     """Re-validate a certificate with exact arithmetic.
 
     Exit codes: 0 valid, 1 invalid (the first failing step is printed), 2 bad input or usage, 4 internal error."""
-    from .certify.checker import CheckFailed
-    from .search.certcheck import check_any as check_certificate
+    from ..certify.checker import CheckFailed
+    from ..search.certcheck import check_any as check_certificate
 
     try:
         res = check_certificate(certificate)
@@ -288,9 +164,9 @@ def search(
     import time
     from pathlib import Path
 
-    from .files import replace_atomic, write_atomic
-    from .search.entries import parse_box_item, split_refs
-    from .search.solver import search as _search
+    from ..files import replace_atomic, write_atomic
+    from ..search.entries import parse_box_item, split_refs
+    from ..search.solver import search as _search
 
     items, seen = [], set()
     try:
@@ -367,7 +243,7 @@ def export_test(
     """Write a self-contained pytest file that reproduces the counterexample.
 
     Exit codes: 0 written, 2 bad input, usage or an unsupported network (nothing written), 4 internal error."""
-    from .testgen.export import export_test as _export
+    from ..testgen.export import export_test as _export
 
     try:
         text = _export(cex, framework)
@@ -375,7 +251,7 @@ def export_test(
         _fail(str(exc))
     from pathlib import Path
 
-    from .files import replace_atomic
+    from ..files import replace_atomic
 
     try:
         replace_atomic(output, lambda tmp: Path(tmp).write_text(text), ".py")
@@ -386,84 +262,6 @@ def export_test(
 
 
 MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth")
-
-
-def _cast_hint(path: str, dtype: str) -> str:
-    from pathlib import Path
-
-    stem = Path(path).stem
-    var = stem if stem.isidentifier() else "X"
-    if dtype == "bfloat16":  # numpy has no bfloat16: float32 arrays holding bfloat16 numbers
-        return f"cast with {var}.astype(np.float32) after rounding to bfloat16 (or pass --rounding nearest)"
-    return f"cast with {var}.astype(np.{dtype}) (or pass --rounding nearest)"
-
-
-def _read_npy(path: str, what: str):
-    import numpy as _np
-
-    try:
-        a = _np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the {what}: {exc}") from None
-    if not isinstance(a, _np.ndarray) or a.dtype.kind not in "fiu":
-        raise InputError(f"{path}: the {what} must be one numeric array (.npy), got dtype {getattr(a, 'dtype', type(a).__name__)}")
-    return a
-
-
-def _fit_data(doc: dict, key: str, path: str, a, rounding: str | None) -> list:
-    """Check (or, with --rounding nearest, round) the array ``a`` read from ``path`` against the
-    network's dtype; returns notes. Errors name the .npy file and say how to cast."""
-    import numpy as _np
-
-    from .encodings.formats import FloatFormat
-
-    dtype = doc["dtype"]
-    fmt = FloatFormat.from_spec(dtype)
-    vals = _np.asarray(a, dtype=_np.float64)
-    bad = _np.flatnonzero(~_np.isfinite(vals))
-    if bad.size:
-        raise InputError(f"{path}: entry {int(bad[0])} is {float(vals.reshape(-1)[bad[0]])!r} (data must be finite)")
-    same = a.dtype.kind == "f" if dtype == "bfloat16" else a.dtype == _np.dtype(dtype)
-    rounded = fmt.round_array(vals)
-    changed = _np.flatnonzero(rounded.reshape(-1) != vals.reshape(-1))
-    if rounding == "nearest":
-        doc[key]["values"] = rounded.tolist()
-        return [f"{path}: {changed.size} value(s) rounded to {dtype} (--rounding nearest)"] if changed.size else []
-    if not same:
-        raise InputError(f"{path}: dtype {a.dtype} is not the network's {dtype}; {_cast_hint(path, dtype)}")
-    if changed.size:
-        i = int(changed[0])
-        raise InputError(f"{path}: entry {i} ({float(vals.reshape(-1)[i])!r}) is not a {dtype} number; {_cast_hint(path, dtype)}")
-    return []
-
-
-def _model_document(model: str, inputs: str, targets: str | None, loss: str, *, arch=None, trust_pickle=False, rounding=None):
-    """A model file (ONNX, torch.export, TorchScript, state_dict + arch) and .npy data as a
-    validated network document; shared by ``import`` and ``verify``. Returns (doc, notes)."""
-    from .api import load
-
-    xa = _read_npy(inputs, "inputs")
-    ya = _read_npy(targets, "targets") if targets else None
-    if ya is not None and loss == "cross_entropy" and ya.dtype.kind not in "iu":
-        var = targets.rsplit("/", 1)[-1].split(".")[0]
-        raise InputError(f"{targets}: dtype {ya.dtype}: cross_entropy targets are class indices; cast with {var if var.isidentifier() else 'Y'}.astype(np.int64)")
-    if model.endswith(".onnx"):
-        from .interop.onnx import from_onnx
-
-        doc = from_onnx(model, xa, ya, loss)
-    else:
-        from .interop.torch_archive import load_module, scripted_to_sequential
-        from .interop.torch_import import from_torch
-        from .interop.torch_modules import _t
-
-        torch = _t()
-        m = scripted_to_sequential(load_module(model, arch=arch, trust_pickle=trust_pickle))
-        doc = from_torch(m, torch.from_numpy(xa), torch.from_numpy(ya) if ya is not None else None, loss)
-    notes = _fit_data(doc, "inputs", inputs, xa, rounding)
-    if ya is not None and loss != "cross_entropy":
-        notes += _fit_data(doc, "targets", targets, ya, rounding)
-    load(doc)  # validate before use
-    return doc, notes
 
 
 @app.command("import")
@@ -481,13 +279,13 @@ def import_model(
     """Import a PyTorch (TorchScript, torch.export, state_dict) or ONNX model file and a batch as a network file (exact bits).
 
     Exit codes: 0 written, 2 bad input or usage (nothing written), 4 internal error."""
-    from .files import write_atomic
+    from ..files import write_atomic
 
     if rounding not in (None, "exact", "nearest"):
         _fail(f"--rounding must be 'exact' or 'nearest', got {rounding!r}")
     try:
         doc, notes = _model_document(model, inputs, targets, loss, arch=arch, trust_pickle=trust_pickle, rounding=rounding)
-        from .api import load
+        from ..api import load
 
         net = load(doc)
     except InputError as exc:
@@ -498,14 +296,14 @@ def import_model(
 
     arrays, sidecar = {}, Path(output).with_suffix(".npz")
     if not inline:
-        from .encodings.tensorfiles import externalize
+        from ..encodings.tensorfiles import externalize
 
         if sidecar.resolve() == Path(output).resolve():
             _fail(f"{output}: the network file must not end in .npz (its tensors go to a .npz beside it; or use --inline)")
         doc, arrays = externalize(doc, net, sidecar.name)
     try:
         if arrays:
-            from .encodings.tensorfiles import write_npz
+            from ..encodings.tensorfiles import write_npz
 
             write_npz(sidecar, arrays)  # first: the JSON file never names a missing sidecar
         write_atomic(output, doc)
@@ -525,8 +323,8 @@ def export_model(
     """Write a network file's model (exact parameter bits) as TorchScript, a torch.export archive or ONNX.
 
     Exit codes: 0 written, 2 bad input or usage (nothing written), 4 internal error."""
-    from .api import load
-    from .interop.torch_export import export_network
+    from ..api import load
+    from ..interop.torch_export import export_network
 
     if to not in ("torch", "pt2", "onnx"):
         _fail(f"--to must be torch, pt2 or onnx, got {to!r}")
@@ -588,9 +386,9 @@ def survey(
     from dataclasses import replace
 
     try:
-        from .survey.config import SurveyConfig
-        from .survey.execute import survey as _survey
-        from .survey.report import write
+        from ..survey.config import SurveyConfig
+        from ..survey.execute import survey as _survey
+        from ..survey.report import write
     except ImportError as exc:  # pragma: no cover
         _fail(f"the survey needs the [survey] extra: {exc}")
 
@@ -654,31 +452,6 @@ def survey(
     raise typer.Exit(0)
 
 
-def _count_table(res) -> None:
-    d = res.to_dict()
-    t = Table(title=f"kinkcheck count {d['network']}: {' x '.join(d['sweeps'])} over {d['points']} {d['dtype']} points", title_justify="left")
-    for c in ("set", "points", "undecided", "first points"):
-        t.add_column(c)
-    names = {
-        "real_tie": "real tie",
-        "float_tie": "float tie",
-        "not_differentiable": "f not differentiable",
-        "ad_incorrect": "AD not the gradient (f differentiable)",
-        "ad_not_in_clarke": "AD not a Clarke subderivative",
-        "compensation": "compensation",
-        "branch_mismatch": "branch mismatch (no tie)",
-        "choice_sensitive": "choice-sensitive",
-    }
-    for k, name in names.items():
-        shown = ", ".join(e if isinstance(e, str) else "(" + ", ".join(e) + ")" for e in d["examples"][k])
-        t.add_row(name, "not computed" if d[k] is None else str(d[k]), str(d["unknown"][k] or ""), shown)
-    out.print(t)
-    b = d["lpa_bound"]
-    bound = f"{b['bound']} ({b['formula']}); nd count {d['not_differentiable']}" if b.get("applies") else f"does not apply: {b['reason']}"
-    out.print(f"Lee-Park-Aiken bound: {bound}", markup=False)
-    out.print(f"method: {d['method']}; {d['decided_points']} point(s) fully decided; {d['time_s']:.3f} s, {d['points_per_s']:.0f} points/s", markup=False)
-
-
 @app.command()
 def count(
     network: str = typer.Argument(..., metavar="NETWORK", help="network file (JSON, format version 1)"),
@@ -694,8 +467,8 @@ def count(
     """Count, over every machine number of one or two swept scalars, the points with real ties, float ties, f not differentiable, wrong AD, ...
 
     Exit codes: 0 every point decided (non-zero counts are answers, not findings), 2 bad input or usage, 3 some points undecided (time-out), 4 internal error or disagreement (a bug)."""
-    from .search.count import count as _count
-    from .search.count import plot as _plot
+    from ..search.count import count as _count
+    from ..search.count import plot as _plot
 
     ranges = list(range_ or [])
     if len(ranges) > 1 and len(ranges) != len(sweep):
@@ -754,8 +527,8 @@ def conventions_probe(
     Exit codes: 0 done, 2 bad input or usage (e.g. the framework is not installed), 4 internal error."""
     import json as _json
 
-    from .files import write_atomic
-    from .interop.probe import probe
+    from ..files import write_atomic
+    from ..interop.probe import probe
 
     try:
         conv = probe(framework)
@@ -774,7 +547,7 @@ def conventions_probe(
 
 def _version(value: bool):
     if value:
-        from . import __version__
+        from .. import __version__
 
         out.print(f"kinkcheck {__version__}", markup=False)
         raise typer.Exit(0)
