@@ -49,6 +49,7 @@ NOT_RUN = {
     ("README.md", "pip install torch==2.13.0 && pip install -e '.[test,bitwuzla,torch,onnx,jax,survey]' && python -m pytest"),
     ("README.md", "kinkcheck verify NETWORK.json [--convention pytorch|jax|tensorflow|FILE.json] [--json] [--values] [--rounding nearest] [--certificate OUT.json]"),
     ("certificate.md", "{"),
+    ("count.md", "kinkcheck count NETWORK.json --sweep 'PARAM[INDEX]' [--sweep 'PARAM2[INDEX]'] [--range LO:HI ...] \\"),
     ("gradcheck.md", "import torch, kinkcheck"),
     ("gradcheck.md", "m2 = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.ReLU()).double()"),
     ("gradcheck.md", "torch.manual_seed(0)"),
