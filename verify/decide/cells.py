@@ -150,9 +150,10 @@ def feasible(constraints, n, timeout_ms):
         return [x / m for x in guess]
     s = z3.Solver()
     s.set("timeout", int(timeout_ms))
-    d = [z3.Real(f"d{i}") for i in range(n)]
+    used = sorted({i for c in constraints for i, v in enumerate(c) if v != 0})  # d is 0 elsewhere
+    d = {i: z3.Real(f"d{i}") for i in used}
     for c in constraints:
-        terms = [z3.RealVal(str(v)) * d[i] for i, v in enumerate(c) if v != 0]
+        terms = [z3.RealVal(str(c[i])) * d[i] for i in used if c[i] != 0]
         s.add(z3.Sum(terms) >= 1 if terms else z3.BoolVal(False))
     r = s.check()
     if r == z3.unknown:
@@ -160,8 +161,10 @@ def feasible(constraints, n, timeout_ms):
     if r == z3.unsat:
         return None
     m = s.model()
-    used = {i for c in constraints for i, v in enumerate(c) if v != 0}
-    return [_rat(m.eval(x, model_completion=True)) if i in used else mpq(0) for i, x in enumerate(d)]
+    out = [mpq(0)] * n
+    for i, x in d.items():
+        out[i] = _rat(m.eval(x, model_completion=True))
+    return out
 
 
 def opposed(constraints):

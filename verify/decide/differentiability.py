@@ -68,7 +68,8 @@ def convex_weights(points, target, timeout_ms=20000):
     for v in lam:
         s.add(v >= 0)
     s.add(z3.Sum(lam) == 1)
-    for k in range(len(target)):
+    # a coordinate where every point equals the target holds for any weights summing to 1
+    for k in (k for k in range(len(target)) if any(p[k] != target[k] for p in points)):
         s.add(z3.Sum([z3.RealVal(str(p[k])) * lam[i] for i, p in enumerate(points)]) == z3.RealVal(str(target[k])))
     r = s.check()
     if r == z3.unknown:
@@ -85,14 +86,19 @@ def separator(points, target, timeout_ms=20000):
 
     s = z3.Solver()
     s.set("timeout", timeout_ms)
-    v = [z3.Real(f"v{k}") for k in range(len(target))]
+    # only coordinates where some point differs from the target take part; v is 0 elsewhere
+    used = [k for k in range(len(target)) if any(p[k] != target[k] for p in points)]
+    v = {k: z3.Real(f"v{k}") for k in used}
     for p in points:
-        s.add(z3.Sum([z3.RealVal(str(target[k] - p[k])) * v[k] for k in range(len(target)) if target[k] != p[k]] or [z3.RealVal(0)]) >= 1)
+        s.add(z3.Sum([z3.RealVal(str(target[k] - p[k])) * v[k] for k in used if target[k] != p[k]] or [z3.RealVal(0)]) >= 1)
     r = s.check()
     if r != z3.sat:
         raise Budget(f"no separating vector found (Z3: {r})")
     m = s.model()
-    return [_rat(m.eval(x, model_completion=True)) for x in v]
+    out = [mpq(0)] * len(target)
+    for k, x in v.items():
+        out[k] = _rat(m.eval(x, model_completion=True))
+    return out
 
 
 def _implicit_obstacle(runs, real_ties) -> str | None:
