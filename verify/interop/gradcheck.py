@@ -479,6 +479,9 @@ def gradcheck_report(module, inputs, targets=None, loss: str = "sum", *, strict:
     if loss not in LOSSES:
         raise InputError(f"gradcheck: loss {loss!r} has no rounding bound (supported: {', '.join(LOSSES)})")
     doc = from_torch(module, inputs, targets, loss, reduction)
+    for i, spec in enumerate(doc["layers"]):
+        if spec["op"] == "fixed_point":  # the solver's stopping rule and iterations have no bound here
+            raise InputError(f"gradcheck: layer {i} (fixed_point): no rounding bound for a fixed-point solver; use kinkcheck.torch.check or kinkcheck verify (docs/implicit.md)")
     for i, m in enumerate(list(module) if isinstance(module, torch.nn.Sequential) else [module]):
         for pname, p in m.named_parameters(recurse=False):
             if not p.requires_grad:  # frozen, as in torch: a constant of f

@@ -36,6 +36,7 @@ from .torch_import import from_torch
 from .torch_modules import KC_MODULES as KC_MODULES
 
 if KC_MODULES:  # the module classes exist only with torch installed
+    from .torch_deq import DEQ as DEQ
     from .torch_modules import Abs as Abs
     from .torch_modules import Clamp as Clamp
     from .torch_modules import SpecAvgPool2d as SpecAvgPool2d

@@ -5,6 +5,7 @@ to a batch, as a network document with the parameters' exact values.
 from __future__ import annotations
 
 from ..encodings.errors import InputError
+from .torch_deq import DEQ
 from .torch_modules import KC_MODULES, Abs, Clamp, SpecAvgPool2d, SpecConv2d, SpecHardsigmoid, SpecHardswish, SpecLinear, _pair, _t
 
 DTYPES = {"torch.float16": "float16", "torch.bfloat16": "bfloat16", "torch.float32": "float32", "torch.float64": "float64"}
@@ -24,6 +25,29 @@ def _clamp_derivatives(lo: float, hi: float, dtype) -> list:
         torch.clamp(x, lo, hi).backward()
         out.append(float(x.grad))
     return out
+
+
+def _elementwise(m, nn):
+    """The layer object of an elementwise torch module, or None."""
+    if isinstance(m, nn.ReLU):
+        return {"op": "relu"}
+    if isinstance(m, nn.LeakyReLU):
+        return {"op": "leaky_relu", "negative_slope": m.negative_slope}
+    if isinstance(m, nn.ReLU6):  # before Hardtanh: ReLU6 is a Hardtanh subclass
+        return {"op": "relu6"}
+    if isinstance(m, nn.Hardtanh):
+        return {"op": "hardtanh", "min_val": m.min_val, "max_val": m.max_val}
+    if isinstance(m, nn.Hardsigmoid):
+        return {"op": "hardsigmoid"}
+    if isinstance(m, nn.Hardswish):
+        return {"op": "hardswish"}
+    if isinstance(m, nn.Sigmoid):
+        return {"op": "sigmoid"}
+    if isinstance(m, nn.Tanh):
+        return {"op": "tanh"}
+    if isinstance(m, nn.Identity):
+        return {"op": "identity"}
+    return None
 
 
 def from_torch(module, inputs, targets=None, loss: str = "sum", reduction: str | None = None) -> dict:
@@ -82,24 +106,19 @@ def from_torch(module, inputs, targets=None, loss: str = "sum", reduction: str |
             if m.start_dim != 1 or m.end_dim != -1:
                 raise InputError(f"{where}: only Flatten(start_dim=1, end_dim=-1) is supported (the batch axis stays)")
             spec = {"op": "flatten"}
-        elif isinstance(m, nn.ReLU):
-            spec = {"op": "relu"}
-        elif isinstance(m, nn.LeakyReLU):
-            spec = {"op": "leaky_relu", "negative_slope": m.negative_slope}
-        elif isinstance(m, nn.ReLU6):
-            spec = {"op": "relu6"}
-        elif isinstance(m, nn.Hardtanh):
-            spec = {"op": "hardtanh", "min_val": m.min_val, "max_val": m.max_val}
-        elif isinstance(m, nn.Hardsigmoid):
-            spec = {"op": "hardsigmoid"}
-        elif isinstance(m, nn.Hardswish):
-            spec = {"op": "hardswish"}
-        elif isinstance(m, nn.Sigmoid):
-            spec = {"op": "sigmoid"}
-        elif isinstance(m, nn.Tanh):
-            spec = {"op": "tanh"}
-        elif isinstance(m, nn.Identity):
-            spec = {"op": "identity"}
+        elif _elementwise(m, nn) is not None:
+            spec = _elementwise(m, nn)
+        elif DEQ is not None and isinstance(m, DEQ):
+            act = _elementwise(m.act, nn)
+            if act is None:
+                raise InputError(f"{where}: the DEQ's activation {type(m.act).__name__} is not an elementwise module kinkcheck reads")
+            for key, t in (("weight", m.W), ("input_weight", m.U), ("bias", m.b)):
+                if t is not None:
+                    params[f"l{i}.{key}"] = {"shape": list(t.shape), "values": _vals(t)}
+            cell = {"weight": f"l{i}.weight", "input_weight": f"l{i}.input_weight", "activation": act}
+            if m.b is not None:
+                cell["bias"] = f"l{i}.bias"
+            spec = {"op": "fixed_point", "cell": cell, "solver": {"method": "iterate", "max_iter": m.max_iter, "tol": m.tol}}
         else:
             raise InputError(f"{where}: unsupported module (supported: Linear, Conv2d, MaxPool1d/2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Hardtanh, ReLU6, Hardsigmoid, Hardswish, Sigmoid, Tanh, Identity, and kinkcheck.torch's {', '.join(KC_MODULES)})")
         layers.append(spec)
