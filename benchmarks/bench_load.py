@@ -17,7 +17,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_verify import make_doc  # noqa: E402
+from bench_verify import interleaved, make_doc  # noqa: E402
 
 
 def write_files(d: Path):
@@ -40,19 +39,6 @@ def write_files(d: Path):
         TF.write_npz(d / f"{tag}.npz", arrays)
         (d / f"{tag}.json").write_text(json.dumps(out))
     return net
-
-
-def interleaved(fns, repeat, warmup=3):
-    for _ in range(warmup):
-        for f in fns:
-            f()
-    ts = [[] for _ in fns]
-    for _ in range(repeat):
-        for k, f in enumerate(fns):
-            t = time.perf_counter()
-            f()
-            ts[k].append(time.perf_counter() - t)
-    return [(float(np.median(t)), min(t)) for t in ts]
 
 
 MEM_CHILD = """

@@ -493,12 +493,7 @@ class _Loader:
         if "shape" not in spec or "values" not in spec:
             raise InputError(f"{name}: missing {'shape' if 'shape' not in spec else 'values'}")
         shape = spec["shape"]
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise InputError(f"{name}: shape must be a list of non-negative integers, got {_show(shape)}")
-        if len(shape) > MAX_AXES:
-            raise InputError(f"{name}: {len(shape)} axes (at most {MAX_AXES})")
-        if math.prod(shape) > MAX_VALUES:
-            raise InputError(f"{name}: shape {shape} has {math.prod(shape)} values (at most {MAX_VALUES})")
+        self.check_shape(shape, name)
         return self.tensor_values(spec["values"], tuple(shape), name), trainable
 
     def sidecar_tensor(self, spec, name) -> np.ndarray:
