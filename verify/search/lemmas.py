@@ -269,6 +269,19 @@ def _grid_of(fmt, lo, hi):
     return max(math.frexp(m)[1] - 1, fmt.emin) - fmt.fraction_bits
 
 
+def _operand(bounds_by_offset, theta0, src, sign, const):
+    """(lo, hi, sign) of one operand of a unit: a free entry's box, a fixed entry's value, or a
+    constant (sign 1); ValueError when a bound is not finite."""
+    if src >= 0:
+        lo, hi = bounds_by_offset.get(src, (theta0[src], theta0[src]))
+    else:
+        lo = hi = const
+        sign = 1.0
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError
+    return lo, hi, sign
+
+
 def _entry_iv(fmt, lo, hi, sign):
     if sign < 0:
         lo, hi = -hi, -lo
@@ -325,13 +338,7 @@ def operations(row, bounds_by_offset, theta0):
     ops = []
 
     def entry(src, sign, const):
-        if src >= 0:
-            lo, hi = bounds_by_offset.get(src, (theta0[src], theta0[src]))
-        else:
-            lo = hi = const
-            sign = 1.0
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError
+        lo, hi, sign = _operand(bounds_by_offset, theta0, src, sign, const)
         return _entry_iv(fmt, lo, hi, sign)
 
     try:
@@ -385,13 +392,7 @@ def _error_bound(row, bounds_by_offset, theta0):
     lo = hi = mpq(0)
 
     def rng(src, sign, const):
-        if src >= 0:
-            a, b = bounds_by_offset.get(src, (theta0[src], theta0[src]))
-        else:
-            a = b = const
-            sign = 1.0
-        if not (math.isfinite(a) and math.isfinite(b)):
-            raise ValueError
+        a, b, sign = _operand(bounds_by_offset, theta0, src, sign, const)
         a, b = exact(a), exact(b)
         return (-b, -a) if sign < 0 else (a, b)
 
