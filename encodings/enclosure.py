@@ -223,8 +223,8 @@ def forward(net) -> Enclosures:
             c, r = _finite(yc.reshape((N,) + L.out_shape), yr.reshape((N,) + L.out_shape))
         elif op == "flatten":
             c, r = c.reshape(N, -1), r.reshape(N, -1)
-        elif op == "fixed_point":
-            raise Unsupported("fixed-point layer (solved exactly)")
+        elif op in ("fixed_point", "value_iteration"):
+            raise Unsupported(f"{op} layer (solved exactly)")
         else:
             act = L.act
             if act.transcendental:

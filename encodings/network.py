@@ -42,6 +42,7 @@ LAYER_KEYS = {
     "avgpool2d": {"kernel", "stride"},
     "flatten": set(),
     "fixed_point": {"cell", "solver", "init"},
+    "value_iteration": {"kernel", "gamma", "solver", "init"},
     **{op: {"kink_derivatives"} for op in ELEMENTWISE},
 }
 LAYER_KEYS["leaky_relu"] = {"kink_derivatives", "negative_slope"}
@@ -131,6 +132,7 @@ class Layer:
     kink_derivatives: tuple | None = None  # per-layer override (entries, unresolved)
     tie_break: str | None = None  # per-layer override
     fp: object = None  # fixedpoint.FixedPoint for op fixed_point (its act and kink_derivatives are the cell's)
+    vi: object = None  # ValueIteration for op value_iteration (its kernel T is ``weight``)
 
     @property
     def label(self) -> str:
@@ -145,6 +147,21 @@ class FixedPoint:
     method: str
     max_iter: int
     tol: float
+    init: str = "zeros"
+
+
+@dataclass
+class ValueIteration:
+    """The parts of a value_iteration layer beyond its kernel T [A, k, k] (``weight``)."""
+
+    grid: tuple  # (H, W)
+    actions: int
+    k: int
+    gamma: float
+    method: str  # "iterate" (to a fixed point) or "unroll" (exactly ``iterations`` steps)
+    max_iter: int = 100
+    tol: float = 0.0
+    iterations: int = 0
     init: str = "zeros"
 
 
@@ -781,6 +798,8 @@ class _Loader:
             L.out_shape = (int(np.prod(shape, dtype=np.int64)),)
         elif op == "fixed_point":
             self.fixed_point(L, spec, where, shape)
+        elif op == "value_iteration":
+            self.value_iteration(L, spec, where, shape)
         else:  # elementwise
             params = {}
             for key, default in OP_DEFAULTS.get(op, {}).items():
@@ -847,6 +866,53 @@ class _Loader:
             raise InputError(f"{where}: init must be \"zeros\"")
         L.fp = FixedPoint(U, method, max_iter, float(tol), init)
         L.out_shape = (n,)
+
+    def value_iteration(self, L, spec, where: str, shape: tuple) -> None:
+        """A value-iteration block V = max_a (R_a + gamma conv_a(V)) (docs/format.md; its semantics:
+        valueiteration.py)."""
+        if len(shape) != 3:
+            raise InputError(f"{where}: expects rewards [A, H, W] (one map per action), got shape {list(shape)}")
+        nA, H, W = shape
+        if "kernel" not in spec:
+            raise InputError(f"{where}: missing kernel")
+        L.weight = self.ref(spec["kernel"], (nA, None, None), where, "kernel")
+        _, kh, kw = L.weight.shape
+        if kh != kw or kh % 2 == 0:
+            raise InputError(f"{where}: kernel must be [A, k, k] with k odd, got {list(L.weight.shape)}")
+        if nA < 1 or H < 1 or W < 1:
+            raise InputError(f"{where}: empty rewards {list(shape)}")
+        if "gamma" not in spec:
+            raise InputError(f"{where}: missing gamma")
+        gamma = self.value(spec["gamma"], f"{where}: gamma", rounding="nearest")
+        if not (np.isfinite(gamma) and gamma >= 0):
+            raise InputError(f"{where}: gamma must be a finite value >= 0")
+        solver = spec.get("solver", {})
+        if not isinstance(solver, dict):
+            raise InputError(f"{where}: solver must be an object")
+        method = solver.get("method", "iterate")
+        allowed = {"iterate": ("method", "max_iter", "tol"), "unroll": ("method", "iterations")}
+        if method not in allowed:
+            raise InputError(f"{where}: solver.method must be \"iterate\" (to a fixed point) or \"unroll\" (K steps), got {_show(method)}")
+        for k in solver:
+            if k not in allowed[method]:
+                raise InputError(f"{where}: solver: unknown key {k!r} for method {method} (allowed: {', '.join(allowed[method])})")
+        vi = ValueIteration((H, W), nA, kh, float(gamma), method)
+        for key, default in (("max_iter", 100), ("iterations", 1)):
+            v = solver.get(key, default)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= FP_MAX_ITER:
+                raise InputError(f"{where}: solver.{key} must be an integer in 1..{FP_MAX_ITER}")
+            setattr(vi, key, v)
+        tol = self.value(solver.get("tol", 0), f"{where}: solver.tol", rounding="nearest")
+        if not (tol >= 0 and np.isfinite(tol)):
+            raise InputError(f"{where}: solver.tol must be a finite value >= 0")
+        vi.tol = float(tol)
+        if spec.get("init", "zeros") != "zeros":
+            raise InputError(f"{where}: init must be \"zeros\"")
+        work = self.inputs.shape[0] * H * W * nA * kh * kh * (vi.iterations if method == "unroll" else 1)
+        if work > MAX_WORK:
+            raise InputError(f"{where}: too large for exact verification ({work} terms per step; at most {MAX_WORK})")
+        L.vi = vi
+        L.out_shape = (H, W)
 
     # -- loss ----------------------------------------------------------------------------
     def loss(self, spec, targets_spec, out_shape):

@@ -37,6 +37,7 @@ from gmpy2 import mpq
 
 from . import activations as _act
 from . import fixedpoint as _fp
+from . import valueiteration as _vi
 from .conventions import load_convention, resolve_kink_derivatives
 from .network import Layer, Network
 
@@ -236,6 +237,11 @@ def _layer_forward(net, A, L: Layer, x, theta, fw, N):
         fw.fp[L.index] = sol
         fw.loc[L.index] = A.locate(sol.a, L.act.kinks)
         return sol.z
+    if op == "value_iteration":
+        T, _ = _weights(A, L, theta, fw)
+        sol = _vi.forward(A, L, x, T)
+        fw.fp[L.index] = sol
+        return sol.z.reshape((N,) + L.out_shape)
     # elementwise
     act = L.act
     if getattr(A, "symbolic", False):
@@ -358,6 +364,12 @@ def ties(net: Network, fw: Forward) -> list:
             for n, w in zip(*np.nonzero(cnt >= 2)):
                 ent = tuple(int(v) for v in idx[w][eq[n, w]])
                 out.append(Tie(L.index, L.op, int(n), int(w), 0, None, ent))
+        elif L.op == "value_iteration" and L.index in fw.fp:
+            sol = fw.fp[L.index]
+            masks = [(0, sol.eq)] if L.vi.method == "iterate" else [(k * sol.eq.shape[1], eq) for k, (_, eq) in enumerate(sol.steps)]
+            for off, eq in masks:  # unroll: unit = step * S + state
+                for n, st in zip(*np.nonzero(eq.sum(axis=-1) >= 2)):
+                    out.append(Tie(L.index, L.op, int(n), off + int(st), 0, None, tuple(int(a) for a in np.flatnonzero(eq[n, st]))))
     if fw.loss_loc is not None:
         _, kink = fw.loss_loc
         for n, u in zip(*np.nonzero(kink >= 0)):
@@ -424,6 +436,9 @@ def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=
         out = fw.out.reshape(N, -1)
         g = _loss_seed(net, A, fw, out, proxies, ch, N).reshape(fw.out.shape)
         start = len(net.layers)
+    elif seed[0] == "fixed_point" and net.layers[seed[1]].op == "value_iteration":  # e on the tie gaps [N, S]
+        _, start, e = seed
+        g = _vi_backward(net, A, net.layers[start], None, fw, ch, blocks, start > 0, gaps=e)
     elif seed[0] == "fixed_point":  # ("fixed_point", layer, e): a cotangent on the layer's pre-activation a*
         _, start, e = seed
         L = net.layers[start]
@@ -560,6 +575,8 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         return g.reshape((N,) + L.in_shape)
     if op == "fixed_point":
         return _fp_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx)
+    if op == "value_iteration":
+        return _vi_backward(net, A, L, g.reshape(N, -1), fw, ch, blocks, need_gx)
     if getattr(A, "symbolic", False):
         d = A.piecewise_derivative(L.act, x, y, proxies.kinks[L.index], _symbolic_side(ch))
         return A.mul(g, d)
@@ -595,6 +612,25 @@ def _fp_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, pre=False
     if L.bias is not None:
         blocks.append((L.index + 0.5, "terms", mu[:, :, None], L.bias.src, L.bias.sign))
     return A.dot(np.ascontiguousarray(U.T), mu) if need_gx else None
+
+
+def _vi_backward(net, A, L, g, fw, ch, blocks, need_gx, gaps=None):
+    """Backward through a value-iteration block (``valueiteration.backward``); ``gaps``: a cotangent
+    on the tie gaps Q_last - Q_first instead of g on V."""
+    T = fw.params[L.index][0]
+    sol = fw.fp[L.index]
+    h = None
+    if gaps is not None:
+        eq = sol.eq
+        first = np.argmax(eq, axis=-1)
+        last = eq.shape[-1] - 1 - np.argmax(eq[..., ::-1], axis=-1)
+        h = A.zeros(eq.shape)
+        np.put_along_axis(h, last[..., None], gaps[..., None], -1)
+        np.put_along_axis(h, first[..., None], A.neg(gaps)[..., None], -1)
+        g = A.zeros(gaps.shape)
+    gR, terms = _vi.backward(A, L, T, sol, g, lambda n, u: ch.of((L.index, n, u)), unrolled=L.index in ch.unrolled, h=h)
+    blocks.append((L.index, "terms", terms, L.weight.src, L.weight.sign))
+    return gR if need_gx else None
 
 
 def _symbolic_side(ch):

@@ -252,10 +252,11 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         "limiting_gradients": [[rat(x) for x in g] for g in verdict.limiting] if values else None,
         "theorems": list(verdict.theorems),
     }
-    if any(L.op == "fixed_point" for L in net.layers):
+    if any(L.op in ("fixed_point", "value_iteration") for L in net.layers):
         from .decide.implicit import section
+        from .decide.vin import section as vin_section
 
-        report.implicit = section(runs)
+        report.implicit = section(runs) + vin_section(runs)
     report._verdict = verdict
     report.time_s = time.perf_counter() - t0
     report._runs = runs  # for the decision procedures and certificates (not serialised)

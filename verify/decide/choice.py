@@ -63,6 +63,8 @@ def options(net, proxies, MA, t) -> list:
         rule = proxies.ties[t.layer]
         own = pos[0] if rule == "first" else pos[-1] if rule == "last" else None
         return [j for j in pos if j != own]
+    if t.op == "value_iteration":  # the tied actions other than the proxy (the first tied one)
+        return [int(a) for a in t.entries[1:]]
     if t.op == "l1":
         act, prox = P._abs(), proxies.kinks["loss"]
     else:
@@ -81,7 +83,9 @@ def describe(net, t, option) -> dict:
     """A tie with the option it takes: 'left' / 'right', or for a max-pool window the flat input
     position (one of the tie's ``entries``) of the entry that takes the gradient."""
     d = {"layer": t.layer, "op": t.op, "sample": t.sample, "unit": t.unit}
-    if isinstance(option, int):
+    if isinstance(option, int) and t.op == "value_iteration":
+        d["choice"] = {"action": int(option)}
+    elif isinstance(option, int):
         d["choice"] = int(P.pool_index(net.layers[t.layer])[t.unit][option])
     else:
         d["choice"] = option

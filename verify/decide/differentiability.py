@@ -155,6 +155,15 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
     t0 = time.perf_counter()
     if runs.exact is None:
         return Verdict(None, None, None, False, runs.exact_reason or "the exact run is unavailable")
+    if any(L.op == "value_iteration" for L in runs.net.layers):  # value-iteration blocks: decide/vin.py
+        from .vin import obstacle
+
+        why = obstacle(runs, real_ties)
+        if why is not None:
+            return Verdict(None, None, None, False, why, method="implicit")
+        if real_ties:
+            return _decide_implicit(runs, real_ties)
+        return Verdict(True, True, True, True, "no real tie: f is smooth near w (the implicit function theorem at every value-iteration fixed point), its gradient is the exact AD output", method="smooth")
     implicit = _implicit_obstacle(runs, real_ties)
     if implicit is not None:
         return Verdict(None, None, None, False, implicit, method="implicit")

@@ -39,6 +39,10 @@ def _slopes(A, L, a_row, piece_row, kink_row):
 
 def _vertex(fw, L, s) -> dict:
     """``vertex_test`` at sample s's fixed point (cached on the solution)."""
+    if L.op == "value_iteration":
+        from .vin import vertex
+
+        return vertex(fw, L, s)
     sol = fw.fp[L.index]
     if s not in sol.vertex:
         piece, kink = fw.loc[L.index]

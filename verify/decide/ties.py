@@ -32,6 +32,17 @@ def describe_tie(net, t: P.Tie, exact_fw, machine_fw) -> dict:
         d["exact"] = rat(exact_fw.value_at(t.layer, t.sample, e0)) if exact_fw is not None else None
         d["machine"] = hexf(net.fmt, machine_fw.value_at(t.layer, t.sample, e0))
         return d
+    if t.op == "value_iteration":  # a max tie between actions: the tied Q value
+        L = net.layers[t.layer]
+        S = int(np.prod(L.out_shape))
+        d["index"] = [int(i) for i in np.unravel_index(t.unit % S, L.out_shape)]
+        d["kink"], d["kink_index"], d["entries"] = "max", 0, list(t.entries)
+        if L.vi.method == "unroll":
+            d["step"] = t.unit // S + 1
+        efp = getattr(exact_fw, "fp", {}).get(t.layer) if exact_fw is not None else None
+        d["exact"] = rat(efp.q[t.sample, t.unit % S, t.entries[0]]) if efp is not None and L.vi.method == "iterate" else None
+        d["machine"] = hexf(net.fmt, machine_fw.fp[t.layer].q[t.sample, t.unit % S, t.entries[0]])
+        return d
     if t.op == "l1":
         d["index"] = list(np.unravel_index(t.unit, net.out_shape)) if net.out_shape else []
         ev = exact_fw.residual_at(t.sample, t.unit) if exact_fw is not None else None
