@@ -92,7 +92,7 @@ def build(report) -> dict:
         evidence["method"] = "implicit"  # every pattern of the fixed-point ties is listed: a cell or empty
         if v.separator is not None:
             evidence["complete_by"] = "one-parameter" if net.n_grad <= 1 else "independent"
-    fixed = {str(L.index): [[rat(x) for x in row] for row in runs.exact_full().fp[L.index].z] for L in net.layers if L.op == "fixed_point"}
+    fixed = {str(L.index): [[rat(x) for x in row] for row in runs.exact_full().fp[L.index].z] for L in net.layers if L.op == "fixed_point" or (L.op == "value_iteration" and L.vi.method == "iterate")}
     if fixed:
         evidence["fixed_points"] = fixed  # z* per sample; the checker verifies z* = act(W z* + U x + b)
     if v.ad_cell is not None and (evidence.get("theorem") == "ad-pattern" or net.loss.op == "cross_entropy"):

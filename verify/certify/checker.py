@@ -29,7 +29,7 @@ from gmpy2 import mpq
 
 from ..encodings.errors import InputError
 from ..encodings.network import load
-from . import directional_check, fixedpoint_check
+from . import directional_check, fixedpoint_check, vin_check
 from .replay import CheckFailed, Enc, Model, _enc, _params, _table
 
 SCHEMA = 1
@@ -94,7 +94,7 @@ def _check(cert) -> dict:
         raise CheckFailed(f"embedded network: {exc}") from None
     ev = cert["evidence"]
     fixed = ev.get("fixed_points") or {}
-    M = Model(net, conv, fixed_points={int(k): v for k, v in fixed.items()} if isinstance(fixed, dict) else None)
+    M = Model(net, conv, fixed_points={int(k): v for k, v in fixed.items()} if isinstance(fixed, dict) else None, layers={"value_iteration": vin_check.layer})
     claims = cert["claims"]
     import hashlib
 
@@ -107,6 +107,8 @@ def _check(cert) -> dict:
     claimed = sorted(_key(t) for t in claims["real_ties"])
     if found != claimed:
         raise CheckFailed(f"step 1 (real ties): the network has ties {found}, the certificate claims {claimed}")
+    if any(t[1] == "vin" for t in ties) and ev.get("method") != "implicit" and any(claims.get(k) is not None for k in ("differentiable", "ad_correct", "ad_in_clarke")):
+        raise CheckFailed("step 3 (value iteration): verdicts at ties inside a value-iteration block are certified by the implicit method only")
     # step 2: the AD output
     ad = M.linear_map(lambda k: "proxy")
     if net.loss.op == "cross_entropy":
@@ -146,9 +148,10 @@ def _check(cert) -> dict:
         raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")
     implicit = ev.get("method") == "implicit"
     if implicit:  # ties inside fixed-point layers: the cells are sound only under coherent orientation
-        if any(net.layers[k[0]].op != "fixed_point" for k in found):
-            raise CheckFailed("step 3 (implicit): every real tie must lie inside a fixed-point layer")
-        n_vertices = fixedpoint_check.coherent_orientation(M, _layer_inputs)
+        ops = {net.layers[k[0]].op for k in found}
+        if not ops <= {"fixed_point", "value_iteration"} or len(ops) > 1:
+            raise CheckFailed("step 3 (implicit): every real tie must lie inside fixed-point layers or inside value-iteration blocks")
+        n_vertices = fixedpoint_check.coherent_orientation(M, _layer_inputs) + vin_check.coherent_orientation(M, _layer_inputs)
         steps.append(f"coherent orientation ({n_vertices} vertex determinants)")
     cells = []
     for i, c in enumerate(ev["cells"]):

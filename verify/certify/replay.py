@@ -170,8 +170,9 @@ def _solve(M, rhs):
 
 
 class Model:
-    def __init__(self, net, conv, fixed_points=None):
+    def __init__(self, net, conv, fixed_points=None, layers=None):
         self.fixed_points = fixed_points or {}  # fixed-point layer -> claimed z* per sample (checked)
+        self.layers = layers or {}  # op -> the checker's model of a block (e.g. vin_check.layer)
         self.net = net
         self.conv = conv
         self.proxy = _proxies(net, conv)
@@ -268,6 +269,8 @@ class Model:
             return x.reshape(-1), t.reshape(-1)
         if op == "fixed_point":
             return self._fixed_point(L, n, x, t, dW, choice, rec, ties)
+        if op in self.layers:
+            return self.layers[op](self, L, n, x, t, dW, choice, rec, ties)
         kinks, derivs, val, der = _table(op, _params(L))
         y = np.empty(x.shape, dtype=object)
         ty = np.empty(x.shape, dtype=object)

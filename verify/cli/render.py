@@ -33,6 +33,27 @@ def _exact(q) -> str:
     return f"{q} (~{a})" if a else str(q)
 
 
+def _vin_lines(out, e, m, x) -> None:
+    """The ``implicit`` entry of a value-iteration block (docs/implicit.md)."""
+    head = f"value-iteration layer {e['layer']} ({e['grid'][0]}x{e['grid'][1]} grid, {e['actions']} actions, gamma {e['gamma']}): "
+    if e["solver"]["method"] == "unroll":
+        out.print(head + f"{e['solver']['iterations']} unrolled step(s)" + (f"; float maximal actions {'agree' if e.get('pattern_agrees') else 'DIFFER'}" if x else f"; exact: {e.get('reason')}"))
+        for smp in e.get("samples", []):
+            if smp["tied_states"]:
+                out.print(f"  sample {smp['sample']}: tied states at the output {smp['tied_states']}")
+        return
+    out.print(
+        head
+        + f"machine {m.get('iterations')} iteration(s), residual {m.get('residual')}, "
+        + ("converged" if m.get("converged") else "NOT converged")
+        + (f"; exact fixed point {'unique (contraction)' if x['unique'] else 'uniqueness not proved'}, float maximal actions {'agree' if e.get('pattern_agrees') else 'DIFFER'}" if x else f"; exact: {e.get('reason')}")
+    )
+    for smp in e.get("samples", []):
+        if smp["tied_units"] or smp["clarke_jacobian_invertible"] is not True:
+            inv = "invertible" if smp["clarke_jacobian_invertible"] else "has a singular element" if smp["clarke_jacobian_invertible"] is False else "undecided"
+            out.print(f"  sample {smp['sample']}: tied states {smp['tied_actions']} (state: actions): Clarke Jacobian I - gamma P {inv} ({smp['reason']})")
+
+
 def _table_or_lines(title: str, columns: list, rows: list) -> None:
     """A table when every row fits the terminal; otherwise one line per row, so that no number is
     ever cut in the middle by a narrow column."""
@@ -110,6 +131,9 @@ def _render(report) -> None:
         out.print(tt)
     for e in d.get("implicit", []):
         m, x = e.get("machine") or {}, e.get("exact")
+        if e.get("op") == "value_iteration":
+            _vin_lines(out, e, m, x)
+            continue
         out.print(
             f"fixed-point layer {e['layer']} ({e['units']} units): machine solver {m.get('iterations')} iteration(s), residual {m.get('residual')}, "
             + ("converged" if m.get("converged") else "NOT converged")
