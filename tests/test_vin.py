@@ -1,0 +1,423 @@
+"""Value-iteration blocks against an independent computation: the exact fixed point by iterating the
+Bellman map in fractions.Fraction until the greedy policy stabilises and then solving that policy's
+linear system with a separate elimination; exact gradients of a fixed selection by forward mode in
+fractions; the machine iteration re-run with numpy in the dtype (the spec's summation order); the
+vertex test against determinants computed here; the 5x5 example with its tie derived by hand."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import kinkcheck
+from kinkcheck.encodings import program as P
+from kinkcheck.encodings import valueiteration as VI
+from kinkcheck.encodings.errors import InputError
+from kinkcheck.encodings.exact import ExactArith
+from kinkcheck.encodings.machine import MachineArith
+from kinkcheck.encodings.network import load
+
+from conftest import EXAMPLES
+
+DT = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
+
+
+def vin(T, R, gamma, *, dtype="float32", solver=None, loss=None):
+    A, k = len(T), len(T[0])
+    H, W = len(R[0]), len(R[0][0])
+    return {
+        "kinkcheck": 1,
+        "dtype": dtype,
+        "params": {"T": {"shape": [A, k, k], "values": T}},
+        "inputs": {"shape": [1, A, H, W], "values": [R]},
+        "layers": [{"op": "value_iteration", "kernel": "T", "gamma": gamma, "solver": solver or {"method": "iterate", "max_iter": 400, "tol": 0}}],
+        "loss": loss or {"op": "sum"},
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# the independent reference
+
+
+def _neighbours(H, W, k):
+    c = (k - 1) // 2
+    return [[(p, q, (i + p - c) * W + (j + q - c)) for p in range(k) for q in range(k) if 0 <= i + p - c < H and 0 <= j + q - c < W] for i in range(H) for j in range(W)]
+
+
+def ref_q(T, R, gamma, V, nb):
+    return [[Fraction(R[a][s]) + gamma * sum((Fraction(T[a][p][q]) * V[t] for p, q, t in nb[s]), Fraction(0)) for a in range(len(T))] for s in range(len(nb))]
+
+
+def _solve(M, r):
+    n = len(M)
+    a = [list(row) + [v] for row, v in zip(M, r)]
+    for c in range(n):
+        p = next(i for i in range(c, n) if a[i][c] != 0)
+        a[c], a[p] = a[p], a[c]
+        for i in range(n):
+            if i != c and a[i][c] != 0:
+                f = a[i][c] / a[c][c]
+                a[i] = [x - f * y for x, y in zip(a[i], a[c])]
+    return [a[i][n] / a[i][i] for i in range(n)]
+
+
+def _det(M):
+    n, a, d = len(M), [list(r) for r in M], Fraction(1)
+    for c in range(n):
+        p = next((i for i in range(c, n) if a[i][c] != 0), None)
+        if p is None:
+            return Fraction(0)
+        if p != c:
+            a[c], a[p], d = a[p], a[c], -d
+        d *= a[c][c]
+        for i in range(c + 1, n):
+            f = a[i][c] / a[c][c]
+            a[i] = [x - f * y for x, y in zip(a[i], a[c])]
+    return d
+
+
+def policy_matrix(T, gamma, nb, pi):
+    S = len(nb)
+    M = [[Fraction(int(i == j)) for j in range(S)] for i in range(S)]
+    for s in range(S):
+        for p, q, t in nb[s]:
+            M[s][t] -= gamma * Fraction(T[pi[s]][p][q])
+    return M
+
+
+def ref_fixed_point(T, R, gamma, H, W):
+    """Iterate V <- max_a Q_a(V) in fractions until the greedy (first maximal) policy is stable for
+    5 rounds, solve that policy's system, and check V = max_a Q_a(V) exactly."""
+    nb = _neighbours(H, W, len(T[0]))
+    S, V, last, stable = H * W, [Fraction(0)] * (H * W), None, 0
+    for _ in range(2000):
+        Q = ref_q(T, R, gamma, V, nb)
+        pi = [max(range(len(T)), key=lambda a, row=row: (row[a], -a)) for row in Q]
+        V = [max(row) for row in Q]
+        stable = stable + 1 if pi == last else 0
+        last = pi
+        if stable >= 5:
+            sol = _solve(policy_matrix(T, gamma, nb, pi), [Fraction(R[pi[s]][s]) for s in range(S)])
+            if all(max(row) == v for row, v in zip(ref_q(T, R, gamma, sol, nb), sol)):
+                return sol, pi
+    raise AssertionError("no stable policy")  # pragma: no cover
+
+
+def ref_gradient(T, R, gamma, H, W, V, sel):
+    """d(sum V)/dT for the selection sel (one action per state), by forward mode: dV = (I - gamma
+    P_sel)^{-1} r with r_s = gamma [sel(s) = a] V(s + (p, q))."""
+    k = len(T[0])
+    nb = _neighbours(H, W, k)
+    M = policy_matrix(T, gamma, nb, sel)
+    out = []
+    for a in range(len(T)):
+        for p in range(k):
+            for q in range(k):
+                r = [gamma * sum((V[t] for pp, qq, t in nb[s] if (pp, qq) == (p, q)), Fraction(0)) if sel[s] == a else Fraction(0) for s in range(H * W)]
+                out.append(sum(_solve(M, r)))
+    return out
+
+
+def machine_reference(T, R, gamma, H, W, dt, max_iter, tol=0.0):
+    """The machine iteration in numpy: acc = T[a,0,0] * Vpad[...]; acc = acc + T[a,p,q] * Vpad[...]
+    (padding zeros included); Q = R + gamma * acc; V' = first maximum; stop on max |V' - V| <= tol."""
+    k = len(T[0])
+    c = (k - 1) // 2
+    Tn, Rn, g = np.array(T, dtype=dt), np.array(R, dtype=dt).reshape(len(T), -1), dt(gamma)
+    V = np.zeros(H * W, dtype=dt)
+    for it in range(1, max_iter + 1):
+        Vp = np.zeros((H + 2 * c, W + 2 * c), dtype=dt)
+        Vp[c : c + H, c : c + W] = V.reshape(H, W)
+        Q = np.empty((H * W, len(T)), dtype=dt)
+        for s in range(H * W):
+            i, j = divmod(s, W)
+            for a in range(len(T)):
+                acc = dt(Tn[a, 0, 0] * Vp[i, j])
+                for pq in range(1, k * k):
+                    p, q = divmod(pq, k)
+                    acc = dt(acc + dt(Tn[a, p, q] * Vp[i + p, j + q]))
+                Q[s, a] = dt(Rn[a, s] + dt(g * acc))
+        Vn = Q[:, 0].copy()
+        for a in range(1, len(T)):
+            Vn = np.where(Q[:, a] > Vn, Q[:, a], Vn)
+        res = np.abs(Vn - V).max()
+        V = Vn
+        if res <= tol:
+            return V, it, res
+    return V, max_iter, res
+
+
+def semantics(doc):
+    net = load(doc)
+    ex = P.forward(net, ExactArith())
+    ma = P.forward(net, MachineArith(net.fmt))
+    return net, ex, ma
+
+
+# ----------------------------------------------------------------------------------------------
+# the 5x5 example
+
+
+def test_grid_example_tie_fixed_point_and_verdicts():
+    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
+    T = doc["params"]["T"]["values"]
+    R = [[Fraction(v) for row in Ra for v in row] for Ra in doc["inputs"]["values"][0]]
+    V, pi = ref_fixed_point(T, R, Fraction(1, 2), 5, 5)
+    nb = _neighbours(5, 5, 3)
+    Q = ref_q(T, R, Fraction(1, 2), V, nb)
+    ties = [s for s in range(25) if Q[s][0] == Q[s][1]]
+    assert ties == [12]  # state (2, 2) only: the mirror symmetry is broken on the rest of the diagonal
+    # by hand: V(4,4) = max(R_0 + V/8, R_1 + V/8) with R_0(4,4) = ((12 + 20) % 7 - 3)/8 = 1/8 -> V = 1/7
+    assert V[24] == Fraction(1, 7)
+    # the tie: V(2,3) = V(3,2) (mirror images) and R_0(2,2) = R_1(2,2)
+    assert V[13] == V[17] and Q[12][0] == Q[12][1]
+    r = kinkcheck.verify(str(EXAMPLES / "vin_grid_tie.json"), values=True)
+    assert [(t["layer"], t["unit"], t["entries"]) for t in r.real_ties] == [(0, 12, [0, 1])]
+    assert [(t["layer"], t["unit"]) for t in r.float_ties] == [(0, 12)]
+    e = r.implicit[0]
+    assert [Fraction(v) for v in e["z"][0]] == V
+    assert e["exact"]["unique"] is True  # gamma * max_a sum |T_a| = 1/2
+    s0 = e["samples"][0]
+    assert s0["tied_units"] == [12] and s0["vertices"] == 2 and s0["clarke_jacobian_invertible"] is True
+    first = ref_gradient(T, R, Fraction(1, 2), 5, 5, V, [0 if s == 12 else pi[s] for s in range(25)])
+    last = ref_gradient(T, R, Fraction(1, 2), 5, 5, V, [1 if s == 12 else pi[s] for s in range(25)])
+    assert first != last
+    assert [Fraction(v) for v in r.ad] == first  # the proxy: the first tied action takes the gradient
+    lim = sorted(tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"])
+    assert lim == sorted([tuple(first), tuple(last)])
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    # machine: the float run's loss is the dtype sum of the numpy reference's V
+    Vm, it, res = machine_reference(T, [[float(v) for v in Ra] for Ra in R], 0.5, 5, 5, np.float32, 200)
+    assert e["machine"]["iterations"] == it and float.fromhex(e["machine"]["residual"]) == res == 0
+    acc = np.float32(0)
+    for v in Vm:
+        acc = np.float32(acc + v)
+    assert float.fromhex(r.loss_machine) == acc
+
+
+def test_grid_example_directional_derivatives_along_rays():
+    """f'(w; d) along rational rays: the selection at the tie follows the sign of the tangent gap
+    dQ_1 - dQ_0 at state 12, computed here by forward mode; it must equal g . d with g the cell's
+    gradient, and AD . d only on the first action's side."""
+    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
+    T = doc["params"]["T"]["values"]
+    R = [[Fraction(v) for row in Ra for v in row] for Ra in doc["inputs"]["values"][0]]
+    g = Fraction(1, 2)
+    V, pi = ref_fixed_point(T, R, g, 5, 5)
+    nb = _neighbours(5, 5, 3)
+    r = kinkcheck.verify(str(EXAMPLES / "vin_grid_tie.json"), values=True)
+    ad = [Fraction(v) for v in r.ad]
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(12):
+        d = [Fraction(int(v), 8) for v in rng.integers(-8, 9, size=18)]
+        dT = [[[d[a * 9 + p * 3 + q] for q in range(3)] for p in range(3)] for a in range(2)]
+        out = None
+        for a12 in (0, 1):
+            sel = [a12 if s == 12 else pi[s] for s in range(25)]
+            rr = [g * sum((dT[sel[s]][p][q] * V[t] for p, q, t in nb[s]), Fraction(0)) for s in range(25)]
+            dV = _solve(policy_matrix(T, g, nb, sel), rr)
+            dQ = [g * sum((dT[a][p][q] * V[t] + Fraction(T[a][p][q]) * dV[t] for p, q, t in nb[12]), Fraction(0)) for a in (0, 1)]
+            if dQ[a12] >= dQ[1 - a12]:
+                out = (a12, sum(dV), dQ[1] - dQ[0])
+                break
+        a12, fd, gap = out
+        seen.add(a12)
+        cell = ref_gradient(T, R, g, 5, 5, V, [a12 if s == 12 else pi[s] for s in range(25)])
+        assert fd == sum(x * y for x, y in zip(cell, d))
+        if gap != 0:
+            assert (sum(x * y for x, y in zip(ad, d)) == fd) == (a12 == 0 or gap == 0)
+    assert seen == {0, 1}
+
+
+def test_grid_example_certificate_checks():
+    from kinkcheck.certify.checker import check_certificate
+
+    r = kinkcheck.verify(str(EXAMPLES / "vin_grid_tie.json"), values=True)
+    cert = json.loads(json.dumps(r.certificate()))
+    out = check_certificate(cert)
+    assert out["valid"] and any("coherent orientation (2" in s for s in out["steps"])
+    from kinkcheck.certify.replay import CheckFailed
+
+    bad = json.loads(json.dumps(cert))
+    bad["evidence"]["fixed_points"]["0"][0][12] = str(Fraction(bad["evidence"]["fixed_points"]["0"][0][12]) + Fraction(1, 1024))
+    with pytest.raises(CheckFailed, match="not a fixed point"):
+        check_certificate(bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# random small grids
+
+
+@st.composite
+def grids(draw):
+    H, W = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    A = draw(st.integers(2, 4))
+    k = draw(st.sampled_from([1, 3]))
+    ent = st.sampled_from([0, 0, 0.125, -0.125, 0.25, -0.25, 0.5])
+    T = [[[draw(ent) for _ in range(k)] for _ in range(k)] for _ in range(A)]
+    rew = st.sampled_from([-1, -0.5, -0.25, 0, 0.25, 0.5, 1])
+    R = [[[draw(rew) for _ in range(W)] for _ in range(H)] for _ in range(A)]
+    if draw(st.booleans()):  # a duplicated action: ties at every state between the two
+        T[-1], R[-1] = T[0], R[0]
+    gamma = draw(st.sampled_from([0.25, 0.375]))  # gamma * 9 * 1/2 < 1... enforced below
+    scale = max(sum(abs(v) for row in Ta for v in row) for Ta in T)
+    if gamma * scale >= 1:
+        gamma = 0.0625
+    return T, R, gamma, draw(st.sampled_from(list(DT)))
+
+
+@given(grids())
+def test_random_grids_against_reference(case):
+    T, R, gamma, dtype = case
+    A, H, W = len(R), len(R[0]), len(R[0][0])
+    net, ex, ma = semantics(vin(T, R, gamma, dtype=dtype, solver={"method": "iterate", "max_iter": 300, "tol": 0}))
+    Rf = [[Fraction(v) for row in Ra for v in row] for Ra in R]
+    V, pi = ref_fixed_point(T, Rf, Fraction(gamma), H, W)
+    sol = ex.fp[0]
+    assert list(sol.z[0]) == V
+    assert sol.unique is True  # gamma * max_a sum |T_a| < 1 by construction
+    # the exact AD output (proxy: the first maximal action) is the first-maximal selection's gradient
+    Q = ref_q(T, Rf, Fraction(gamma), V, _neighbours(H, W, len(T[0])))
+    first = [next(a for a in range(A) if Q[s][a] == max(Q[s])) for s in range(H * W)]
+    ad = P.backward(net, ex.A, ex, P.resolve_proxies(net))
+    assert list(ad) == ref_gradient(T, Rf, Fraction(gamma), H, W, V, first)
+    # ties: exactly the states where two actions attain the maximum
+    ties = {(t.unit, t.entries) for t in P.ties(net, ex)}
+    assert ties == {(s, tuple(a for a in range(A) if Q[s][a] == max(Q[s]))) for s in range(H * W) if sum(q == max(Q[s]) for q in Q[s]) >= 2}
+    # machine: the numpy re-run, bit for bit
+    dt = DT[dtype]
+    Vm, it, res = machine_reference(T, R, gamma, H, W, dt, 300)
+    m = ma.fp[0]
+    assert m.iterations == it and np.array_equal(np.asarray(m.z[0], dtype=dt), Vm) and m.residual == res
+    # vertex test: det(I - gamma P) at every per-state choice, here
+    tied = {s: [a for a in range(A) if Q[s][a] == max(Q[s])] for s in range(H * W)}
+    tied = {s: v for s, v in tied.items() if len(v) > 1}
+    res_v = VI.vertex_test(net.layers[0], ex.params[0][0], Fraction(gamma), first, tied, budget=6)
+    if res_v["invertible"] is not None:
+        import itertools
+
+        nb = _neighbours(H, W, len(T[0]))
+        dets = [_det(policy_matrix(T, Fraction(gamma), nb, [dict(zip(tied, c)).get(s, first[s]) for s in range(H * W)])) for c in itertools.product(*tied.values())]
+        assert res_v["invertible"] == (all(x > 0 for x in dets) or all(x < 0 for x in dets))
+
+
+@given(grids(), st.integers(1, 4))
+def test_random_grids_unrolled(case, K):
+    """``unroll``: K exact steps in fractions; the exact AD (through the steps, first maximal action)
+    equals forward mode through the same steps."""
+    T, R, gamma, dtype = case
+    A, H, W = len(R), len(R[0]), len(R[0][0])
+    k = len(T[0])
+    net, ex, ma = semantics(vin(T, R, gamma, dtype=dtype, solver={"method": "unroll", "iterations": K}))
+    nb = _neighbours(H, W, k)
+    Rf = [[Fraction(v) for row in Ra for v in row] for Ra in R]
+    g = Fraction(gamma)
+    P_ = A * k * k
+    V = [Fraction(0)] * (H * W)
+    dV = [[Fraction(0)] * P_ for _ in range(H * W)]
+    for _ in range(K):
+        Q = ref_q(T, Rf, g, V, nb)
+        pick = [next(a for a in range(A) if Q[s][a] == max(Q[s])) for s in range(H * W)]
+        new = []
+        for s in range(H * W):
+            a = pick[s]
+            row = []
+            for j in range(P_):
+                ja, pq = divmod(j, k * k)
+                term = g * sum((Fraction(T[a][p][q]) * dV[t][j] for p, q, t in nb[s]), Fraction(0))
+                if ja == a:
+                    term += g * sum((V[t] for p, q, t in nb[s] if p * k + q == pq), Fraction(0))
+                row.append(term)
+            new.append(row)
+        V, dV = [max(q) for q in Q], new
+    assert list(ex.fp[0].z[0]) == V
+    ad = P.backward(net, ex.A, ex, P.resolve_proxies(net))
+    assert list(ad) == [sum(dV[s][j] for s in range(H * W)) for j in range(P_)]
+    Vm, _, _ = machine_reference(T, R, gamma, H, W, DT[dtype], K, tol=-1.0)
+    assert np.array_equal(np.asarray(ma.fp[0].z[0], dtype=DT[dtype]), Vm)
+
+
+# ----------------------------------------------------------------------------------------------
+# the vertex test and the machine implicit backward
+
+
+def test_vertex_test_sign_change_gives_exact_singular_element():
+    """A 1x2 grid, k = 3, gamma = 1: both actions look left with weight 1 and stay with weight 1/2;
+    action 0 looks right with weight w = 2, action 1 with w = -2. With state 1 on action 0, I - P
+    has rows (1/2, -w) and (-1, 1/2): det = 1/4 - w, -7/4 at action 0 and 9/4 at action 1 for state 0."""
+    T = [[[0, 0, 0], [1, 0.5, 2], [0, 0, 0]], [[0, 0, 0], [1, 0.5, -2], [0, 0, 0]]]
+    net = load(vin(T, [[[0, 0]], [[0, 0]]], 1.0))
+    L = net.layers[0]
+    Tq = np.array([[[Fraction(v) for v in r] for r in Ta] for Ta in T], dtype=object)
+    res = VI.vertex_test(L, Tq, Fraction(1), [0, 0], {0: [0, 1]})
+    assert res["invertible"] is False and res["vertices"] == 2
+    lam = Fraction(7, 4) / (Fraction(7, 4) + Fraction(9, 4))  # (1 - lam)(-7/4) + lam (9/4) = 0
+    assert res["witness"] == {"0": {"0": str(1 - lam), "1": str(lam)}}
+    # at the witness, w = 2 (1 - lam) - 2 lam = 1/4: det 1/4 - 1/4 = 0
+    assert 2 * (1 - lam) - 2 * lam == Fraction(1, 4)
+    ok = VI.vertex_test(L, Tq, Fraction(1, 8), [0, 0], {0: [0, 1]})
+    assert ok["invertible"] is True and ok["sign"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_machine_implicit_backward_matches_numpy_adjoint(dtype):
+    """The machine implicit backward: lambda' = g + (transposed conv of gamma * lambda on pi) from
+    lambda = g, re-run here with numpy (each padded position sums its terms in state order)."""
+    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
+    doc["dtype"] = dtype
+    net = load(doc)
+    MA = MachineArith(net.fmt)
+    fw = P.forward(net, MA)
+    sol = fw.fp[0]
+    dt = DT[dtype]
+    T = np.array(doc["params"]["T"]["values"], dtype=dt)
+    pi = np.argmax(sol.eq[0], axis=-1)
+    lam = np.ones(25, dtype=dt)
+    g = lam.copy()
+    for _ in range(200):
+        gp = np.zeros((7, 7), dtype=dt)
+        for s in range(25):
+            i, j = divmod(s, 5)
+            gc = dt(dt(0.5) * lam[s])
+            for pq in range(9):
+                p, q = divmod(pq, 3)
+                gp[i + p, j + q] = dt(gp[i + p, j + q] + dt(T[pi[s], p, q] * gc))
+        new = (g + gp[1:6, 1:6].reshape(-1)).astype(dt)
+        done = np.abs(new - lam).max() <= 0
+        lam = new
+        if done:
+            break
+    gR, _ = VI.backward(MA, net.layers[0], fw.params[0][0], sol, MA.from_floats(np.ones((1, 25))), lambda n, u: None)
+    gR = np.asarray(gR, dtype=dt).reshape(2, 25)
+    assert np.array_equal(gR[pi, np.arange(25)], lam)
+    assert np.all(gR[1 - pi, np.arange(25)] == 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        (lambda d: d["layers"][0].pop("kernel"), "missing kernel"),
+        (lambda d: d["layers"][0].update(gamma=-0.5), "gamma must be a finite value >= 0"),
+        (lambda d: d["layers"][0].update(solver={"method": "anderson"}), "solver.method must be"),
+        (lambda d: d["layers"][0].update(solver={"method": "unroll", "tol": 0}), "unknown key 'tol' for method unroll"),
+        (lambda d: d["layers"][0].update(solver={"method": "unroll", "iterations": 0}), "solver.iterations must be an integer"),
+        (lambda d: d["params"].update(T={"shape": [2, 2, 2], "values": [[[0, 0], [0, 0]], [[0, 0], [0, 0]]]}), "k odd"),
+        (lambda d: d["inputs"].update(shape=[1, 50], values=[[0] * 50]), "expects rewards"),
+    ],
+)
+def test_bad_value_iteration_layers(patch, message):
+    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
+    patch(doc)
+    with pytest.raises(InputError, match=message) as exc:
+        load(doc)
+    assert "layers[0] (value_iteration)" in str(exc.value) or "params" in str(exc.value) or "inputs" in str(exc.value)
