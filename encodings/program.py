@@ -366,7 +366,7 @@ def ties(net: Network, fw: Forward) -> list:
                 out.append(Tie(L.index, L.op, int(n), int(w), 0, None, ent))
         elif L.op == "value_iteration" and L.index in fw.fp:
             sol = fw.fp[L.index]
-            masks = [(0, sol.eq)] if L.vi.method == "iterate" else [(k * sol.eq.shape[1], eq) for k, (_, eq) in enumerate(sol.steps)]
+            masks = [(0, sol.eq)] if L.vi.method == "iterate" else [(k * sol.eq.shape[1], eq) for k, (_, eq, _) in enumerate(sol.steps)]
             for off, eq in masks:  # unroll: unit = step * S + state
                 for n, st in zip(*np.nonzero(eq.sum(axis=-1) >= 2)):
                     out.append(Tie(L.index, L.op, int(n), off + int(st), 0, None, tuple(int(a) for a in np.flatnonzero(eq[n, st]))))

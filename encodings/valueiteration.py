@@ -52,7 +52,7 @@ from .fixedpoint import GUESS_ITERATIONS, PATTERN_ROUNDS, Solution, _det, _solve
 class VISolution(Solution):
     """A value-iteration block's result. ``z`` = V [N, S]; ``a`` = the tie gaps [N, S]
     (Q_last tied - Q_first tied: 0 at every state, the coordinate a tie's tangent functional reads);
-    ``q`` = Q [N, S, A] at the output; ``eq`` its tie mask; ``steps`` = (V_{k-1}, eq_k) per step."""
+    ``q`` = Q [N, S, A] at the output; ``eq`` its tie mask; ``steps`` = (V_{k-1}, eq_k, Q_k) per step."""
 
     q: object = None
     eq: object = None
@@ -114,7 +114,7 @@ def forward(A, L, x, T) -> VISolution:
     while it < K:
         q = _qvalues(A, L, T, R, gamma, V)
         Vn, eq = A.max_first(q)
-        steps.append((V, eq))
+        steps.append((V, eq, q))
         it += 1
         if not A.exact:
             with np.errstate(all="ignore"):
@@ -279,7 +279,7 @@ def backward(A, L, T, sol, g, choice_of, *, unrolled=False, h=None):
     gR, all_terms, lam = None, [], g
     K = len(sol.steps)
     for k in range(K - 1, -1, -1):
-        Vprev, eq = sol.steps[k]
+        Vprev, eq, _ = sol.steps[k]
         pi = chosen(L, eq, choice_of, n_offset=k * S) if L.vi.method == "unroll" else np.argmax(eq, axis=-1)
         H = _onehot(A, lam, pi, nA)
         terms, lam = step_backward(A, L, T, gamma, H, Vprev)

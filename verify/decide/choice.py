@@ -116,6 +116,8 @@ class _Search:
         ties = self.by_layer[layer]
         if layer == len(self.net.layers):  # l1 residuals: the seed's factor 1 (or 1/count) arrives
             return {t.key for t in ties}
+        if self.net.layers[layer].op == "value_iteration":  # coupled through the block: every tie may matter
+            return {t.key for t in ties}
         g = np.asarray(self.backward(choose, at=layer + 1), dtype=np.float64).reshape(self.net.batch, -1)
         return {t.key for t in ties if not g[t.sample, t.unit] == 0}
 

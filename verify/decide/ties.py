@@ -40,8 +40,10 @@ def describe_tie(net, t: P.Tie, exact_fw, machine_fw) -> dict:
         if L.vi.method == "unroll":
             d["step"] = t.unit // S + 1
         efp = getattr(exact_fw, "fp", {}).get(t.layer) if exact_fw is not None else None
-        d["exact"] = rat(efp.q[t.sample, t.unit % S, t.entries[0]]) if efp is not None and L.vi.method == "iterate" else None
-        d["machine"] = hexf(net.fmt, machine_fw.fp[t.layer].q[t.sample, t.unit % S, t.entries[0]])
+        q = (lambda sol: sol.q) if L.vi.method == "iterate" else (lambda sol: sol.steps[t.unit // S][2] if t.unit // S < len(sol.steps) else None)
+        eq, mq = q(efp) if efp is not None else None, q(machine_fw.fp[t.layer])
+        d["exact"] = rat(eq[t.sample, t.unit % S, t.entries[0]]) if eq is not None else None
+        d["machine"] = hexf(net.fmt, mq[t.sample, t.unit % S, t.entries[0]]) if mq is not None else None
         return d
     if t.op == "l1":
         d["index"] = list(np.unravel_index(t.unit, net.out_shape)) if net.out_shape else []
@@ -76,6 +78,9 @@ def _branch_maps(net, fw):
         elif L.index in fw.pools:
             eq = fw.pools[L.index]
             out[L.index] = ("pool", eq)
+        elif L.op == "value_iteration" and L.index in fw.fp:  # the maximal actions per state (per step when unrolled)
+            sol = fw.fp[L.index]
+            out[L.index] = ("pool", sol.eq if L.vi.method == "iterate" else np.concatenate([st[1] for st in sol.steps], axis=1))
     if fw.loss_loc is not None:
         piece, kink = fw.loss_loc
         out[len(net.layers)] = ("act", piece, kink)
@@ -130,6 +135,7 @@ def branch_mismatches(net, exact_fw, machine_fw) -> list:
                 )
         else:
             diff = (e[1] != m[1]).any(axis=-1)
+            what = "actions" if op == "value_iteration" else "window entries"
             for n, w in zip(*np.nonzero(diff)):
                 ce, cm = int(e[1][n, w].sum()), int(m[1][n, w].sum())
                 kind = "float tie only" if (cm >= 2 and ce < 2) else "real tie only" if (ce >= 2 and cm < 2) else "branch flipped"
@@ -140,8 +146,8 @@ def branch_mismatches(net, exact_fw, machine_fw) -> list:
                         "sample": int(n),
                         "unit": int(w),
                         "kind": kind,
-                        "exact_branch": "maxima at window entries " + ",".join(map(str, np.flatnonzero(e[1][n, w]))),
-                        "machine_branch": "maxima at window entries " + ",".join(map(str, np.flatnonzero(m[1][n, w]))),
+                        "exact_branch": f"maxima at {what} " + ",".join(map(str, np.flatnonzero(e[1][n, w]))),
+                        "machine_branch": f"maxima at {what} " + ",".join(map(str, np.flatnonzero(m[1][n, w]))),
                     }
                 )
     return found
