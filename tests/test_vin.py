@@ -421,3 +421,73 @@ def test_bad_value_iteration_layers(patch, message):
     with pytest.raises(InputError, match=message) as exc:
         load(doc)
     assert "layers[0] (value_iteration)" in str(exc.value) or "params" in str(exc.value) or "inputs" in str(exc.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# the report: early stop, a block behind a conv2d, undecided cases
+
+
+def test_early_stop_changes_the_maximal_actions():
+    """max_iter = 1: the float run stops at V_1 = max_a R_a; its maximal actions at Q(V_1) are
+    compared with the exact fixed point's (both computed here; the float32 values of this one step
+    are exact: sums of k/256)."""
+    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
+    doc["layers"][0]["solver"] = {"method": "iterate", "max_iter": 1, "tol": 0}
+    doc["inputs"]["values"][0][0][4][0] = doc["inputs"]["values"][0][1][4][0] = 4  # a far reward: one step does not see it
+    T = doc["params"]["T"]["values"]
+    R = [[Fraction(v) for row in Ra for v in row] for Ra in doc["inputs"]["values"][0]]
+    nb = _neighbours(5, 5, 3)
+    V, _ = ref_fixed_point(T, R, Fraction(1, 2), 5, 5)
+    Qx = ref_q(T, R, Fraction(1, 2), V, nb)
+    V1 = [max(R[0][s], R[1][s]) for s in range(25)]
+    Q1 = ref_q(T, R, Fraction(1, 2), V1, nb)
+    arg = lambda Q, s: [a for a in (0, 1) if Q[s][a] == max(Q[s])]  # noqa: E731
+    differ = [[0, s] for s in range(25) if arg(Qx, s) != arg(Q1, s)]
+    assert differ  # the early stop ends on another pattern
+    r = kinkcheck.verify(doc, values=True)
+    e = r.implicit[0]
+    assert e["machine"]["iterations"] == 1 and e["machine"]["converged"] is False
+    assert e["pattern_agrees"] is False and e["pattern_differs"] == differ
+    assert {(u["unit"], u["op"]) for u in r.branch_mismatch_units} == {(s, "value_iteration") for _, s in differ}
+
+
+def test_block_behind_a_conv2d_certificate_recomputes_ad():
+    """Rewards from a conv2d (1 input channel -> 2 action maps): the cotangent of R flows into the
+    convolution; the independent checker recomputes the AD output with its own model."""
+    from kinkcheck.certify.checker import check_certificate
+
+    doc = {
+        "kinkcheck": 1,
+        "dtype": "float64",
+        "params": {"K": {"shape": [2, 1, 1, 1], "values": [[[[0.5]]], [[[-0.25]]]]}, "c": {"shape": [2], "values": [0, 0.125]}, "T": {"shape": [2, 3, 3], "values": [[[0, 0.25, 0], [0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0.125, 0, 0.125], [0, 0, 0]]]}},
+        "inputs": {"shape": [2, 1, 3, 3], "values": [[[[1, 0, -1], [0.5, 2, 0], [0, -0.5, 1]]], [[[0, 1, 0], [1, 0, 1], [0, 1, 0]]]]},
+        "layers": [{"op": "conv2d", "weight": "K", "bias": "c"}, {"op": "value_iteration", "kernel": "T", "gamma": 0.5, "solver": {"method": "iterate", "max_iter": 100, "tol": 0}}, {"op": "flatten"}],
+        "loss": {"op": "sum"},
+    }
+    r = kinkcheck.verify(doc, values=True)
+    assert r.real_ties == [] and r.differentiable is True and r.ad_correct is True
+    out = check_certificate(json.loads(json.dumps(r.certificate())))
+    assert out["valid"]
+    # the reward kernel's gradient, independently: dR_a(s) enters Q_a(s); d sum V / dR_a(s) = lambda_s on pi
+    x = doc["inputs"]["values"]
+    for n in range(2):
+        R = [[Fraction(doc["params"]["K"]["values"][a][0][0][0]) * Fraction(v) + Fraction(doc["params"]["c"]["values"][a]) for row in x[n][0] for v in row] for a in range(2)]
+        V, pi = ref_fixed_point(doc["params"]["T"]["values"], R, Fraction(1, 2), 3, 3)
+        M = policy_matrix(doc["params"]["T"]["values"], Fraction(1, 2), _neighbours(3, 3, 3), pi)
+        lam = _solve([list(col) for col in zip(*M)], [Fraction(1)] * 9)
+        if n == 0:
+            g0 = [sum(lam[s] * Fraction(v) for s, v in enumerate(v for row in x[n][0] for v in row) if pi[s] == a) for a in range(2)]
+        else:
+            g0 = [g0[a] + sum(lam[s] * Fraction(v) for s, v in enumerate(v for row in x[n][0] for v in row) if pi[s] == a) for a in range(2)]
+    assert [Fraction(v) for v in r.ad[:2]] == g0
+
+
+def test_undecided_cases_say_why():
+    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
+    doc["layers"][0]["solver"] = {"method": "unroll", "iterations": 2}
+    r = kinkcheck.verify(doc)
+    assert r.differentiable is None and "unrolled value-iteration block" in r.reason
+    doc = vin([[[0, 0, 0], [1, 0.5, 2], [0, 0, 0]], [[0, 0, 0], [1, 0.5, -2], [0, 0, 0]]], [[[0, 0]], [[0, 0]]], 1.0, solver={"method": "iterate", "max_iter": 5})
+    r = kinkcheck.verify(doc)  # V* = 0 with the tie at both states; the box has a singular element
+    assert r.differentiable is None and "singular element" in r.reason
+    assert r.implicit[0]["samples"][0]["clarke_jacobian_invertible"] is False
