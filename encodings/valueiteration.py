@@ -27,8 +27,9 @@ the max norm).
 Backward: a cotangent g on V. At a tie the framework's max backward sends the gradient to one action:
 the proxy is the first tied action (``"left"``: the first, ``"right"``: the last tied action, an int:
 that action). One step's backward: H = g on the chosen action (zero elsewhere); R receives H,
-gC = gamma * H, T[a, p, q] receives sum_s gC_a(s) Vpad(s + (p, q)) (one term per state), and the
-previous V receives the transposed convolution of gC (each padded position sums its terms in
+gC = gamma * H, T[a, p, q] receives sum_s gC_a(s) Vpad(s + (p, q)) (one term per state, summed per
+sample in state order - unrolled: steps k = K .. 1, then states - and the samples' sums in sample
+order), and the previous V receives the transposed convolution of gC (each padded position sums its terms in
 state order, as ``conv2d``'s input gradient). Implicit (``iterate``): lambda solves
 (I - gamma P_pi)^T lambda = g (exact: a rational solve; machine: lambda' = g + step-backward(lambda)
 from lambda = g, with the layer's ``max_iter`` and ``tol``), then one step's backward with
@@ -266,14 +267,16 @@ def implicit_cotangent(A, L, T, gamma, sol, g, pi, h=None):
 
 
 def backward(A, L, T, sol, g, choice_of, *, unrolled=False, h=None):
-    """(cotangent on R [N, A, H, W], terms of T [N, A*k*k, P]); ``g`` on V [N, S]."""
+    """(cotangent on R [N, A, H, W], T's gradient per sample [N, A*k*k, 1]); ``g`` on V [N, S].
+    Each sample's terms of an entry of T (one per state; unrolled: per step k = K .. 1, then state)
+    are summed in that order; the parameter gradient then sums the samples in sample order."""
     gamma = A.const(mpq(L.vi.gamma))
     N, S, nA = sol.q.shape
     if L.vi.method == "iterate" and not unrolled:
         pi = chosen(L, sol.eq, choice_of)
         H = implicit_cotangent(A, L, T, gamma, sol, g, pi, h)
         terms, _ = step_backward(A, L, T, gamma, H, sol.z)
-        return np.swapaxes(H, 1, 2).reshape((N,) + L.in_shape), terms
+        return np.swapaxes(H, 1, 2).reshape((N,) + L.in_shape), A.seq_sum(terms, axis=-1)[..., None]
     if h is not None:
         raise ValueError("tie functionals are computed for the fixed-point mode only")
     gR, all_terms, lam = None, [], g
@@ -287,8 +290,8 @@ def backward(A, L, T, sol, g, choice_of, *, unrolled=False, h=None):
         gR = H if gR is None else A.add(gR, H)
     if gR is None:
         gR = A.zeros((N, S, nA))
-        all_terms.append(A.zeros((N, nA * L.vi.k**2, 0)))
-    return np.swapaxes(gR, 1, 2).reshape((N,) + L.in_shape), np.concatenate(all_terms, axis=-1)
+        return np.swapaxes(gR, 1, 2).reshape((N,) + L.in_shape), A.zeros((N, nA * L.vi.k**2, 1))
+    return np.swapaxes(gR, 1, 2).reshape((N,) + L.in_shape), A.seq_sum(np.concatenate(all_terms, axis=-1), axis=-1)[..., None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,13 +313,12 @@ def vertex_test(L, T, gamma, pi, tied: dict, budget: int = 20) -> dict:
         return {"invertible": None, "vertices": nv, "sign": None, "witness": None, "reason": f"{nv} vertices exceed the budget 2^{budget}"}
     S = len(pi)
     g = mpq(gamma)
-    rows = {}  # (state, action) -> row s of I - gamma C_a
+    mats = {}  # action -> C_a
 
     def row(s, a):
-        if (s, a) not in rows:
-            P = transition(L, T, [a] * S)
-            rows[(s, a)] = [(1 if s == j else 0) - g * P[s][j] for j in range(S)]
-        return rows[(s, a)]
+        if a not in mats:
+            mats[a] = transition(L, T, [a] * S)
+        return [(1 if s == j else 0) - g * mats[a][s][j] for j in range(S)]
 
     base = [row(s, int(pi[s])) for s in range(S)]
     dets = {}
