@@ -46,7 +46,7 @@ import numpy as np
 from gmpy2 import mpq
 
 from .errors import Undecided
-from .fixedpoint import GUESS_ITERATIONS, PATTERN_ROUNDS, Solution, _det, _solve
+from .fixedpoint import GUESS_ITERATIONS, PATTERN_ROUNDS, Solution, _det, _fmpq_mat, _mpq, _solve
 
 
 @dataclass
@@ -298,6 +298,41 @@ def backward(A, L, T, sol, g, choice_of, *, unrolled=False, h=None):
 # the Clarke Jacobian of V -> max_a (R_a + gamma C_a V) at V*: I - gamma P over per-state selections
 
 
+def _schur_dets(base, states, rows, tied, sizes):
+    """Every vertex determinant through the Schur complement of the untied block D (rows and
+    columns of the untied states): det M = det D * det(A - B D^{-1} C), where only the tied rows
+    (A, B) change, so each tied row is reduced once to a k-vector and a vertex costs a k x k
+    determinant. None when D is singular (or there is no tie)."""
+    import flint
+
+    if not states:
+        return None
+    S = len(base)
+    other = [j for j in range(S) if j not in set(states)]
+    if other:
+        D = _fmpq_mat([[base[i][j] for j in other] for i in other])
+        dD = D.det()
+        if dD == 0:
+            return None
+        X = D.solve(_fmpq_mat([[base[i][j] for j in states] for i in other]))
+    else:
+        dD = flint.fmpq(1)
+    red = {}
+    for (s, a), r in rows.items():
+        A = _fmpq_mat([[r[j] for j in states]])
+        red[(s, a)] = A - _fmpq_mat([[r[j] for j in other]]) * X if other else A
+    k = len(states)
+    dets = {}
+    for idx in np.ndindex(*sizes):
+        M = flint.fmpq_mat(k, k)
+        for t, (s, i) in enumerate(zip(states, idx)):
+            rr = red[(s, tied[s][i])]
+            for j in range(k):
+                M[t, j] = rr[0, j]
+        dets[idx] = _mpq(dD * M.det())
+    return dets
+
+
 def vertex_test(L, T, gamma, pi, tied: dict, budget: int = 20) -> dict:
     """Is I - gamma P invertible for every P whose row s is C_pi(s)'s row off the tied states and a
     convex combination of the tied actions' rows at a tied state s (``tied[s]`` = its actions)?
@@ -321,12 +356,14 @@ def vertex_test(L, T, gamma, pi, tied: dict, budget: int = 20) -> dict:
         return [(1 if s == j else 0) - g * mats[a][s][j] for j in range(S)]
 
     base = [row(s, int(pi[s])) for s in range(S)]
-    dets = {}
-    for idx in np.ndindex(*sizes) if states else [()]:
-        M = list(base)
-        for s, i in zip(states, idx):
-            M[s] = row(s, tied[s][i])
-        dets[idx] = _det(M)
+    dets = _schur_dets(base, states, {(s, a): row(s, a) for s in states for a in tied[s]}, tied, sizes)
+    if dets is None:  # the untied block is singular: every vertex's full determinant
+        dets = {}
+        for idx in np.ndindex(*sizes) if states else [()]:
+            M = list(base)
+            for s, i in zip(states, idx):
+                M[s] = row(s, tied[s][i])
+            dets[idx] = _det(M)
     signs = {(v > 0) - (v < 0) for v in dets.values()}
     if signs in ({1}, {-1}):
         return {"invertible": True, "vertices": nv, "sign": signs.pop(), "witness": None, "reason": f"all {nv} vertex determinants have one sign"}
