@@ -617,18 +617,7 @@ def _fp_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, pre=False
 def _vi_backward(net, A, L, g, fw, ch, blocks, need_gx, gaps=None):
     """Backward through a value-iteration block (``valueiteration.backward``); ``gaps``: a cotangent
     on the tie gaps Q_last - Q_first instead of g on V."""
-    T = fw.params[L.index][0]
-    sol = fw.fp[L.index]
-    h = None
-    if gaps is not None:
-        eq = sol.eq
-        first = np.argmax(eq, axis=-1)
-        last = eq.shape[-1] - 1 - np.argmax(eq[..., ::-1], axis=-1)
-        h = A.zeros(eq.shape)
-        np.put_along_axis(h, last[..., None], gaps[..., None], -1)
-        np.put_along_axis(h, first[..., None], A.neg(gaps)[..., None], -1)
-        g = A.zeros(gaps.shape)
-    gR, terms = _vi.backward(A, L, T, sol, g, lambda n, u: ch.of((L.index, n, u)), unrolled=L.index in ch.unrolled, h=h)
+    gR, terms = _vi.backward(A, L, fw.params[L.index][0], fw.fp[L.index], g, lambda n, u: ch.of((L.index, n, u)), unrolled=L.index in ch.unrolled, gaps=gaps)
     blocks.append((L.index, "terms", terms, L.weight.src, L.weight.sign))
     return gR if need_gx else None
 

@@ -266,12 +266,21 @@ def implicit_cotangent(A, L, T, gamma, sol, g, pi, h=None):
     return A.add(h, H) if h is not None else H
 
 
-def backward(A, L, T, sol, g, choice_of, *, unrolled=False, h=None):
-    """(cotangent on R [N, A, H, W], T's gradient per sample [N, A*k*k, 1]); ``g`` on V [N, S].
+def backward(A, L, T, sol, g, choice_of, *, unrolled=False, gaps=None):
+    """(cotangent on R [N, A, H, W], T's gradient per sample [N, A*k*k, 1]); ``g`` on V [N, S], or
+    (``gaps`` [N, S], exact fixed points only: a tie functional) a cotangent on Q_last - Q_first.
     Each sample's terms of an entry of T (one per state; unrolled: per step k = K .. 1, then state)
     are summed in that order; the parameter gradient then sums the samples in sample order."""
     gamma = A.const(mpq(L.vi.gamma))
     N, S, nA = sol.q.shape
+    h = None
+    if gaps is not None:  # +gaps on the last tied action, -gaps on the first
+        first = np.argmax(sol.eq, axis=-1)
+        last = nA - 1 - np.argmax(sol.eq[..., ::-1], axis=-1)
+        h = A.zeros(sol.eq.shape)
+        np.put_along_axis(h, last[..., None], gaps[..., None], -1)
+        np.put_along_axis(h, first[..., None], A.neg(gaps)[..., None], -1)
+        g = A.zeros(gaps.shape)
     if L.vi.method == "iterate" and not unrolled:
         pi = chosen(L, sol.eq, choice_of)
         H = implicit_cotangent(A, L, T, gamma, sol, g, pi, h)

@@ -162,7 +162,9 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
         if why is not None:
             return Verdict(None, None, None, False, why, method="implicit")
         if real_ties:
-            return _decide_implicit(runs, real_ties)
+            v = _decide_implicit(runs, real_ties)
+            v.reason = v.reason.replace("inside fixed-point layers", "inside value-iteration blocks").replace("inside a fixed-point layer", "inside a value-iteration block")
+            return v
         return Verdict(True, True, True, True, "no real tie: f is smooth near w (the implicit function theorem at every value-iteration fixed point), its gradient is the exact AD output", method="smooth")
     implicit = _implicit_obstacle(runs, real_ties)
     if implicit is not None:
