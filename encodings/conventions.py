@@ -3,7 +3,9 @@
 The named conventions (``pytorch``, ``jax``, ``tensorflow``) are data files in ``conventions/``,
 each entry citing the framework source it follows (see docs/conventions.md). A user convention is
 an object mapping op names to kink derivatives (a list, one entry per kink in increasing order) or
-to a max-pool tie-break (``"first" | "last" | "split"``); ops it does not name fall back to the
+to a max-pool tie-break (``"first" | "last" | "split"``, or ``{"beta": B}``: Boustany's J_beta =
+B*J_split + (1-B)*J_first, B a value exactly representable in the network's dtype; see
+``beta_rule``); ops it does not name fall back to the
 ``pytorch`` convention. An entry of a kink-derivative list is a number (any value syntax of the
 network format; rounded to the network's dtype like every op constant) or ``"left"`` / ``"right"``:
 the one-sided derivative of the op at that kink (derived by the activation library).
@@ -23,7 +25,7 @@ NAMED = ("pytorch", "jax", "tensorflow")
 KINK_OPS = ("relu", "leaky_relu", "hardtanh", "relu6", "hardsigmoid", "hardswish", "abs", "l1")
 SMOOTH_OPS = ("identity", "sigmoid", "tanh")
 POOL_OPS = ("maxpool1d", "maxpool2d")
-TIE_BREAKS = ("first", "last", "split")
+TIE_BREAKS = ("first", "last", "split")  # plus {"beta": B} (``tie_break_spec``)
 SIDES = ("left", "right")
 
 
@@ -39,12 +41,12 @@ class Convention:
     def kink_entries(self, op: str):
         return self.kinks.get(op)
 
-    def tie_break(self, op: str) -> str:
+    def tie_break(self, op: str):
         return self.ties.get(op, "first")
 
     def to_json(self) -> dict:
         ops: dict = {op: list(v) for op, v in self.kinks.items()}
-        ops.update(self.ties)
+        ops.update({op: dict(v) if isinstance(v, dict) else v for op, v in self.ties.items()})
         return {"name": self.name, "ops": ops}
 
 
@@ -70,7 +72,7 @@ def _parse_ops(ops: dict, where: str, base: Convention | None, name: str, origin
     kinks = dict(base.kinks) if base else {}
     ties = dict(base.ties) if base else {}
     for op, val in ops.items():
-        if isinstance(val, dict):  # named-file schema: {"kink_derivatives": [...], "source": ...}
+        if isinstance(val, dict) and not (op in POOL_OPS and "beta" in val):  # named-file schema: {"kink_derivatives": [...], "source": ...}
             if "tie_break" in val:
                 val = val["tie_break"]
             elif "kink_derivatives" in val:
@@ -78,14 +80,74 @@ def _parse_ops(ops: dict, where: str, base: Convention | None, name: str, origin
             else:
                 raise InputError(f"{where}: entry {op!r} has neither kink_derivatives nor tie_break")
         if op in POOL_OPS:
-            if val not in TIE_BREAKS:
-                raise InputError(f"{where}: {op}: tie_break must be one of first, last, split, got {_show(val)}")
-            ties[op] = val
+            ties[op] = tie_break_spec(val, f"{where}: {op}")
         elif op in KINK_OPS or op in SMOOTH_OPS:
             kinks[op] = _check_entries(op, val, where)
         else:
             raise InputError(f"{where}: unknown op {op!r} in convention (known: {', '.join(KINK_OPS + POOL_OPS)})")
     return Convention(name=name, kinks=kinks, ties=ties, origin=origin)
+
+
+TIE_HELP = 'first, last, split or {"beta": B}'
+
+
+def tie_break_spec(val, where: str):
+    """A tie-break as written in a file: "first" | "last" | "split" or ``{"beta": B}`` (B in the
+    value syntax of the network format; representability is checked against the dtype later, by
+    ``beta_rule``). Returns the value unchanged (a dict is copied) or raises InputError."""
+    if isinstance(val, str) and val in TIE_BREAKS:
+        return val
+    if isinstance(val, dict) and set(val) == {"beta"}:
+        b = val["beta"]
+        if isinstance(b, bool) or not isinstance(b, (int, float, str)):
+            raise InputError(f"{where}: tie_break beta must be a number, got {_show(b)}")
+        return {"beta": b}
+    raise InputError(f"{where}: tie_break must be one of {TIE_HELP}, got {_show(val)}")
+
+
+@dataclass(frozen=True)
+class Beta:
+    """Boustany's J_beta max-pool tie rule, resolved against a dtype: ``q`` the exact (dyadic)
+    value of beta, ``token`` as written. At a window with m >= 2 tied maxima and cotangent g the
+    exact rule gives beta*g/m to every tied entry plus (1-beta)*g to the first of them; the machine
+    rule (docs/format.md) computes s = fl(fl(beta*g)/m) and b = fl(c*g) with c = 1 - beta rounded
+    to the dtype, and gives s to every tied entry but the first, which gets fl(s + b)."""
+
+    q: object  # mpq
+    token: object = None
+
+    def __str__(self) -> str:
+        return f"beta={self.q}"
+
+    def to_json(self) -> dict:
+        return {"beta": self.token if self.token is not None else str(self.q)}
+
+
+def beta_rule(spec, fmt, where: str):
+    """Resolve a tie-break spec against the dtype ``fmt``: the strings unchanged; ``{"beta": B}``
+    -> "first" for B = 0, "split" for B = 1 (the same rules), else ``Beta``. B must be finite and
+    exactly representable in ``fmt`` (InputError otherwise)."""
+    if not isinstance(spec, dict):
+        return spec
+    from gmpy2 import mpq
+
+    from .formats import InvalidValue, NotRepresentable, parse_value
+
+    tok = spec["beta"]
+    try:
+        v, _ = parse_value(tok, fmt, "exact")
+    except NotRepresentable:
+        raise InputError(f"{where}: tie_break beta {_show(tok)} is not exactly representable in {fmt.name} (beta multiplies the cotangent in the dtype)") from None
+    except InvalidValue as exc:
+        raise InputError(f"{where}: tie_break beta: {exc}") from None
+    if math.isinf(v):
+        raise InputError(f"{where}: tie_break beta must be finite, got {_show(tok)}")
+    q = mpq(v)
+    if q == 0:
+        return "first"
+    if q == 1:
+        return "split"
+    return Beta(q, tok)
 
 
 def _load_named(name: str) -> Convention:

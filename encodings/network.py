@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import activations as _act
-from .conventions import TIE_BREAKS, load_convention
+from .conventions import beta_rule, load_convention, tie_break_spec
 from .errors import InputError
 from .formats import FloatFormat, FormatError, InvalidValue, json_float, parse_value
 
@@ -130,7 +130,7 @@ class Layer:
     kernel: tuple = ()
     act: object = None  # activations.Activation for elementwise ops
     kink_derivatives: tuple | None = None  # per-layer override (entries, unresolved)
-    tie_break: str | None = None  # per-layer override
+    tie_break: str | dict | None = None  # per-layer override ("first" | "last" | "split" | {"beta": B})
     fp: object = None  # fixedpoint.FixedPoint for op fixed_point (its act and kink_derivatives are the cell's)
     vi: object = None  # ValueIteration for op value_iteration (its kernel T is ``weight``)
 
@@ -633,6 +633,8 @@ class _Loader:
                             "a kink derivative must be finite"
                         )
         for L in layers:
+            if L.op in ("maxpool1d", "maxpool2d") and L.tie_break is None:
+                beta_rule(conv.tie_break(L.op), self.fmt, f"{_conv_where(conv)}: {L.op}")
             if L.act is not None and L.kink_derivatives is None:
                 entries = conv.kink_entries(L.act.name if L.op == "fixed_point" else L.op) or ()
                 if len(entries) != len(L.act.kinks) and L.act.smooth:
@@ -791,9 +793,8 @@ class _Loader:
                 L.stride = (s,)
                 L.out_shape = shape[:-1] + ((shape[-1] - k) // s + 1,)
             if "tie_break" in spec:
-                if spec["tie_break"] not in TIE_BREAKS:
-                    raise InputError(f"{where}: tie_break must be first, last or split, got {_show(spec['tie_break'])}")
-                L.tie_break = spec["tie_break"]
+                L.tie_break = tie_break_spec(spec["tie_break"], where)
+                beta_rule(L.tie_break, self.fmt, where)  # validate now
         elif op == "flatten":
             L.out_shape = (int(np.prod(shape, dtype=np.int64)),)
         elif op == "fixed_point":

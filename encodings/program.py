@@ -23,7 +23,8 @@ backward
 - conv2d: per output position, sum over out-channels in order; each input position then sums its
   contributions in (output position, kernel offset) order.
 - maxpool: the window's gradient goes to the first / last maximal entry or is split g/k among the k
-  tied ones (tie-break); avgpool: g/size to each entry; overlapping windows accumulate in window order.
+  tied ones (tie-break); J_beta (k >= 2 tied): s = (beta*g)/k to each tied entry, and the first
+  one gets s + (1-beta)*g, i.e. machine fl(fl(fl(beta*g)/k) + fl(fl(1-beta)*g)); avgpool: g/size to each entry; overlapping windows accumulate in window order.
 - parameter gradients: every contribution is a term; a parameter's gradient is the left-to-right sum
   of its terms ordered by (sample, layer, entry row-major with weight before bias, output position).
 """
@@ -38,7 +39,7 @@ from gmpy2 import mpq
 from . import activations as _act
 from . import fixedpoint as _fp
 from . import valueiteration as _vi
-from .conventions import load_convention, resolve_kink_derivatives
+from .conventions import Beta, beta_rule, load_convention, resolve_kink_derivatives
 from .network import Layer, Network
 
 ABS = None
@@ -58,7 +59,7 @@ def _abs():
 @dataclass
 class Proxies:
     kinks: dict  # elementwise layer index (or "loss") -> tuple of dtype floats, one per kink
-    ties: dict  # pool layer index -> "first" | "last" | "split"
+    ties: dict  # pool layer index -> "first" | "last" | "split" | conventions.Beta
     convention: object = None
 
 
@@ -83,7 +84,8 @@ def _resolve_proxies(net: Network, conv) -> Proxies:
                     entries = ()  # e.g. leaky_relu with slope 1 has no kink
             kinks[L.index] = resolve_kink_derivatives(entries, L.act, net.fmt, f"{L.label}: kink_derivatives")
         elif L.op in ("maxpool1d", "maxpool2d"):
-            ties[L.index] = L.tie_break or conv.tie_break(L.op)
+            spec = L.tie_break or conv.tie_break(L.op)
+            ties[L.index] = beta_rule(spec, net.fmt, f"{L.label}: tie_break" if L.tie_break else f"convention: {L.op}")
     if net.loss.op == "l1":
         entries = net.loss.kink_derivatives or conv.kink_entries("l1") or (0,)
         kinks["loss"] = resolve_kink_derivatives(entries, _abs(), net.fmt, "loss: kink_derivatives")
@@ -536,7 +538,7 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         # per window: which rule applies (ties may be switched by side/only)
         sel_first = np.full(cnt.shape, rule == "first")
         sel_last = np.full(cnt.shape, rule == "last")
-        sel_split = np.full(cnt.shape, rule == "split")
+        sel_split = np.full(cnt.shape, rule == "split" or isinstance(rule, Beta))
         chosen = {}
         for n, w in zip(*np.nonzero(cnt >= 2)):
             s = ch.of((L.index, int(n), int(w)))
@@ -558,9 +560,16 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         sp = sel_split & ~single
         if sp.any():
             nn, ww = np.nonzero(sp)
-            share = A.div(gw[nn, ww], np.array([A.const(mpq(int(c))) for c in cnt[nn, ww]], dtype=gw.dtype))
+            gs = gw[nn, ww]
+            if isinstance(rule, Beta):  # the J_split branch's cotangent: beta*g
+                gs = A.mul(gs, A.const(rule.q))
+            share = A.div(gs, np.array([A.const(mpq(int(c))) for c in cnt[nn, ww]], dtype=gw.dtype))
             for t, (n, w) in enumerate(zip(nn, ww)):
                 T[n, w, eq[n, w]] = share[t]
+            if isinstance(rule, Beta):  # J_first's branch: (1-beta)*g, added to the first tied entry
+                b = A.mul(gw[nn, ww], A.const(1 - rule.q))
+                fi = first[nn, ww]
+                T[nn, ww, fi] = A.add(share, b)
         gin = A.seq_accumulate(T.reshape(N, -1), idx.reshape(-1), int(np.prod(L.in_shape)))
         return gin.reshape((N,) + L.in_shape)
     if op == "avgpool2d":

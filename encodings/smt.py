@@ -187,10 +187,38 @@ class Z3FPArith(_Z3Base):
                 res = z3.If(c == k, z3.fpDiv(self.rm, g, self.const(Fraction(k))), res)
             return res
 
-        sh = _vec(share, 2)(gw, cnt)
-        for j in range(K):
-            T[..., j] = _vec(lambda e, s: z3.If(e, s, zero), 2)(eq[..., j], sh)
-        return T
+        beta = _beta(rule)
+        if beta is None:
+            sh = _vec(share, 2)(gw, cnt)
+            for j in range(K):
+                T[..., j] = _vec(lambda e, s: z3.If(e, s, zero), 2)(eq[..., j], sh)
+            return T
+        # J_beta: s = fl(fl(beta*g)/m) to every tied entry, the first gets fl(s + fl(fl(1-beta)*g))
+        bq, cq = self.const(beta), self.const(1 - beta)
+        sh = _vec(share, 2)(_vec(lambda g: z3.fpMul(self.rm, bq, g), 1)(gw), cnt)
+        fb = _vec(lambda s, g: z3.fpAdd(self.rm, s, z3.fpMul(self.rm, cq, g)), 2)(sh, gw)
+        return _beta_windows(eq, gw, cnt, sh, fb, zero)
+
+
+def _beta(rule):
+    """J_beta's beta as a Fraction (``conventions.Beta``), or None for split."""
+    q = getattr(rule, "q", None)
+    return None if q is None else Fraction(int(q.numerator), int(q.denominator))
+
+
+def _beta_windows(eq, gw, cnt, sh, fb, zero):
+    """J_beta window cotangents: an untied window passes g to its maximum; a tie gives ``sh`` to
+    every tied entry but the first, which gets ``fb``."""
+    K = eq.shape[-1]
+    T = np.empty(eq.shape, dtype=object)
+    seen = np.full(eq.shape[:-1], z3.BoolVal(False), dtype=object)
+    for j in range(K):
+        first = _vec(lambda e, s: z3.And(e, z3.Not(s)), 2)(eq[..., j], seen)
+        T[..., j] = _vec(
+            lambda e, f, c, g, s, b: z3.If(e, z3.If(c == 1, g, z3.If(f, b, s)), zero), 6
+        )(eq[..., j], first, cnt, gw, sh, fb)
+        seen = _vec(z3.Or, 2)(seen, eq[..., j])
+    return T
 
 
 def _as_obj(v, shape):
@@ -323,9 +351,15 @@ class Z3RealArith(_Z3Base):
         if rule in ("first", "last"):
             return self.first_or_last(eq, gw, rule, zero)
         cnt = self.count_max(eq, z3.RealVal(0))
-        for j in range(K):
-            T[..., j] = _vec(lambda e, g, c: z3.If(e, g / c, zero), 3)(eq[..., j], gw, cnt)
-        return T
+        beta = _beta(rule)
+        if beta is None:
+            for j in range(K):
+                T[..., j] = _vec(lambda e, g, c: z3.If(e, g / c, zero), 3)(eq[..., j], gw, cnt)
+            return T
+        bq, cq = self.const(beta), self.const(1 - beta)
+        sh = _vec(lambda g, c: bq * g / c, 2)(gw, cnt)
+        fb = _vec(lambda s, g: s + cq * g, 2)(sh, gw)
+        return _beta_windows(eq, gw, cnt, sh, fb, zero)
 
 
 def pool_tie_conditions(eq):

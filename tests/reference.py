@@ -660,7 +660,11 @@ def _layer_proxies(net: RefNet, conv: dict):
                 entries = conv[L.op]
             kinks[L.index] = _proxy_values(entries, L.act, net.fmt)
         elif L.op in ("maxpool1d", "maxpool2d"):
-            ties[L.index] = L.spec.get("tie_break") or conv.get(L.op, "first")
+            rule = L.spec.get("tie_break") or conv.get(L.op, "first")
+            if isinstance(rule, dict):  # J_beta: beta exact (representable); 0 / 1 are first / split
+                beta = const_of(rule["beta"], net.fmt)
+                rule = "first" if beta == 0 else "split" if beta == 1 else ("beta", beta)
+            ties[L.index] = rule
     if net.loss["op"] == "l1":
         entries = net.loss.get("kink_derivatives") or conv.get("l1") or [0]
         kinks["loss"] = _proxy_values(entries, make_act("l1"), net.fmt)
@@ -864,9 +868,15 @@ def _backward_sample(net, A, n, xs, loc, pools, g, kinks, ties, side, terms):
                     vals[mask.index(True)] = g[w]
                 elif r == "last":
                     vals[len(mask) - 1 - mask[::-1].index(True)] = g[w]
-                else:  # split
+                elif r == "split":
                     share = A.div(g[w], A.const(cnt))
                     vals = [share if m else A.const(0) for m in mask]
+                else:  # ("beta", beta): (beta*g)/cnt to each tied entry; the first adds (1-beta)*g
+                    beta = r[1]
+                    share = A.div(A.mul(A.const(beta), g[w]), A.const(cnt))
+                    vals = [share if m else A.const(0) for m in mask]
+                    i = mask.index(True)
+                    vals[i] = A.add(share, A.mul(A.const(1 - beta), g[w]))
                 for p, v in zip(win, vals):
                     contrib.setdefault(p, []).append(v)
             g = [(_seq_sum(A, contrib[p]) if p in contrib else A.const(0)) for p in range(_prod(L.in_shape))]

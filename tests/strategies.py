@@ -64,6 +64,11 @@ _CONVENTIONS = (None, "pytorch", "jax", "tensorflow")
 # values
 
 
+# max-pool tie-breaks: the three named rules and J_beta (beta = 3, -1: not convex combinations of
+# the tied selections; 0.75: one); every beta and 1 - beta fit the smallest custom formats drawn
+TIE_BREAKS = st.sampled_from(["first", "last", "split", {"beta": 3}, {"beta": -1}, {"beta": "0.75"}]).map(lambda v: dict(v) if isinstance(v, dict) else v)
+
+
 def _decimal(q: Fraction) -> str:
     """Exact decimal expansion of a dyadic rational."""
     n, d = q.numerator, q.denominator
@@ -212,7 +217,7 @@ class _B:
 
     def pool_tie_break(self, spec):
         if self.overrides and self.draw(st.integers(0, 3)) == 0:
-            spec["tie_break"] = self.draw(st.sampled_from(["first", "last", "split"]))
+            spec["tie_break"] = self.draw(TIE_BREAKS)
         return spec
 
 
@@ -390,14 +395,14 @@ def networks(
             ops = {}
             for op in draw(st.lists(st.sampled_from(KINKED + ("l1", "maxpool1d", "maxpool2d")), max_size=3, unique=True)):
                 if op.startswith("maxpool"):
-                    ops[op] = draw(st.sampled_from(["first", "last", "split"]))
+                    ops[op] = draw(TIE_BREAKS)
                 else:
                     nk = {"hardtanh": 2, "relu6": 2, "hardsigmoid": 2, "hardswish": 2}.get(op, 1)
                     ops[op] = [draw(st.sampled_from(_KINK_DERIVS)) for _ in range(nk)]
             conv = ops
             if draw(st.booleans()):  # the file schema, on top of a named base
                 conv = {"convention": "mine", "base": draw(st.sampled_from(["pytorch", "jax", "tensorflow"])),
-                        "ops": {op: ({"tie_break": v} if isinstance(v, str) else {"kink_derivatives": v}) for op, v in ops.items()}}
+                        "ops": {op: ({"tie_break": v} if isinstance(v, (str, dict)) else {"kink_derivatives": v}) for op, v in ops.items()}}
         if conv is not None:
             doc["convention"] = conv
     if ties:

@@ -100,7 +100,23 @@ def _params(L):
 
 
 def _ties_break(net, conv):
-    return {L.index: (L.tie_break or conv.get(L.op) or "first") for L in net.layers if L.op in ("maxpool1d", "maxpool2d")}
+    """Per max-pool layer: "first" | "last" | "split" or the rational beta of J_beta
+    (``{"beta": B}``, B read here again from its token in the network's dtype, exactly)."""
+    from ..encodings.formats import InvalidValue, parse_value
+
+    out = {}
+    for L in net.layers:
+        if L.op in ("maxpool1d", "maxpool2d"):
+            rule = L.tie_break or conv.get(L.op) or "first"
+            if isinstance(rule, dict):
+                try:
+                    rule = mpq(parse_value(rule["beta"], net.fmt, "exact")[0])
+                except (InvalidValue, KeyError, TypeError) as exc:
+                    raise CheckFailed(f"layer {L.index}: tie_break beta: {exc}") from None
+            elif rule not in ("first", "last", "split"):
+                raise CheckFailed(f"layer {L.index}: unknown tie_break {rule!r}")
+            out[L.index] = rule
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,6 +351,9 @@ class Model:
                 c = self.tie_break[L.index]
                 if c == "split":
                     tys.append(sum((tans[p] for p in tied), mpq(0)) / len(tied))
+                    continue
+                if not isinstance(c, str):  # J_beta = beta*J_split + (1-beta)*J_first
+                    tys.append(c * sum((tans[p] for p in tied), mpq(0)) / len(tied) + (1 - c) * tans[tied[0]])
                     continue
             if c == "auto":
                 tys.append(max(tans[p] for p in tied))

@@ -340,6 +340,25 @@ def export_model(
     raise typer.Exit(0)
 
 
+def _beta_survey(cfg, betas, quick, given, workers, out_dir, quiet):
+    """``survey --betas``: Boustany's J_beta training experiment (``survey/protocol2.py``)."""
+    from ..survey import protocol2 as P2
+
+    out_dir = out_dir or "survey-out/p2-beta"
+    try:
+        res = P2.beta_survey(P2.from_cli(cfg, betas, quick, given), workers=workers)
+        P2.write(res, out_dir)
+    except InputError as exc:
+        _fail(str(exc))
+    except ImportError as exc:
+        _fail(f"the survey needs PyTorch and scikit-learn: pip install 'kinkcheck[torch,survey]' ({exc})")
+    except OSError as exc:
+        _fail(f"{out_dir}: cannot write: {exc.strerror or exc}")
+    if not quiet:
+        out.print(res.markdown(), markup=False)
+        out.print(f"written: {out_dir}/beta_summary.md, beta_results.json, beta_accuracy.png")
+
+
 def default_survey_dir(cfg) -> str:
     """The survey's default --out: one folder per configuration. Runs there are reused only under
     the same run parameters (cfg.run_params(): protocol, arch, loss, seed, budgets, ...), so the
@@ -379,6 +398,7 @@ def survey(
         "default survey-out/p<protocol>-<arch>-<id>: one folder per configuration (id: a hash of the run parameters)"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table on stdout"),
+    betas: str | None = typer.Option(None, "--betas", metavar="LIST", help="Protocol 2 with --arch cnn: train with the max-pool backward J_beta for each beta (e.g. 0,1,1000,10000) and report training accuracy (docs/survey.md)"),
 ):
     """Bertoin et al.'s and Boustany's experiments on load_digits (ReLU'(0) = 0 vs 1, max-pool first vs split), every event classified exactly.
 
@@ -432,6 +452,9 @@ def survey(
     if full_verify:
         given["full_verify"] = True
     cfg = replace(cfg, **given)
+    if betas is not None:
+        _beta_survey(cfg, betas, quick, given, workers, out_dir, quiet)
+        return
     try:
         cfg.validate()
         if out_dir is None:

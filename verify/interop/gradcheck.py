@@ -296,7 +296,8 @@ def rounding_bounds(report) -> tuple[dict, list]:
     if fw is None:
         raise InputError(f"gradcheck: no exact run ({runs.exact_reason})")
     if runs.proxies.ties and any(r not in ("first", "last") for r in runs.proxies.ties.values()):
-        raise InputError("gradcheck: a split max-pool tie-break has no torch counterpart")
+        rule = next(str(r) for r in runs.proxies.ties.values() if r not in ("first", "last"))
+        raise InputError(f"gradcheck: a {rule} max-pool tie-break has no torch counterpart (torch's max-pool backward is first-index)")
     c = _Consts(net.fmt)
     N = net.batch
     E = _forward_errors(net, fw, c)

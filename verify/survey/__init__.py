@@ -11,7 +11,9 @@ An *event* is a minibatch where the two backprops differ (the bifurcation zone).
 - Protocol 1 (Bertoin et al.'s volume estimate): N random initialisations, one epoch of minibatches
   without updating; an initialisation is *in the zone* when some minibatch is an event.
 - Protocol 2: N random initialisations trained with plain SGD (mode A gradients, ``lr``,
-  ``epochs``); every event along the way is recorded with the parameters of that step.
+  ``epochs``); every event along the way is recorded with the parameters of that step. Its
+  J_beta variant (``protocol2``, Boustany's experiment) trains the CNN with the max-pool backward
+  J_beta = beta*J_split + (1-beta)*J_first for several beta and reports the training accuracy.
 
 Detection: forward hooks on every ReLU / MaxPool2d module record the float ties of the PyTorch run
 (a ReLU input exactly 0, a pooling window whose maximum is attained twice or more). The two modes
@@ -39,7 +41,8 @@ Modules, in the order a run uses them: ``config`` (``SurveyConfig``, the grid of
 (the torch side: models, data, the mode-B proxies, the tie-recording hooks), ``run`` (one
 initialisation: ``_simulate`` and ``run_one``), ``classification`` (``classify``: one event, exactly),
 ``execute`` (``survey``: executors, resume, progress), ``report`` (``SurveyResult``, ``write``: the
-summary, results and plots) and ``zone`` (the zone picture).
+summary, results and plots), ``zone`` (the zone picture) and ``protocol2`` (the J_beta training
+experiment, on its own).
 
 May import: ``kinkcheck.encodings``, ``kinkcheck.decide``, ``kinkcheck.api``, ``kinkcheck.interop``,
 ``kinkcheck.files``.

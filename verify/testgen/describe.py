@@ -121,7 +121,11 @@ def describe_network(net) -> dict:
             if L.op == "avgpool2d":
                 spec["k"] = _qh(fmt, Fraction(idx.shape[1]))
             else:
-                spec["rule"] = proxies.ties[L.index]
+                rule = proxies.ties[L.index]
+                if isinstance(rule, str):
+                    spec["rule"] = rule
+                else:  # J_beta: beta and 1 - beta, each [exact, hex of its rounding]
+                    spec.update(rule="beta", beta=[_qh(fmt, rule.q), _qh(fmt, 1 - rule.q)])
         elif L.act is not None:
             spec.update(_act_spec(fmt, L.act, proxies.kinks[L.index], _torch_builtin(net, L.act, proxies.kinks[L.index])))
         if L.op in ("linear", "conv2d"):

@@ -246,7 +246,8 @@ def forward(A, net):
     return {"theta": theta, "xs": xs, "branch": branch, "res": res, "loss": total}
 
 
-def pool_cotangents(A, g, mask, K, rule, side):
+def pool_cotangents(A, g, mask, K, rule, side, beta=None):
+    """Window cotangents; ``beta`` (rule "beta"): [beta, 1 - beta] as [exact, hex] pairs."""
     if mask is None:
         return [A.unknown()] * K
     if isinstance(side, int) and not isinstance(side, bool):  # a window position
@@ -254,9 +255,14 @@ def pool_cotangents(A, g, mask, K, rule, side):
     if side is not None:
         rule = "first" if side == "left" else "last"
     cnt = sum(mask)
-    if cnt >= 2 and rule == "split":
-        share = A.div(g, A.const(str(cnt), float(cnt).hex()))
-        return [share if e else A.zero() for e in mask]
+    if cnt >= 2 and rule in ("split", "beta"):
+        gs = A.mul(A.const(*beta[0]), g) if rule == "beta" else g
+        share = A.div(gs, A.const(str(cnt), float(cnt).hex()))
+        T = [share if e else A.zero() for e in mask]
+        if rule == "beta":  # J_first's branch (1 - beta) * g joins the first tied entry
+            j = mask.index(True)
+            T[j] = A.add(share, A.mul(A.const(*beta[1]), g))
+        return T
     at = [j for j, e in enumerate(mask) if e] or [0]
     j = at[-1] if cnt >= 2 and rule == "last" else at[0]
     return [g if i == j else A.zero() for i in range(K)]
@@ -338,7 +344,7 @@ def backward(A, net, fw, mode=None):
                         side = side_of(mode, (li, n, w))
                         if isinstance(side, int) and not isinstance(side, bool):
                             side = list(idx).index(side)  # flat input position -> window position
-                        T = pool_cotangents(A, gn[w], branch[(li, n, w)], len(idx), L["rule"], side)
+                        T = pool_cotangents(A, gn[w], branch[(li, n, w)], len(idx), L["rule"], side, L.get("beta"))
                     for i, t in zip(idx, T):
                         acc[i].append((t, None, 1))
                 new.append([A.terms(t) if t else A.zero() for t in acc])

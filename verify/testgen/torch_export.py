@@ -99,7 +99,10 @@ def _convention_text(D) -> list:
             out.append(f"layer {li} {L['op']}: {ds} - {how}")
         elif L["op"] in ("maxpool1d", "maxpool2d"):
             how = "torch's own max_pool" if L["rule"] == "first" else "Pool (index windows)"
-            out.append(f"layer {li} {L['op']}: ties go to the {L['rule']} maximal entry - {how}")
+            if L["rule"] == "beta":
+                out.append(f"layer {li} {L['op']}: J_beta with beta = {L['beta'][0][0]}: (beta*g)/k to each of the k tied entries, plus (1-beta)*g to the first - {how}")
+            else:
+                out.append(f"layer {li} {L['op']}: ties go to the {L['rule']} maximal entry - {how}")
     lo = D["loss"]
     if lo["op"] == "l1":
         how = "torch's l1_loss" if lo["abs"]["builtin"] else "Kinked abs"

@@ -160,7 +160,9 @@ class Kinked(torch.autograd.Function):
 
 
 class Pool(torch.autograd.Function):
-    """Max over index windows; the gradient goes to the first or last maximal entry or is split."""
+    """Max over index windows; the gradient goes to the first or last maximal entry or is split,
+    or (rule = (beta, 1 - beta), J_beta) s = (beta*g)/count to every tied entry and s + (1-beta)*g
+    to the first."""
 
     @staticmethod
     def forward(ctx, x, idx, rule):
@@ -177,6 +179,15 @@ class Pool(torch.autograd.Function):
         cnt = eq.sum(-1, keepdim=True)
         if ctx.rule == "split":
             T = torch.where(eq, g.unsqueeze(-1) / cnt.clamp(min=1).to(g.dtype), torch.zeros((), dtype=g.dtype))
+        elif isinstance(ctx.rule, tuple):
+            beta, c = ctx.rule
+            pos = torch.arange(K).expand_as(eq)
+            first = torch.where(eq, K - pos, -1).argmax(-1, keepdim=True)
+            s = (g * beta).unsqueeze(-1) / cnt.to(g.dtype)
+            F1 = torch.zeros(eq.shape, dtype=torch.bool).scatter(-1, first, True)
+            tie = cnt >= 2
+            T = torch.where(eq & tie, torch.where(F1, s + (g * c).unsqueeze(-1), s), torch.zeros((), dtype=g.dtype))
+            T = torch.where(F1 & ~tie, g.unsqueeze(-1), T)
         else:
             pos = torch.arange(K).expand_as(eq)
             key = torch.where(eq, pos if ctx.rule == "last" else K - pos, -1)
@@ -233,6 +244,8 @@ def torch_run(mode=None):
             x = (y if b is None else y + b.reshape(-1, 1)).reshape([N] + L["out_shape"])
         elif op in ("maxpool1d", "maxpool2d") and (mode is not None or L["rule"] != "first"):
             rule = L["rule"] if mode is None else ("first" if mode == "left" else "last")
+            if rule == "beta":
+                rule = tuple(float.fromhex(h) for _, h in L["beta"])
             x = Pool.apply(x.reshape(N, -1), torch.tensor(L["windows"]), rule).reshape([N] + L["out_shape"])
         elif op == "maxpool2d":
             x = F.max_pool2d(x, L["kernel"], L["stride"])
