@@ -111,6 +111,42 @@ class MachineArith(ArrayArith):
                 acc = r(acc + r(np.multiply(xs[j], WT[j])))
             return acc
 
+    def accumulate_params(self, blocks, n_theta):
+        """``ArrayArith.accumulate_params`` without materialising the [N, n_theta] term matrix when
+        every kept entry has its own parameter, one term per sample and a + sign (untied weights,
+        the common case): each block's sample-order sums are then one spec-order dot product over
+        the batch axis (outer blocks: acc = g[0,i]*x[0,j]; acc = acc + g[n,i]*x[n,j]) or one
+        sequential sum (term blocks), which are the same operations in the same order (products
+        commute exactly). Anything else takes the generic path."""
+        parts = []
+        count = np.zeros(n_theta, dtype=np.int64)
+        for _, kind, payload, src, sign in blocks:
+            keep = src >= 0
+            if not keep.any():
+                continue
+            if (sign[keep] < 0).any():
+                return super().accumulate_params(blocks, n_theta)  # -(a+b) and (-a)+(-b) differ at signed zeros
+            if kind == "outer":
+                g, x = payload
+                if g.ndim != 2 or x.ndim != 2:
+                    return super().accumulate_params(blocks, n_theta)
+            elif payload.ndim != 3 or payload.shape[2] != 1:
+                return super().accumulate_params(blocks, n_theta)
+            count += np.bincount(src[keep], minlength=n_theta)
+            parts.append((kind, payload, src, keep))
+        if (count > 1).any():
+            return super().accumulate_params(blocks, n_theta)
+        out = self.zeros((n_theta,))
+        for kind, payload, src, keep in parts:
+            if kind == "outer":
+                g, x = payload
+                S = self.dot(np.ascontiguousarray(g.T), np.ascontiguousarray(x.T))  # [in, out]
+                S = np.ascontiguousarray(S.T).reshape(-1)
+            else:
+                S = self.seq_sum(payload[:, :, 0], axis=0)
+            out[src[keep]] = np.asarray(S, dtype=self.dtype).reshape(-1)[keep]
+        return out
+
     def seq_sum(self, a, axis=-1):
         a = np.asarray(a)
         n = a.shape[axis] if a.ndim else 0
