@@ -61,10 +61,15 @@ def _lipschitz(act) -> float:
 
 
 def _lipschitz_of(act) -> float:
-    from .activations import X
-
     best = 0.0
     for pc in act.pieces:
+        if pc.dconst is not None:  # a constant derivative (known without sympy)
+            best = max(best, abs(float(pc.dconst)))
+            continue
+        if pc.lo is None or pc.hi is None:
+            raise Unsupported(f"{act.name}: unbounded derivative")
+        from .activations import X
+
         d = pc.dexpr
         if d.free_symbols:
             # linear derivative on a bounded piece (hardswish): max |d| at the ends

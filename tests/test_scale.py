@@ -3,6 +3,7 @@ CLI, and the survey on a user's data set (``--data FILE.npz``)."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -71,3 +72,26 @@ def test_parameter_gradient_fast_path_is_the_generic_order(data, si, N, n_in, n_
         kernels.set_mode(None)
     assert got.dtype == ref.dtype
     _same(got, ref)
+
+
+def test_cli_verify_of_a_relu_network_does_not_import_sympy(tmp_path):
+    """Start-up: ``kinkcheck verify`` of a small relu network (the CLI entry point, in a fresh
+    process) runs without importing sympy (0.3 s); the verdict is still the exact one."""
+    doc = tmp_path / "net.json"
+    doc.write_text(
+        '{"kinkcheck": 1, "dtype": "float32", "params": {"w": {"value": 0}}, "inputs": {"shape": [1, 1], "values": [[1]]},'
+        ' "layers": [{"op": "linear", "weight": [["w"], ["-w"]]}, {"op": "relu"}, {"op": "linear", "weight": [[1, -1]]}], "loss": {"op": "sum"}}'
+    )
+    code = (
+        "import sys, json\n"
+        f"sys.argv = ['kinkcheck', 'verify', {str(doc)!r}, '--json']\n"
+        "from kinkcheck.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    rc = e.code\n"
+        "print(json.dumps({'rc': rc, 'loaded': sorted(m for m in ('sympy',) if m in sys.modules)}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = res.stdout.strip().splitlines()
+    report, probe = json.loads(lines[0]), json.loads(lines[-1])
+    # f(w) = relu(w) - relu(-w) = w at w = 0: differentiable with gradient 1, AD (relu'(0) = 0) gives 0
+    assert report["differentiable"] is True and report["gradient"] == ["1"] and report["ad"] == ["0"]
+    assert probe["rc"] == 1 and "sympy" not in probe["loaded"]
