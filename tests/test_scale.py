@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +96,90 @@ def test_cli_verify_of_a_relu_network_does_not_import_sympy(tmp_path):
     # f(w) = relu(w) - relu(-w) = w at w = 0: differentiable with gradient 1, AD (relu'(0) = 0) gives 0
     assert report["differentiable"] is True and report["gradient"] == ["1"] and report["ad"] == ["0"]
     assert probe["rc"] == 1 and "sympy" not in probe["loaded"]
+
+
+# ----------------------------------------------------------------------------------------------
+# survey --data
+
+
+def _write_data(path, N=70, D=12, seed=0, **override):
+    rng = np.random.default_rng(seed)
+    X = np.where(rng.random((N, D)) < 0.5, 0.0, rng.integers(1, 256, (N, D)) / 256.0)  # exact in float16
+    y = rng.integers(0, 10, N)
+    arrays = {"X": X, "y": y}
+    arrays.update(override)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return X, y
+
+
+def test_survey_data_set_feeds_the_mlp(tmp_path):
+    """``--data``: the MLP's input width is the file's D, the minibatches are the file's rows (in
+    the run's dtype), the number of steps is min(N // batch, max_batches), and runs computed on one
+    file are not reused for another (the file's hash is a run parameter)."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    import kinkcheck.survey.run as R
+    from kinkcheck.cli import app
+    from kinkcheck.survey import SurveyConfig
+
+    path = tmp_path / "d.npz"
+    X, y = _write_data(path)
+    cfg = SurveyConfig(data=str(path), widths=(8,), depths=(2,), dtypes=("float16",), inits=1, batch=16, max_batches=3).validate()
+    model, xb, tb, idx = R._simulate(cfg, ("float16", 2, 8, 0), stop_at=1)
+    assert model[0].in_features == 12 and model[0].out_features == 8
+    assert torch.equal(xb, torch.tensor(X[idx.numpy()]).to(torch.float16))
+    assert torch.equal(tb, torch.tensor(y[idx.numpy()]))
+    out = tmp_path / "out"
+    args = ["survey", "--data", str(path), "--widths", "8", "--depths", "2", "--dtypes", "float16", "--inits", "1", "--batch", "16", "--max-batches", "3", "--workers", "1", "-o", str(out), "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "runs" / "float16-d2-w8-i0.json").read_text())
+    assert run["steps"] == min(70 // 16, 3)
+    assert run["in_zone"] == (run["events"] > 0)
+    _write_data(path, seed=1)  # other bytes: the folder's runs do not apply
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "made with data_sha256=" in res.stderr, res.output
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"y": None}, "d.npz: the data set needs arrays X and y; missing y"),
+        ({"X": np.zeros(5)}, "d.npz: X: expected shape [N, D]"),
+        ({"y": np.zeros((70, 2), dtype=np.int64)}, "d.npz: y: expected shape [70]"),
+        ({"X": np.where(np.arange(70 * 12).reshape(70, 12) == 29, np.nan, 0.5)}, "d.npz: X[2, 5]: not finite"),
+        ({"y": np.r_[np.zeros(40, dtype=np.int64), [10], np.zeros(29, dtype=np.int64)]}, "d.npz: y[40]: label 10 is outside 0..9"),
+        ({"y": np.full(70, 0.5)}, "d.npz: y: expected integer labels 0..9"),
+    ],
+)
+def test_survey_bad_data_set_is_one_line_exit_2(tmp_path, override, message):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from kinkcheck.cli import app
+
+    path = tmp_path / "d.npz"
+    _write_data(path, **override)
+    res = CliRunner().invoke(app, ["survey", "--data", str(path), "--widths", "4", "--dtypes", "float32", "--inits", "1", "--workers", "1", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_survey_data_not_an_npz_and_cnn(tmp_path):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from kinkcheck.cli import app
+
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"not a zip")
+    res = CliRunner().invoke(app, ["survey", "--data", str(bad), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "x.npz: not a readable .npz data set" in res.stderr
+    good = tmp_path / "d.npz"
+    _write_data(good)
+    res = CliRunner().invoke(app, ["survey", "--data", str(good), "--arch", "cnn", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--data: only the MLP reads a data set" in res.stderr
