@@ -57,6 +57,8 @@ NOT_RUN = {
     ("search.md", "kinkcheck search NETWORK.json --find GOAL (--box 'NAME[i,j]=LO:HI' ... | --free 'NAME[i]',NAME,... --ulps K) \\"),
     ("survey.md", "kinkcheck survey --quick                        # MLP, Protocol 1, about 20 s on 2 cores"),
     ("survey.md", "from kinkcheck.survey import SurveyConfig, survey, write"),
+    ("survey.md", "import numpy as np"),
+    ("survey.md", "kinkcheck survey --data mnist.npz --widths 256 --depths 3 --dtypes float16,float32,float64 \\"),
     ("tutorial.md", "pip install 'kinkcheck[torch]'"),
     ("tutorial.md", "python -m pytest -q test_cex.py"),
 }

@@ -183,3 +183,74 @@ def test_survey_data_not_an_npz_and_cnn(tmp_path):
     _write_data(good)
     res = CliRunner().invoke(app, ["survey", "--data", str(good), "--arch", "cnn", "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--data: only the MLP reads a data set" in res.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# choice sensitivity at many float ties
+
+
+def _many_ties_net(dtype, rng, extra_layer=False):
+    """relu(w x + b) against targets with the ``dot`` loss (the targets are the cotangents), w = 1,
+    b = 0: 2048 samples x = 1 with target 1, then one with target -1024, then 100 with target 1;
+    20 samples x = 0 with target 1 inserted at random among the first 2048 and 20 among the last
+    100 are float (and real) ties. In float16 the bias gradient (the in-order sum of the cotangents
+    of the samples on the right piece) stalls at 2048 and then drops to 1024: a tie switched to
+    relu'(0) = 1 adds a 1 that is absorbed before the drop and counts after it."""
+    head = ["p"] * 2048
+    tail = ["p"] * 100
+    for i in sorted(rng.choice(2048, 20, replace=False).tolist(), reverse=True):
+        head.insert(int(i), "t")
+    for i in sorted(rng.choice(100, 20, replace=False).tolist(), reverse=True):
+        tail.insert(int(i), "t")
+    kinds = head + ["d"] + tail
+    xs = [0.0 if k == "t" else 1.0 for k in kinds]
+    ts = [-1024.0 if k == "d" else 1.0 for k in kinds]
+    layers = [{"op": "linear", "weight": "W", "bias": "b"}, {"op": "relu"}]
+    params = {"W": {"shape": [1, 1], "values": [[1]]}, "b": {"shape": [1], "values": [0]}}
+    if extra_layer:
+        params["V"] = {"shape": [1, 1], "values": [[1]]}
+        layers.append({"op": "linear", "weight": "V"})
+    N = len(xs)
+    return {"kinkcheck": 1, "dtype": dtype, "params": params, "inputs": {"shape": [N, 1], "values": [[v] for v in xs]},
+            "targets": {"shape": [N, 1], "values": [[v] for v in ts]}, "layers": layers, "loss": {"op": "dot"}}
+
+
+def _causes(doc, monkeypatch, screened: bool):
+    import kinkcheck
+    import kinkcheck.decide.choice as C
+    from kinkcheck.encodings import program as P
+    from kinkcheck.encodings.runs import run
+
+    net = kinkcheck.load(doc)
+    runs = run(net, P.resolve_proxies(net, net.convention))
+    ft = P.ties(net, runs.machine)
+    with monkeypatch.context() as m:
+        m.setattr(C, "MAX_SINGLE", 10_000)
+        if not screened:
+            m.setattr(C, "screen", lambda s, ties: set())
+        ch = C.choice_sensitivity(runs, ft)
+    return ch, [(t.key, o) for t, o in ch["causes"]], len(ft)
+
+
+def test_screened_causes_equal_one_pass_per_tie(monkeypatch):
+    """The screen (one recomputed gradient entry per switch, no backward pass) proves exactly the
+    causes that one backward pass per tie finds: in float16, where a switched tie before the drop of
+    the bias gradient is absorbed and one after it is not, and in float32, where every switch counts;
+    a later layer (V) makes the arriving cotangent a computed value."""
+    rng = np.random.default_rng(3)
+    for dtype, extra in (("float16", False), ("float16", True), ("float32", True)):
+        doc = _many_ties_net(dtype, rng, extra)
+        fast, c_fast, n_ties = _causes(doc, monkeypatch, True)
+        slow, c_slow, _ = _causes(doc, monkeypatch, False)
+        assert n_ties == 40
+        assert c_fast == c_slow and fast["checked_singly"] == slow["checked_singly"] == 40
+        assert fast["passes"] < slow["passes"]
+        assert fast["choice_sensitive"] is slow["choice_sensitive"] is True
+        # independently: a tie's switch counts iff it comes after the -1024 sample (float16), always (float32)
+        inputs = [v[0] for v in doc["inputs"]["values"]]
+        targets = [v[0] for v in doc["targets"]["values"]]
+        drop = targets.index(-1024.0)
+        tie_samples = [n for n, v in enumerate(inputs) if v == 0.0]
+        want = [n for n in tie_samples if n > drop] if dtype == "float16" else tie_samples
+        assert sorted(key[1] for key, _ in c_fast) == want
+        assert all(o == "right" and key[0] == 1 for key, o in c_fast)
