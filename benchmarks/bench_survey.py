@@ -64,6 +64,12 @@ def main(argv=None):
         print(f"{dt} init {init}: {steps} minibatches, {n_ev} events; classified {len(ev)}: median {med}")
         print(f"    training (simulation) {t_train:.2f} s, classification {t_cls:.2f} s, ratio classification/training {t_cls / t_train:.2f}")
         print(f"    kinds {kinds}; verdicts (differentiable, ad_correct, ad_in_clarke) {sorted(set(verdicts), key=str)}")
+    allev = [t for row in rows for t in row[4]]
+    t_train = sum(row[5] for row in rows)
+    t_cls = sum(row[6] for row in rows)
+    if allev:
+        print(f"all runs: {len(allev)} events classified, median {statistics.median(allev):.3f} s per event (max {max(allev):.3f}); "
+              f"classification/training {t_cls / t_train:.2f} ({t_cls:.2f} s / {t_train:.2f} s)")
     return rows
 
 

@@ -167,7 +167,8 @@ def _weight_norms(net, L):
         return hit[1], hit[2]
     W = L.weight.values(net.theta)
     W2 = W.reshape(W.shape[0], -1)
-    nW = norm_upper(np.abs(W2))
+    rows = max(1, (1 << 20) // max(1, W2.shape[1]))  # |W| in blocks of ~8 MiB (row norms are per row)
+    nW = np.concatenate([norm_upper(np.abs(W2[i : i + rows])) for i in range(0, W2.shape[0], rows)]) if W2.shape[0] else norm_upper(np.abs(W2))
     cache[L.index] = (net.theta, W, nW)
     return W, nW
 
