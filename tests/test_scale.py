@@ -254,3 +254,52 @@ def test_screened_causes_equal_one_pass_per_tie(monkeypatch):
         want = [n for n in tie_samples if n > drop] if dtype == "float16" else tie_samples
         assert sorted(key[1] for key, _ in c_fast) == want
         assert all(o == "right" and key[0] == 1 for key, o in c_fast)
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 4), st.integers(0, 5), st.integers(0, 4), st.integers(0, 200), st.booleans())
+def test_flint_integer_matmul_is_the_object_matmul(rows, k, m, bits, batched):
+    """The exact arithmetic's large integer products (python-flint) equal numpy's object matmul."""
+    import kinkcheck.encodings.exact as EX
+
+    rng = np.random.default_rng(rows * 1000 + k * 100 + m * 10 + bits)
+
+    def ints(shape):
+        out = np.empty(shape, dtype=object)
+        flat = out.reshape(-1)
+        for i in range(flat.size):
+            flat[i] = int(rng.integers(-(2**20), 2**20)) << int(rng.integers(0, bits + 1))
+        return out
+
+    a = ints((2, rows, k) if batched else (rows, k))
+    b = ints((k, m))
+    old = EX.FLINT_MIN
+    EX.FLINT_MIN = 0
+    try:
+        got = EX._int_matmul(a, b)
+    finally:
+        EX.FLINT_MIN = old
+    want = a @ b if a.size and b.size else np.zeros(a.shape[:-1] + (m,), dtype=object)
+    assert got.shape == want.shape
+    assert [int(v) for v in got.reshape(-1)] == [int(v) for v in want.reshape(-1)]
+
+
+def test_exact_reports_identical_through_flint(monkeypatch):
+    """Every shipped example verified with all exact integer products through FLINT gives the same
+    report (verdicts, exact AD outputs, ties) as with numpy's object matmul."""
+    from pathlib import Path
+
+    import kinkcheck
+    import kinkcheck.encodings.exact as EX
+
+    def rep(path):
+        d = kinkcheck.verify(str(path), values=True).to_dict()
+        d.pop("time_s")
+        d["decision"].pop("time_s", None)
+        return d
+
+    for path in sorted((Path(__file__).resolve().parent.parent / "proofs" / "examples").glob("*.json")):
+        monkeypatch.setattr(EX, "FLINT_MIN", 10**18)
+        want = rep(path)
+        monkeypatch.setattr(EX, "FLINT_MIN", 0)
+        assert rep(path) == want, path.name
