@@ -6,7 +6,8 @@ against a plain numpy float64 forward+backward of the same network, measured in 
 The two are measured interleaved (baseline, verify, baseline, verify, ...) after a warm-up, with
 one BLAS thread on both sides (threadpoolctl when installed, plus the environment variables), and
 the medians and their ratio are printed: these machines are shared and noisy, compare ratios,
-never absolute seconds. ``--values`` also computes the exact and machine AD outputs. ``--kernels``
+never absolute seconds. ``--values`` also computes the exact and machine AD outputs, and times
+the machine AD output of every parameter (machine forward + backward) against the same baseline. ``--kernels``
 picks the machine kernels (kinkcheck.encodings.kernels; default: the library's own choice, which
 switches to the compiled kernels during the warm-up when numba is installed).
 """
@@ -132,15 +133,38 @@ def main(argv=None):
     t_load, net = best(lambda: kinkcheck.load(doc), 1)
     with single_threaded_blas():
         rep = kinkcheck.verify(net, values=args.values or None)
+        n_verify = min(args.repeat, 3) if args.values else args.repeat  # --values: seconds per call (exact AD)
         (t_np, m_np), (t_kc, m_kc) = interleaved(
-            [lambda: numpy_baseline(Ws, bs, X64, Y64), lambda: kinkcheck.verify(net, values=args.values or None)], args.repeat
+            [lambda: numpy_baseline(Ws, bs, X64, Y64), lambda: kinkcheck.verify(net, values=args.values or None)], n_verify, warmup=1 if args.values else 5
         )
+    values_rows = []
+    if args.values:
+        # the machine AD output of every parameter (machine forward + spec-order backward), the
+        # computation behind --values' machine_ad, against the same baseline, interleaved
+        from kinkcheck.encodings import program as P
+        from kinkcheck.encodings.machine import MachineArith
+
+        proxies = P.resolve_proxies(net, net.convention)
+
+        def machine_ad():
+            MA = MachineArith(net.fmt)
+            return P.backward(net, MA, P.forward(net, MA), proxies)
+
+        with single_threaded_blas():
+            (b2, _), (t_mad, m_mad) = interleaved([lambda: numpy_baseline(Ws, bs, X64, Y64), machine_ad], args.repeat)
+        values_rows.append(("machine AD of every parameter (fwd+bwd)", t_mad, m_mad, b2))
+        t_str, out_ad = best(lambda: [h for h in (net.fmt.to_hex(float(v)) for v in out_ad_arr)], 1) if (out_ad_arr := machine_ad()) is not None else (0, None)
+        values_rows.append(("  + hex strings of the output", t_mad + t_str, m_mad + t_str, b2))
     path = "numba" if kernels is not None and kernels.mode() != "numpy" and "numba" in sys.modules else "numpy"
     print(f"network: 784-256-256-10 float32 MLP, batch 32, mse; real ties {len(rep.real_ties)}, float ties {len(rep.float_ties)}")
     print(f"load (parse + validate, JSON) : {t_load:9.4f} s (not in the ratio)")
-    print(f"numpy float64 fwd+bwd (base)  : {t_np * 1e3:9.3f} ms (median of {args.repeat}, interleaved; min {m_np * 1e3:.3f})")
+    print(f"numpy float64 fwd+bwd (base)  : {t_np * 1e3:9.3f} ms (median of {n_verify}, interleaved; min {m_np * 1e3:.3f})")
     print(f"kinkcheck verify{' --values' if args.values else '         '}      : {t_kc * 1e3:9.3f} ms (machine kernels: {path}; min {m_kc * 1e3:.3f})")
     print(f"ratio verify / baseline       : {t_kc / t_np:9.2f}x (ratio of the minima {m_kc / m_np:.2f}x)")
+    if args.values:
+        print("--values: the verify line above includes the exact AD output (rationals) and the hex strings")
+        for label, t, m, b in values_rows:
+            print(f"{label:40s}: {t * 1e3:9.3f} ms, ratio {t / b:6.2f}x to the baseline measured with it ({b * 1e3:.3f} ms)")
     return t_kc / t_np
 
 

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import bisect
 import functools
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
-import sympy
 from gmpy2 import mpq, mpz
 
 __all__ = [
-    "X",
-    "Y",
+    "X",  # noqa: F822 (module __getattr__: sympy is imported on first use)
+    "Y",  # noqa: F822
     "Kink",
     "Piece",
     "Activation",
@@ -48,8 +48,36 @@ __all__ = [
     "to_mpq",
 ]
 
-X = sympy.Symbol("x", real=True)
-Y = sympy.Symbol("y", real=True)  # the activation's output, in derivative programs
+
+
+class _LazySympy:
+    """``sympy``, imported on first use: it costs ~0.3 s of start-up, and a verification of a
+    network whose activations are all in ``_DERIVED`` never needs it."""
+
+    def __getattr__(self, name):
+        import sympy as _s
+
+        return getattr(_s, name)
+
+
+sympy = _LazySympy()
+_SYMBOLS: dict = {}
+
+
+def _symbol(name: str):
+    """X (the activation's input) or Y (its output, in derivative programs) as sympy symbols."""
+    if name not in _SYMBOLS:
+        import sympy as _s
+
+        _SYMBOLS["X"] = _s.Symbol("x", real=True)
+        _SYMBOLS["Y"] = _s.Symbol("y", real=True)
+    return _SYMBOLS[name]
+
+
+def __getattr__(name):  # ``from kinkcheck.encodings.activations import X`` (PEP 562)
+    if name in ("X", "Y"):
+        return _symbol(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,7 +101,7 @@ def to_mpq(e) -> mpq:
 def _as_exact_param(name: str, v) -> mpq:
     if isinstance(v, bool):
         raise ValueError(f"parameter {name!r}: expected an exact rational, got {v!r}")
-    if isinstance(v, (sympy.Basic,)):
+    if "sympy" in sys.modules and isinstance(v, sys.modules["sympy"].Basic):  # no sympy object without sympy
         return to_mpq(v)
     if isinstance(v, (type(mpq()), type(mpz()), int, Fraction)):
         return mpq(v)
@@ -178,14 +206,46 @@ class Kink:
         return (min(self.left, self.right), max(self.left, self.right))
 
 
-@dataclass(frozen=True)
 class Piece:
-    lo: mpq | None  # open interval (lo, hi) between consecutive kinks; None = unbounded
-    hi: mpq | None
-    expr: sympy.Expr  # value on this piece (in X)
-    dexpr: sympy.Expr  # derivative on this piece (in X)
-    value_program: Callable = field(compare=False, repr=False)  # (x, A) -> value
-    derivative_program: Callable = field(compare=False, repr=False)  # (x, y, A) -> derivative
+    """One smooth piece: the open interval (lo, hi) between consecutive kinks (None = unbounded),
+    its value ``expr`` and derivative ``dexpr`` (sympy, in X), the two programs, and ``dconst``:
+    the derivative as an mpq when it is constant on the piece (else None). For activations built
+    from ``_DERIVED`` the sympy expressions are derived on first access."""
+
+    __slots__ = ("lo", "hi", "_expr", "_dexpr", "value_program", "derivative_program", "dconst", "_derive")
+
+    def __init__(self, lo, hi, expr, dexpr, value_program, derivative_program, dconst=None, derive=None):
+        self.lo, self.hi = lo, hi
+        self._expr, self._dexpr = expr, dexpr
+        self.value_program, self.derivative_program = value_program, derivative_program
+        self.dconst = dconst
+        self._derive = derive  # () -> the sympy-derived Piece (lazy expressions)
+
+    def _load(self):
+        if self._expr is None:
+            full = self._derive()
+            self._expr, self._dexpr = full.expr, full.dexpr
+
+    @property
+    def expr(self):
+        self._load()
+        return self._expr
+
+    @property
+    def dexpr(self):
+        self._load()
+        return self._dexpr
+
+    def __eq__(self, other):
+        if not isinstance(other, Piece):
+            return NotImplemented
+        return (self.lo, self.hi, self.expr, self.dexpr) == (other.lo, other.hi, other.expr, other.dexpr)
+
+    def __hash__(self):
+        return hash((self.lo, self.hi))
+
+    def __repr__(self):
+        return f"Piece(lo={self.lo}, hi={self.hi}, dconst={self.dconst})"
 
 
 class Activation:
@@ -194,12 +254,18 @@ class Activation:
     def __init__(self, name, params, expr, kinks, pieces, transcendental):
         self.name: str = name
         self.params: dict[str, mpq] = dict(params)
-        self.expr: sympy.Expr = expr
+        self._expr = expr  # a sympy expression, or a thunk returning it (lazy sympy)
         self.kinks: tuple[Kink, ...] = tuple(kinks)
         self.pieces: tuple[Piece, ...] = tuple(pieces)
         self.smooth: bool = not self.kinks
         self.transcendental: bool = transcendental
         self._ats = [k.at for k in self.kinks]
+
+    @property
+    def expr(self):
+        if callable(self._expr):
+            self._expr = self._expr()
+        return self._expr
 
     def __repr__(self):
         ps = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -247,8 +313,8 @@ class Activation:
 # --------------------------------------------------------------------------------------------
 # the definitions (the one place where activations are written down)
 #
-# Each entry: name -> (params, build(p) -> (expr, programs)) where p maps the parameter names to
-# (sympy Rational, mpq) pairs, and ``programs`` lists the (value_program, derivative_program) of
+# Each entry: name -> (params, build(p) -> (expr_of, programs)) where p maps the parameter names to
+# (sympy Rational, mpq) pairs, expr_of(X) builds the sympy expression (only when it is derived), and ``programs`` lists the (value_program, derivative_program) of
 # the pieces left to right.  Programs are matched to the derived pieces by formula, so a piece that
 # disappears for special constants (leaky_relu with slope 1) simply leaves its program unused.
 
@@ -265,36 +331,32 @@ _ident = lambda x, A: x  # noqa: E731
 
 
 def _def_relu(p):
-    expr = sympy.Max(X, 0)
-    return expr, [(_const(0), _dconst(0)), (_ident, _dconst(1))]
+    return (lambda X: sympy.Max(X, 0)), [(_const(0), _dconst(0)), (_ident, _dconst(1))]
 
 
 def _def_leaky_relu(p):
     s, sq = p["negative_slope"]
-    expr = sympy.Piecewise((s * X, X < 0), (X, True))
-    return expr, [
+    return (lambda X: sympy.Piecewise((s * X, X < 0), (X, True))), [
         (lambda x, A: A.mul(x, A.const(sq)), _dconst(sq)),
         (_ident, _dconst(1)),
     ]
 
 
-def _clamp(lo, hi):
-    (lo_s, lo_q), (hi_s, hi_q) = lo, hi
-    expr = sympy.Min(sympy.Max(X, lo_s), hi_s)
+def _clamp(lo_q, hi_q):
+    expr = lambda X: sympy.Min(sympy.Max(X, to_rational(lo_q)), to_rational(hi_q))  # noqa: E731
     return expr, [(_const(lo_q), _dconst(0)), (_ident, _dconst(1)), (_const(hi_q), _dconst(0))]
 
 
 def _def_hardtanh(p):
-    return _clamp(p["min_val"], p["max_val"])
+    return _clamp(p["min_val"][1], p["max_val"][1])
 
 
 def _def_relu6(p):
-    return _clamp((sympy.Integer(0), mpq(0)), (sympy.Integer(6), mpq(6)))
+    return _clamp(mpq(0), mpq(6))
 
 
 def _def_hardsigmoid(p):
-    expr = sympy.Piecewise((0, X <= -3), (X / 6 + sympy.Rational(1, 2), X < 3), (1, True))
-    return expr, [
+    return (lambda X: sympy.Piecewise((0, X <= -3), (X / 6 + sympy.Rational(1, 2), X < 3), (1, True))), [
         (_const(0), _dconst(0)),
         (lambda x, A: A.div(A.add(x, A.const(3)), A.const(6)), _dconst(mpq(1, 6))),
         (_const(1), _dconst(0)),
@@ -304,8 +366,7 @@ def _def_hardsigmoid(p):
 def _def_hardswish(p):
     # PyTorch's CPU formula x * min(max(x + 3, 0), 6) / 6 on every piece: x * 0 / 6 (-0 for
     # negative x) on the left, x * 6 / 6 (not x: two roundings, inf past FLT_MAX / 6) on the right
-    expr = sympy.Piecewise((0, X <= -3), (X * (X + 3) / 6, X < 3), (X, True))
-    return expr, [
+    return (lambda X: sympy.Piecewise((0, X <= -3), (X * (X + 3) / 6, X < 3), (X, True))), [
         (lambda x, A: A.div(A.mul(x, A.const(0)), A.const(6)), _dconst(0)),
         (
             lambda x, A: A.div(A.mul(x, A.add(x, A.const(3))), A.const(6)),
@@ -316,22 +377,19 @@ def _def_hardswish(p):
 
 
 def _def_abs(p):
-    expr = sympy.Abs(X)
-    return expr, [(lambda x, A: A.neg(x), _dconst(-1)), (_ident, _dconst(1))]
+    return (lambda X: sympy.Abs(X)), [(lambda x, A: A.neg(x), _dconst(-1)), (_ident, _dconst(1))]
 
 
 def _def_identity(p):
-    return X, [(_ident, _dconst(1))]
+    return (lambda X: X), [(_ident, _dconst(1))]
 
 
 def _def_sigmoid(p):
-    expr = 1 / (1 + sympy.exp(-X))
-    return expr, [(lambda x, A: A.sigmoid(x), lambda x, y, A: A.mul(A.sub(A.const(1), y), y))]
+    return (lambda X: 1 / (1 + sympy.exp(-X))), [(lambda x, A: A.sigmoid(x), lambda x, y, A: A.mul(A.sub(A.const(1), y), y))]
 
 
 def _def_tanh(p):
-    expr = sympy.tanh(X)
-    return expr, [(lambda x, A: A.tanh(x), lambda x, y, A: A.sub(A.const(1), A.mul(y, y)))]
+    return (lambda X: sympy.tanh(X)), [(lambda x, A: A.tanh(x), lambda x, y, A: A.sub(A.const(1), A.mul(y, y)))]
 
 
 _DEFS: dict[str, tuple[tuple[str, ...], Callable]] = {
@@ -361,6 +419,7 @@ def _piecewise_form(expr: sympy.Expr) -> sympy.Expr:
 
 def _breakpoints(pw: sympy.Expr) -> list[sympy.Rational]:
     """Real solutions of every relation occurring in the Piecewise conditions, sorted."""
+    X = _symbol("X")
     pts = set()
     for rel in pw.atoms(sympy.core.relational.Relational):
         sol = sympy.solveset(rel.lhs - rel.rhs, X, sympy.S.Reals)
@@ -375,6 +434,7 @@ def _breakpoints(pw: sympy.Expr) -> list[sympy.Rational]:
 
 def _resolve(e: sympy.Expr, t: sympy.Rational) -> sympy.Expr:
     """The formula of e valid around X = t: every Piecewise replaced by its branch active at t."""
+    X = _symbol("X")
     if isinstance(e, sympy.Piecewise):
         for branch, cond in e.args:
             c = cond.subs(X, t)
@@ -405,6 +465,7 @@ def _same(a: sympy.Expr, b: sympy.Expr) -> bool:
 
 
 def _derive(name: str, expr: sympy.Expr, programs) -> tuple[tuple[Kink, ...], tuple[Piece, ...], bool]:
+    X = _symbol("X")
     pw = _piecewise_form(expr)
     bps = _breakpoints(pw)
     bounds = [None, *bps, None]
@@ -459,6 +520,7 @@ def _derive(name: str, expr: sympy.Expr, programs) -> tuple[tuple[Kink, ...], tu
                 dexpr=de,
                 value_program=vp,
                 derivative_program=dp,
+                dconst=None if de.free_symbols else to_mpq(de),
             )
         )
     transcendental = not all(
@@ -477,14 +539,67 @@ class UnknownActivation(ValueError, KeyError):
 
 @functools.lru_cache(maxsize=None)
 def _build(name: str, items: tuple[tuple[str, mpq], ...]) -> Activation:
+    if not items and name in _DERIVED:
+        return _from_table(name)
+    return _build_derived(name, items)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_derived(name: str, items: tuple[tuple[str, mpq], ...]) -> Activation:
+    """The activation derived with sympy from its one expression."""
     names, definition = _DEFS[name]
     params = dict(items)
-    p = {k: (to_rational(v), v) for k, v in params.items()}
+    p = {k: (to_rational(v), v) for k, v in params.items()}  # (sympy Rational, mpq) pairs
     if name == "hardtanh" and not params["min_val"] < params["max_val"]:
         raise ValueError(f"hardtanh needs min_val < max_val, got {params['min_val']} >= {params['max_val']}")
-    expr, programs = definition(p)
+    expr_of, programs = definition(p)
+    expr = expr_of(_symbol("X"))
     kinks, pieces, transcendental = _derive(name, expr, programs)
     return Activation(name, {k: params[k] for k in names}, expr, kinks, pieces, transcendental)
+
+
+# The derivation's results for the parameter-free activations, so that a run which only needs
+# kinks, one-sided derivatives and programs does not import sympy (~0.3 s of start-up). This is a
+# cache, not a second definition: tests/test_activations.py derives every entry again with sympy
+# and compares (kinks, piece bounds, constant derivatives, which program each piece runs); the
+# sympy expressions of a table-built activation are derived on first access.
+# name -> (kinks [(at, left, right)], pieces [(lo, hi, program index, constant derivative | None)],
+#          transcendental)
+_DERIVED: dict = {
+    "relu": ([("0", "0", "1")], [(None, "0", 0, "0"), ("0", None, 1, "1")], False),
+    "relu6": ([("0", "0", "1"), ("6", "1", "0")], [(None, "0", 0, "0"), ("0", "6", 1, "1"), ("6", None, 2, "0")], False),
+    "abs": ([("0", "-1", "1")], [(None, "0", 0, "-1"), ("0", None, 1, "1")], False),
+    "identity": ([], [(None, None, 0, "1")], False),
+    "hardsigmoid": ([("-3", "0", "1/6"), ("3", "1/6", "0")], [(None, "-3", 0, "0"), ("-3", "3", 1, "1/6"), ("3", None, 2, "0")], False),
+    "hardswish": ([("-3", "0", "-1/2"), ("3", "3/2", "1")], [(None, "-3", 0, "0"), ("-3", "3", 1, None), ("3", None, 2, "1")], False),
+    "sigmoid": ([], [(None, None, 0, None)], True),
+    "tanh": ([], [(None, None, 0, None)], True),
+}
+
+
+def _from_table(name: str) -> Activation:
+    kinks_t, pieces_t, transcendental = _DERIVED[name]
+    _, definition = _DEFS[name]
+    q = lambda v: None if v is None else mpq(v)  # noqa: E731
+    kinks = [Kink(index=i, at=q(a), left=q(lft), right=q(rgt)) for i, (a, lft, rgt) in enumerate(kinks_t)]
+    full = lambda: _build_derived(name, ())  # noqa: E731
+    programs = []
+
+    def program(j):  # the programs are plain callables; building them needs no sympy
+        if not programs:
+            programs.extend(_programs_of(name))
+        return programs[j]
+
+    pieces = []
+    for i, (lo, hi, j, d) in enumerate(pieces_t):
+        vp, dp = program(j)
+        pieces.append(Piece(q(lo), q(hi), None, None, vp, dp, dconst=q(d), derive=lambda i=i: full().pieces[i]))
+    return Activation(name, {}, lambda: full().expr, kinks, pieces, transcendental)
+
+
+def _programs_of(name: str):
+    """The (value, derivative) programs of a parameter-free activation, without its expression."""
+    return _DEFS[name][1]({})[1]
 
 
 def activation(name: str, **params) -> Activation:

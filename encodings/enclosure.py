@@ -61,10 +61,15 @@ def _lipschitz(act) -> float:
 
 
 def _lipschitz_of(act) -> float:
-    from .activations import X
-
     best = 0.0
     for pc in act.pieces:
+        if pc.dconst is not None:  # a constant derivative (known without sympy)
+            best = max(best, abs(float(pc.dconst)))
+            continue
+        if pc.lo is None or pc.hi is None:
+            raise Unsupported(f"{act.name}: unbounded derivative")
+        from .activations import X
+
         d = pc.dexpr
         if d.free_symbols:
             # linear derivative on a bounded piece (hardswish): max |d| at the ends
@@ -162,7 +167,8 @@ def _weight_norms(net, L):
         return hit[1], hit[2]
     W = L.weight.values(net.theta)
     W2 = W.reshape(W.shape[0], -1)
-    nW = norm_upper(np.abs(W2))
+    rows = max(1, (1 << 20) // max(1, W2.shape[1]))  # |W| in blocks of ~8 MiB (row norms are per row)
+    nW = np.concatenate([norm_upper(np.abs(W2[i : i + rows])) for i in range(0, W2.shape[0], rows)]) if W2.shape[0] else norm_upper(np.abs(W2))
     cache[L.index] = (net.theta, W, nW)
     return W, nW
 

@@ -9,7 +9,9 @@ downstream of them is interval arithmetic. A comparison an interval cannot decid
 
 Speed: the matrix products (forward dot products, backward and weight gradients) go through a
 common-denominator integer matrix product (Python integers in an object matmul), about three times
-faster than an mpq matmul; order does not matter in exact arithmetic.
+faster than an mpq matmul, and from ``FLINT_MIN`` multiply-adds on through python-flint's fmpz_mat
+(about 30% off the exact forward + AD of a 784-256-256-10 MLP); order does not matter in exact
+arithmetic.
 """
 
 from __future__ import annotations
@@ -223,6 +225,27 @@ def _int_matrix(a: np.ndarray):
     return out, den
 
 
+FLINT_MIN = 200_000  # multiply-adds from which an integer matrix product goes through FLINT
+
+
+def _int_matmul(a, b):
+    """a @ b for object arrays of Python integers, [..., k] @ [k, m]: exact either way; large products
+    go through python-flint's fmpz_mat (multi-modular, ~4x faster than numpy's object matmul on
+    the 784-256 layer of a float32 MLP, conversions included)."""
+    k = a.shape[-1]
+    lead = a.shape[:-1]
+    rows = int(np.prod(lead)) if lead else 1
+    if rows * k * b.shape[1] < FLINT_MIN or k == 0 or b.shape[1] == 0 or rows == 0:
+        return a @ b
+    import flint
+
+    A = flint.fmpz_mat(rows, k, [int(v) for v in a.reshape(-1)])
+    B = flint.fmpz_mat(k, b.shape[1], [int(v) for v in np.ascontiguousarray(b).reshape(-1)])
+    out = np.empty(rows * b.shape[1], dtype=object)
+    out[:] = [int(v) for v in (A * B).entries()]
+    return out.reshape(lead + (b.shape[1],))
+
+
 class ExactArith(ArrayArith):
     exact = True
     name = "exact"
@@ -314,7 +337,7 @@ class ExactArith(ArrayArith):
                 return self._dot_enclosed(np.asarray(W, dtype=object), np.asarray(x, dtype=object), Wi is None)
             return np.asarray(x, dtype=object) @ np.asarray(W, dtype=object).T
         (wn, wd), (xn, xd) = Wi, xi
-        num = xn @ wn.T
+        num = _int_matmul(xn, wn.T)
         den = wd * xd
         out = np.empty(num.shape, dtype=object)
         of = out.reshape(-1)

@@ -59,7 +59,15 @@ class MachineArith(ArrayArith):
         hit = cache.get(self.dtype.str)
         if hit is not None and hit[0] is theta:
             return hit[1]
-        W = self.from_floats(ref.values(theta))
+        v = ref.values(theta)
+        if v.ndim == 2 and v.shape[0] > 1 and v.shape[1] > 1:
+            # a matrix is kept as its contiguous transpose and handed out as a view: the spec-order
+            # kernels read W^T, so no second copy is made (``_transposed`` finds it contiguous)
+            WT = np.ascontiguousarray(self.from_floats(v).T)
+            WT.flags.writeable = False
+            W = WT.T
+        else:
+            W = self.from_floats(v)
         W.flags.writeable = False
         cache[self.dtype.str] = (theta, W)
         return W
@@ -110,6 +118,60 @@ class MachineArith(ArrayArith):
             for j in range(1, WT.shape[0]):
                 acc = r(acc + r(np.multiply(xs[j], WT[j])))
             return acc
+
+    def accumulate_params(self, blocks, n_theta):
+        """``ArrayArith.accumulate_params`` without materialising the [N, n_theta] term matrix when
+        every kept entry has its own parameter, one term per sample and a + sign (untied weights,
+        the common case): each block's sample-order sums are then one spec-order dot product over
+        the batch axis (outer blocks: acc = g[0,i]*x[0,j]; acc = acc + g[n,i]*x[n,j]) or one
+        sequential sum (term blocks), which are the same operations in the same order (products
+        commute exactly). Anything else takes the generic path."""
+        parts = []
+        spans = []  # (start, stop) of blocks whose entries are theta[start:stop] in order
+        count = None
+        for _, kind, payload, src, sign in blocks:
+            if kind == "outer":
+                g, x = payload
+                if g.ndim != 2 or x.ndim != 2:
+                    return super().accumulate_params(blocks, n_theta)
+            elif payload.ndim != 3 or payload.shape[2] != 1:
+                return super().accumulate_params(blocks, n_theta)
+            n = src.size
+            if n and src[0] >= 0 and src[-1] == src[0] + n - 1 and (sign > 0).all() and np.array_equal(src, np.arange(src[0], src[0] + n)):
+                spans.append((int(src[0]), int(src[0]) + n))
+                parts.append((kind, payload, src, None))
+                continue
+            keep = src >= 0
+            if not keep.any():
+                continue
+            if (sign[keep] < 0).any():
+                return super().accumulate_params(blocks, n_theta)  # -(a+b) and (-a)+(-b) differ at signed zeros
+            if count is None:
+                count = np.zeros(n_theta, dtype=np.int64)
+            count += np.bincount(src[keep], minlength=n_theta)
+            parts.append((kind, payload, src, keep))
+        if count is not None:
+            for a, b in spans:
+                count[a:b] += 1
+            if (count > 1).any():
+                return super().accumulate_params(blocks, n_theta)
+        else:
+            spans.sort()
+            if any(b0 > a1 for (_, b0), (a1, _) in zip(spans, spans[1:])):
+                return super().accumulate_params(blocks, n_theta)
+        out = self.zeros((n_theta,))
+        for kind, payload, src, keep in parts:
+            if kind == "outer":
+                g, x = payload
+                S = self.dot(np.ascontiguousarray(g.T), np.ascontiguousarray(x.T)).T  # [out, in]
+            else:
+                S = self.seq_sum(payload[:, :, 0], axis=0)
+            S = np.asarray(S, dtype=self.dtype).reshape(-1)
+            if keep is None:
+                out[src[0] : src[0] + src.size] = S
+            else:
+                out[src[keep]] = S[keep]
+        return out
 
     def seq_sum(self, a, axis=-1):
         a = np.asarray(a)
@@ -183,6 +245,8 @@ def _transposed(W):
     """W^T contiguous; kept (until W is collected) for read-only W, i.e. cached parameters."""
     if W.flags.writeable:
         return None
+    if W.T.flags.c_contiguous:
+        return W.T  # a matrix from ``param_values``: its transpose is the stored array
     key = id(W)
     hit = _TRANSPOSED.get(key)
     if hit is not None and hit[0]() is W:

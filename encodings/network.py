@@ -220,7 +220,7 @@ class Network:
             return "a target is infinite"
         for L in self.layers:
             for what, ref in (("weight", L.weight), ("bias", L.bias)):
-                if ref is not None and not np.isfinite(ref.const).all():
+                if ref is not None and "_whole" not in ref.__dict__ and not np.isfinite(ref.const).all():  # a whole tensor has no constants
                     return f"an inline {what} of {L.label} is infinite"
         return None
 

@@ -459,6 +459,8 @@ def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=
         if g is None:
             break
     grad_theta = A.accumulate_params(blocks, net.theta.size)
+    if all(p.trainable for p in net.params):  # theta's order is the gradient's (offsets in declaration order)
+        return grad_theta
     return grad_theta[net.trainable_index]
 
 

@@ -418,3 +418,24 @@ def test_exact_arith():
         ExactArith.tanh(mpq(0))
     assert SympyArith.const(mpq(1, 6)) == sympy.Rational(1, 6)
     assert SympyArith().sigmoid(X) == 1 / (1 + sympy.exp(-X))
+
+
+@pytest.mark.parametrize("name", sorted(A._DERIVED))
+def test_derived_table_is_the_sympy_derivation(name):
+    """The start-up table (no sympy import for a relu network) holds exactly what the sympy
+    derivation gives: kinks with one-sided derivatives, piece bounds, constant derivatives, the
+    program each piece runs (compared symbolically), transcendental-ness."""
+    table = A._from_table(name)
+    derived = A._build_derived(name, ())
+    assert activation(name) is A._build(name, ())
+    assert table.kinks == derived.kinks
+    assert table.transcendental == derived.transcendental
+    assert len(table.pieces) == len(derived.pieces)
+    for tp, dp in zip(table.pieces, derived.pieces):
+        assert (tp.lo, tp.hi, tp.dconst) == (dp.lo, dp.hi, dp.dconst)
+        want_d = None if dp.dexpr.free_symbols else to_mpq(dp.dexpr)
+        assert tp.dconst == want_d  # independent of the derivation's own dconst
+        assert _simplified_zero(tp.value_program(X, SympyArith) - dp.expr)
+        assert _simplified_zero(tp.derivative_program(X, dp.expr, SympyArith) - dp.dexpr)
+        assert tp == dp  # the lazy expressions are the derived ones
+    assert table.expr == derived.expr

@@ -58,6 +58,8 @@ NOT_RUN = {
     ("survey.md", "kinkcheck survey --quick                        # MLP, Protocol 1, about 20 s on 2 cores"),
     ("survey.md", "from kinkcheck.survey import SurveyConfig, survey, write"),
     ("survey.md", "kinkcheck survey --protocol 2 --arch cnn --betas 0,1,1000,10000 --dtypes float16,float32 --widths 8 --inits 3 --epochs 10 -o beta-out"),
+    ("survey.md", "import numpy as np"),
+    ("survey.md", "kinkcheck survey --data mnist.npz --widths 256 --depths 3 --dtypes float16,float32,float64 \\"),
     ("tutorial.md", "pip install 'kinkcheck[torch]'"),
     ("tutorial.md", "python -m pytest -q test_cex.py"),
 }

@@ -388,6 +388,7 @@ def survey(
     loss: str | None = typer.Option(None, "--loss", metavar="LOSS", help="cross_entropy | mse (mse keeps every verdict rational); default cross_entropy"),
     inputs: str | None = typer.Option(None, "--inputs", metavar="FILE", help="pixels (value/16) | standardized (per pixel); default pixels for mlp, standardized for cnn"),
     verdict_budget: float | None = typer.Option(None, "--verdict-budget", metavar="SECONDS", help="seconds for the verdicts of one event, 0: no limit; default 60, with --quick 5"),
+    data: str | None = typer.Option(None, "--data", metavar="FILE", help="your data set instead of load_digits: an .npz with arrays X (N samples, flattened) and y (labels 0..9), e.g. MNIST; --arch mlp only"),
     full_verify: bool = typer.Option(False, "--full-verify", help="classify with the whole kinkcheck.verify (adds kinkcheck's spec-order float run; slower)"),
     seed: int | None = typer.Option(None, "--seed", metavar="N", help="default 0"),
     executor: str = typer.Option("local", "--executor", metavar="local|dask", help="local (processes on this machine) | dask"),
@@ -400,7 +401,7 @@ def survey(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table on stdout"),
     betas: str | None = typer.Option(None, "--betas", metavar="LIST", help="Protocol 2 with --arch cnn: train with the max-pool backward J_beta for each beta (e.g. 0,1,1000,10000) and report training accuracy (docs/survey.md)"),
 ):
-    """Bertoin et al.'s and Boustany's experiments on load_digits (ReLU'(0) = 0 vs 1, max-pool first vs split), every event classified exactly.
+    """Bertoin et al.'s and Boustany's experiments on load_digits or your data set (ReLU'(0) = 0 vs 1, max-pool first vs split), every event classified exactly.
 
     Exit codes: 0 done, 2 bad input or usage, 4 internal error."""
     from dataclasses import replace
@@ -446,7 +447,7 @@ def survey(
                 _fail(f"--max-classified: expected an integer or 'all', got {max_classified!r}")
     if verdict_budget is not None:
         given["verdict_budget_s"] = verdict_budget or None
-    for name, v in (("inits", inits), ("batch", batch), ("max_batches", max_batches), ("lr", lr), ("epochs", epochs), ("loss", loss), ("inputs", inputs), ("seed", seed)):
+    for name, v in (("inits", inits), ("batch", batch), ("max_batches", max_batches), ("lr", lr), ("epochs", epochs), ("loss", loss), ("inputs", inputs), ("seed", seed), ("data", data)):
         if v is not None:
             given[name] = v
     if full_verify:

@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import z3
 from gmpy2 import mpq
 
 from ..encodings import program as P
@@ -255,6 +254,8 @@ def _loss_form(runs, fw, s, t, found, kink_rule):
 def query(D: Directional):
     """(z3 solver, direction variables): sat iff some d in [-1, 1]^n has f'(w; d) != g . d. Only
     the atoms that f'(w; .) still uses (and the atoms those depend on) are encoded."""
+    import z3  # lazily: z3 costs start-up time and most runs never need it
+
     need, stack = set(), list(D.residual_atoms)
     while stack:
         c = stack.pop()
@@ -311,6 +312,8 @@ def decide(runs, fw, real_ties, *, timeout_s: float = 30.0, seed: int = 0) -> An
     for dv in tries:
         if D.evaluate(dv) != D.linear(dv):
             return Answer(False, direction=dv, gradient=D.g, solver="exact evaluation", time_s=time.perf_counter() - t0)
+    import z3
+
     s, d = query(D)
     s.set("timeout", max(1, int((timeout_s - (time.perf_counter() - t0)) * 1000)))
     r = s.check()

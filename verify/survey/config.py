@@ -44,6 +44,7 @@ class SurveyConfig:
     inputs: str | None = None  # "pixels" | "standardized"; None: pixels (MLP), standardized (CNN)
     verdict_budget_s: float | None = 60.0  # per event, for the decision procedure (None: none)
     full_verify: bool = False  # classify with the whole kinkcheck.verify (adds spec-order choice sensitivity)
+    data: str | None = None  # a user's data set (.npz with X [N, D...], y [N] labels 0..9; MLP only); None: load_digits
 
     @classmethod
     def quick(cls, protocol: int = 1, arch: str = "mlp") -> SurveyConfig:
@@ -97,6 +98,10 @@ class SurveyConfig:
         b = self.verdict_budget_s
         if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0):
             raise InputError(f"--verdict-budget: expected a finite number of seconds >= 0, got {b!r}")
+        if self.data is not None:
+            if self.arch != "mlp":
+                raise InputError(f"--data: only the MLP reads a data set (its input width is the file's), not --arch {self.arch}")
+            read_data(self.data)  # one-line error for a bad file, before any run starts
         if len(set(self.widths)) != len(self.widths) or len(set(self.depths)) != len(self.depths) or len(set(self.dtypes)) != len(self.dtypes):
             raise InputError("--widths, --depths and --dtypes must not repeat a value")
         return self
@@ -106,7 +111,10 @@ class SurveyConfig:
         keys = ["protocol", "arch", "loss", "batch", "seed", "max_batches", "max_classified", "verdict_budget_s", "full_verify"]
         if self.protocol == 2:
             keys += ["lr", "epochs"]
-        return {"survey_format": FORMAT, **{k: getattr(self, k) for k in keys}, "inputs": self.inputs or _default_inputs(self.arch)}
+        out = {"survey_format": FORMAT, **{k: getattr(self, k) for k in keys}, "inputs": self.inputs or _default_inputs(self.arch)}
+        if self.data is not None:  # runs are reused only on the same bytes
+            out["data_sha256"] = read_data(self.data)[2]
+        return out
 
     def jobs(self) -> list:
         return [(dt, d, w, i) for dt in self.dtypes for d in self.depths for w in self.widths for i in range(self.inits)]
@@ -125,3 +133,66 @@ def _config_from_dict(d: dict) -> SurveyConfig:
 
 def _default_inputs(arch: str) -> str:
     return "standardized" if arch == "cnn" else "pixels"
+
+
+N_CLASSES = 10  # the models' output width (load_digits and MNIST)
+_READ: dict = {}
+
+
+def read_data(path: str):
+    """A user's data set for ``--data``: an .npz with arrays ``X`` (N samples, any trailing shape,
+    flattened to [N, D]; finite real numbers) and ``y`` (N integer labels in 0..9). Returns
+    (X float64 [N, D], y int64 [N], sha256 of the file). Bad input raises a one-line InputError
+    naming the file, the array and the first bad index."""
+    import hashlib
+    import os
+    import zipfile
+
+    import numpy as np
+
+    key = os.path.abspath(path)
+    try:
+        st = os.stat(key)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the data set: {exc.strerror or exc}") from None
+    hit = _READ.get(key)
+    if hit is not None and hit[0] == (st.st_size, st.st_mtime_ns):
+        return hit[1]
+    try:
+        with open(key, "rb") as fh:
+            raw = fh.read()
+        import io
+
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            missing = [k for k in ("X", "y") if k not in z.files]
+            if missing:
+                raise InputError(f"{path}: the data set needs arrays X and y; missing {', '.join(missing)} (has {', '.join(z.files) or 'none'})")
+            X, y = z["X"], z["y"]
+    except InputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npz data set: {exc}") from None
+    if X.ndim < 2 or X.shape[0] < 1 or int(np.prod(X.shape[1:])) < 1:
+        raise InputError(f"{path}: X: expected shape [N, D] (or [N, H, W], ...) with N, D >= 1, got {list(X.shape)}")
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise InputError(f"{path}: y: expected shape [{X.shape[0]}] (one label per row of X), got {list(y.shape)}")
+    if X.dtype.kind not in "biuf":
+        raise InputError(f"{path}: X: expected real numbers, got dtype {X.dtype}")
+    Xf = X.reshape(X.shape[0], -1).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(Xf).all(axis=1))
+    if bad.size:
+        j = int(np.flatnonzero(~np.isfinite(Xf[bad[0]]))[0])
+        raise InputError(f"{path}: X[{int(bad[0])}, {j}]: not finite ({Xf[bad[0], j]!r})")
+    if y.dtype.kind not in "biu":
+        if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+            y = y.astype(np.int64)
+        else:
+            raise InputError(f"{path}: y: expected integer labels 0..{N_CLASSES - 1}, got dtype {y.dtype}")
+    yi = y.astype(np.int64)
+    out_of_range = np.flatnonzero((yi < 0) | (yi >= N_CLASSES))
+    if out_of_range.size:
+        i = int(out_of_range[0])
+        raise InputError(f"{path}: y[{i}]: label {int(yi[i])} is outside 0..{N_CLASSES - 1}")
+    res = (Xf, yi, hashlib.sha256(raw).hexdigest())
+    _READ[key] = ((st.st_size, st.st_mtime_ns), res)
+    return res

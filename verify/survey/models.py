@@ -1,7 +1,7 @@
 """The torch side of a survey (torch is imported lazily: the package loads without it).
 
 The models (``build_model``: MLP or CNN, seeded like torch's default init), the data
-(``load_data``: scikit-learn's ``load_digits``), the loss, the mode-B copy of a model (``_mode_b``:
+(``load_data``: scikit-learn's ``load_digits`` or the user's ``--data`` set), the loss, the mode-B copy of a model (``_mode_b``:
 ReLU'(0) = 1 and the split max-pool, custom autograd Functions) and the forward hooks that record
 PyTorch's float ties (``TieRecorder``).
 """
@@ -114,13 +114,13 @@ def _mode_b(model):
     return nn.Sequential(*mods)
 
 
-def build_model(arch: str, width: int, depth: int, dtype: str, seed: int):
+def build_model(arch: str, width: int, depth: int, dtype: str, seed: int, n_in: int = 64):
     """A Sequential of plain torch modules (what ``from_torch`` reads); parameters drawn from a
     private generator like torch's default init (U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
     torch = _torch()
     nn = torch.nn
     if arch == "mlp":
-        mods, d_in = [], 64
+        mods, d_in = [], n_in
         for _ in range(depth):
             mods += [nn.Linear(d_in, width), nn.ReLU()]
             d_in = width
@@ -145,28 +145,36 @@ _DATA = {}
 
 
 
-def load_data(arch: str, dtype: str, inputs: str | None = None):
-    """load_digits as (X, y), [N, 64] (MLP) or [N, 1, 8, 8] (CNN). ``inputs``: "pixels" (value / 16,
-    exact in every format) or "standardized" (per pixel (x - mean) / std in binary64, rounded to
-    ``dtype``; std 0 -> 1); None: pixels for the MLP, standardized for the CNN."""
+def load_data(arch: str, dtype: str, inputs: str | None = None, data: str | None = None):
+    """load_digits as (X, y), [N, 64] (MLP) or [N, 1, 8, 8] (CNN), or the user's data set ``data``
+    (``config.read_data``: an .npz with X [N, D...] and y, MLP only, [N, D]). ``inputs``: "pixels"
+    (load_digits: value / 16, exact in every format; a data set: its values as given, rounded to
+    ``dtype``) or "standardized" (per pixel (x - mean) / std in binary64, rounded to ``dtype``;
+    std 0 -> 1); None: pixels for the MLP, standardized for the CNN."""
     inputs = inputs or _default_inputs(arch)
-    key = (arch, dtype, inputs)
+    key = (arch, dtype, inputs, data)
     if key not in _DATA:
         import numpy as np
-        from sklearn.datasets import load_digits
 
         torch = _torch()
-        d = load_digits()
-        A = np.asarray(d.data, dtype=np.float64)
+        if data is not None:
+            from .config import read_data
+
+            A, target, _ = read_data(data)
+        else:
+            from sklearn.datasets import load_digits
+
+            d = load_digits()
+            A, target = np.asarray(d.data, dtype=np.float64), d.target
+            if inputs != "standardized":
+                A = A / 16.0
         if inputs == "standardized":
             sd = A.std(axis=0)
             A = (A - A.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-        else:
-            A = A / 16.0
         X = torch.tensor(A).to(getattr(torch, dtype))
         if arch == "cnn":
             X = X.reshape(-1, 1, 8, 8)
-        _DATA[key] = (X, torch.tensor(d.target, dtype=torch.int64))
+        _DATA[key] = (X, torch.tensor(np.asarray(target), dtype=torch.int64))
     return _DATA[key]
 
 

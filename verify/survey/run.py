@@ -32,10 +32,10 @@ def _simulate(cfg: SurveyConfig, job, *, stop_at: int | None = None, keep: int |
     ``keep`` events)."""
     torch = _torch()
     dt, depth, width, _init = job
-    X, y = load_data(cfg.arch, dt, cfg.inputs)
+    X, y = load_data(cfg.arch, dt, cfg.inputs, cfg.data)
     dtype = getattr(torch, dt)
     seed = _seed(cfg, job)
-    model = build_model(cfg.arch, width, depth, dt, seed)
+    model = build_model(cfg.arch, width, depth, dt, seed, n_in=X.shape[1] if cfg.arch == "mlp" else 64)
     model_b = _mode_b(model)
     params = list(model.parameters())
     rec = TieRecorder(model)
@@ -104,7 +104,7 @@ def run_one(cfg: SurveyConfig, job) -> dict:
 def _run_one(cfg: SurveyConfig, job) -> dict:
     torch = _torch()
     dt, depth, width, init = job
-    load_data(cfg.arch, dt, cfg.inputs)  # scikit-learn import and loading: not training time
+    load_data(cfg.arch, dt, cfg.inputs, cfg.data)  # scikit-learn import and loading: not training time
     # the classification's imports (z3, sympy, ...) are not classification time
     from ..decide import differentiability
     from ..interop import torch_import as _interop
@@ -114,7 +114,7 @@ def _run_one(cfg: SurveyConfig, job) -> dict:
     out, snaps, model = _simulate(cfg, job, keep=cfg.max_classified)
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
-    X, y = load_data(cfg.arch, dt, cfg.inputs)
+    X, y = load_data(cfg.arch, dt, cfg.inputs, cfg.data)
     params = list(model.parameters())
     classified = []
     for ev, (state, idx, ties) in zip(out["events"], snaps):
