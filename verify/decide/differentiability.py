@@ -53,6 +53,7 @@ class Verdict:
     clarke_by: str | None = None  # a theorem decided ad_in_clarke
     ad_cell: object = None  # the AD pattern's non-empty cell (the ad-pattern LP condition)
     directional: object = None  # directional.Answer (method "directional")
+    clarke: object = None  # clarke.Clarke: the polynomial-region decision (docs/clarke.md)
 
 
 AD_PATTERN = "ad-pattern LP: the AD output's own pattern has a non-empty cell (cf. Park-Chun-Lee Thm 8 / Algorithm 1)"
@@ -180,9 +181,32 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
         v.ad_in_clarke = True
         v.clarke_by = v.theorems[0]
         v.reason += f"; AD is a Clarke subderivative by {v.theorems[0]}"
+    if v.ad_in_clarke is None and v.differentiable is not None:
+        _decide_clarke(runs, real_ties, v, time_limit - (time.perf_counter() - t0))
     v.time_s = time.perf_counter() - t0
     v.n_ties = len(real_ties)
     return v
+
+
+def _decide_clarke(runs, ties, v, time_left) -> None:
+    """Clarke membership through the patterns' polynomial regions (clarke.py): arcs for "yes",
+    emptiness proofs for "no", when the first-order cells left it open."""
+    from . import clarke
+
+    if _transcendental(runs.net) or not clarke.applies(runs.net) or any(t.op == "fixed_point" for t in ties):
+        return
+    try:
+        fw = runs.exact_full()
+        ad = list(runs.exact_ad())
+    except Undecided:
+        return
+    c = clarke.decide(runs, fw, ties, ad, time_limit=max(1.0, time_left))
+    v.clarke = c
+    if c.answer is None:
+        v.reason += f"; the polynomial regions left it open: {c.reason}"
+        return
+    v.ad_in_clarke = c.answer
+    v.reason += f"; Clarke membership decided on the patterns' polynomial regions: {c.reason}"
 
 
 def _transcendental(net) -> bool:

@@ -1,0 +1,134 @@
+"""Is the AD output a Clarke subderivative, where first-order cells are not enough (issue 11)?
+
+The Clarke set at w is conv{g_sigma(w) : w in the closure of S_sigma} (``arcs.py``; docs/clarke.md).
+The decision:
+
+1. every pattern with its polynomial constraints (``arcs.enumerate_patterns``; identities between
+   tie polynomials prune branches without a solver) and its gradient g_sigma(w);
+2. level "cone": the first-order LP is strictly feasible - a ray enters S_sigma;
+3. AD in the hull of the gradients shown active (exact convex weights): yes. Otherwise an exact
+   separator v of AD from them; every pattern not yet shown active with v.g_sigma >= v.AD is
+   either shown active by a witness arc (levels "ray" / "arc"; then the hull is tried again) or
+   shown not essentially active by local emptiness in nonlinear real arithmetic (``nra.py``: both
+   Z3 and cvc5 answer unsat for a box of rational radius r around w). When every such pattern is
+   empty: no, with v.
+Null only when the budget runs out or a region stays non-empty at every radius tried without an
+arc, naming the patterns left.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from gmpy2 import mpq
+
+from . import arcs, nra
+from .cells import Budget
+
+RADII = (mpq(1), mpq(1, 16), mpq(1, 256), mpq(1, 4096))
+
+
+@dataclass
+class Clarke:
+    answer: bool | None
+    reason: str
+    pats: object = None  # arcs.Patterns
+    active: list = field(default_factory=list)  # Pattern objects shown active (level set)
+    weights: list | None = None  # convex weights over ``active`` (yes)
+    separator: list | None = None  # (no)
+    empty: list = field(default_factory=list)  # Pattern objects shown empty (no)
+    time_s: float = 0.0
+
+    def levels(self) -> list:
+        return [{"choices": sorted(p.choices.items()), "level": p.level, "degree": len(p.arc or [])} for p in self.active]
+
+
+def applies(net) -> bool:
+    from ..encodings import poly
+
+    return poly.applies(net) and not any(L.op == "conv2d" for L in net.layers)
+
+
+def decide(runs, fw, ties, ad, *, time_limit=30.0) -> Clarke:
+    from .differentiability import convex_weights, separator
+
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit
+
+    def left_ms():
+        return max(1, int(min(20.0, deadline - time.perf_counter()) * 1000))
+
+    try:
+        pats = arcs.enumerate_patterns(runs, ties, deadline=deadline)
+    except Budget as exc:
+        return Clarke(None, f"pattern polynomials: {exc}", time_s=time.perf_counter() - t0)
+    n = len(pats.variables)
+    base = f"{len(pats.patterns)} pattern(s) over {n} variable(s), {len(pats.identities)} branch(es) empty by polynomial identities"
+    for p in pats.patterns:
+        p.gradient = arcs.pattern_gradient(runs, fw, p)
+    try:
+        for p in pats.patterns:
+            d = arcs.cone(p.polys, n, left_ms())
+            if d is not None:
+                p.level, p.arc = "cone", [d]
+        active = [p for p in pats.patterns if p.level]
+        tried_arc: set = set()
+        while True:
+            grads = [p.gradient for p in active]
+            if grads:
+                lam = convex_weights(grads, ad, timeout_ms=left_ms())
+                if lam is not None:
+                    return Clarke(True, f"{base}: AD is a convex combination of {len(active)} limiting gradient(s) shown active ({_levels(active)})", pats, active, weights=lam, time_s=time.perf_counter() - t0)
+            v = separator(grads, ad, timeout_ms=left_ms()) if grads else None
+            cands = [p for p in pats.patterns if p.level is None and (v is None or _dot(v, p.gradient) >= _dot(v, ad))]
+            if not cands:
+                empty = [p for p in pats.patterns if p.level == "empty"]
+                return Clarke(False, f"{base}: AD is not in the Clarke subdifferential (separated from {len(active)} active gradient(s); {len(empty)} pattern(s) on the wrong side shown empty near w by Z3 and cvc5)", pats, active, separator=v, empty=empty, time_s=time.perf_counter() - t0)
+            grew = False
+            for i, p in enumerate(cands):
+                if id(p) in tried_arc:
+                    continue
+                tried_arc.add(id(p))
+                arc = arcs.find_arc(p.polys, n, deadline=deadline, timeout_ms=left_ms(), seed=i)
+                if arc is not None:
+                    p.level = "ray" if len(arc) == 1 else "arc"
+                    p.arc = arc
+                    active.append(p)
+                    grew = True
+                    break
+            if grew:
+                continue
+            why = nra.missing()
+            if why is not None:
+                return Clarke(None, f"{base}: {len(cands)} pattern(s) neither shown active nor empty: {why}", pats, active, time_s=time.perf_counter() - t0)
+            left = []
+            for p in cands:
+                for r in RADII:
+                    if time.perf_counter() > deadline:
+                        raise Budget("time limit exceeded in the emptiness proofs")
+                    e = nra.empty_near(p.polys, r, left_ms())
+                    if e.answer == "unsat":
+                        p.level, p.empty = "empty", e
+                        break
+                    if e.answer == "unknown":
+                        break
+                if p.level is None:
+                    left.append(p)
+            if left:
+                names = "; ".join(str(sorted(p.choices.items())) for p in left[:3])
+                return Clarke(None, f"{base}: AD is outside the hull of the {len(active)} gradient(s) shown active; {len(left)} pattern(s) on the wrong side neither shown active by an arc nor empty near w by both solvers: {names}", pats, active, separator=v, time_s=time.perf_counter() - t0)
+    except Budget as exc:
+        return Clarke(None, f"{base}: {exc}", pats, time_s=time.perf_counter() - t0)
+
+
+def _levels(active) -> str:
+    out = {}
+    for p in active:
+        k = p.level if p.level != "arc" else f"arc of degree {len(p.arc)}"
+        out[k] = out.get(k, 0) + 1
+    return ", ".join(f"{v} {k}" for k, v in out.items())
+
+
+def _dot(a, b):
+    return sum((x * y for x, y in zip(a, b)), mpq(0))
