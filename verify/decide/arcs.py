@@ -75,7 +75,7 @@ def enumerate_patterns(runs, ties, *, deadline=None, max_patterns=4096) -> Patte
             raise Budget("time limit exceeded while building the tie polynomials")
         return PL.tie_polynomials(runs, variables, prefix)
 
-    def visit(i, prefix, cons, zero, rec):
+    def visit(i, prefix, cons, zero, rec, signed):
         if i == len(keys):
             out.append(Pattern(dict(prefix), list(cons), list(zero)))
             if len(out) > max_patterns:
@@ -104,7 +104,7 @@ def enumerate_patterns(runs, ties, *, deadline=None, max_patterns=4096) -> Patte
                 branches = [("left", [], True)]
             else:
                 forced = None
-                for k2, p2 in cons:
+                for k2, p2 in signed.items():
                     c = z.ratio(p2)
                     if c is not None:
                         forced = ("right" if c > 0 else "left", k2, c)
@@ -120,9 +120,10 @@ def enumerate_patterns(runs, ties, *, deadline=None, max_patterns=4096) -> Patte
         for choice, bc, is_zero in branches:
             p2 = {**prefix, key: choice}
             r2 = rec if choice == default else records(p2)
-            visit(i + 1, p2, cons + bc, zero + ([key] if is_zero else []), r2)
+            s2 = {**signed, key: bc[0][1]} if kind != "pool" and bc else signed
+            visit(i + 1, p2, cons + bc, zero + ([key] if is_zero else []), r2, s2)
 
-    visit(0, {}, [], [], records({}))
+    visit(0, {}, [], [], records({}), {})
     return Patterns(variables, keys, out, idents)
 
 
