@@ -40,8 +40,24 @@ class Clarke:
     empty: list = field(default_factory=list)  # Pattern objects shown empty (no)
     time_s: float = 0.0
 
-    def levels(self) -> list:
-        return [{"choices": sorted(p.choices.items()), "level": p.level, "degree": len(p.arc or [])} for p in self.active]
+    def summary(self, values=True) -> dict:
+        """The report's ``decision.clarke_patterns``: every pattern with the level at which it was
+        decided - "cone" (first-order LP), "ray" / "arc" (a witness arc of that degree), "empty"
+        (local emptiness, both solvers), None (not needed or not decided)."""
+        pats = self.pats.patterns
+        out = {
+            "answer": self.answer,
+            "n_patterns": len(pats),
+            "n_identities": len(self.pats.identities),
+            "levels": {k: sum(1 for p in pats if p.level == k) for k in ("cone", "ray", "arc", "empty")},
+            "time_s": round(self.time_s, 6),
+        }
+        if values:
+            out["patterns"] = [
+                {"choices": [[list(k), c if isinstance(c, str) else int(c)] for k, c in sorted(p.choices.items())], "level": p.level, "degree": len(p.arc) if p.arc else None}
+                for p in pats
+            ]
+        return out
 
 
 def applies(net) -> bool:
