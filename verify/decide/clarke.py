@@ -66,9 +66,8 @@ def applies(net) -> bool:
     return poly.applies(net) and not any(L.op == "conv2d" for L in net.layers)
 
 
-def decide(runs, fw, ties, ad, *, time_limit=30.0) -> Clarke:
-    from .differentiability import convex_weights, separator
-
+def decide(runs, fw, ties, ad, convex_weights, separator, *, time_limit=30.0) -> Clarke:
+    """``convex_weights`` / ``separator``: the exact hull LPs (differentiability.py)."""
     t0 = time.perf_counter()
     deadline = t0 + time_limit
 

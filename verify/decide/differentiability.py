@@ -200,7 +200,7 @@ def _decide_clarke(runs, ties, v, time_left) -> None:
         ad = list(runs.exact_ad())
     except Undecided:
         return
-    c = clarke.decide(runs, fw, ties, ad, time_limit=max(1.0, time_left))
+    c = clarke.decide(runs, fw, ties, ad, convex_weights, separator, time_limit=max(1.0, time_left))
     v.clarke = c
     if c.answer is None:
         v.reason += f"; the polynomial regions left it open: {c.reason}"
