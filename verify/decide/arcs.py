@@ -227,7 +227,7 @@ def _affine_points(Ls, cs, n, timeout_ms, rng, variants=3):
     return out
 
 
-def find_arc(polys, n, *, max_degree=4, deadline=None, timeout_ms=5000, seed=0):
+def find_arc(polys, n, *, max_degree=4, variants=3, deadline=None, timeout_ms=5000, seed=0):
     """A rational arc [d1, ..., dK] along which every polynomial's leading coefficient is > 0,
     or None (none found within the degree and the budget; not a proof of emptiness)."""
     if not polys:
@@ -246,7 +246,7 @@ def find_arc(polys, n, *, max_degree=4, deadline=None, timeout_ms=5000, seed=0):
             raise Budget("time limit exceeded in the arc search")
         cs = [polys[i].series(arc + [zero], k)[k] for i in pending]
         Ls = [lin[i] for i in pending]
-        for d in _affine_points(Ls, cs, n, timeout_ms, rng):
+        for d in _affine_points(Ls, cs, n, timeout_ms, rng, variants):
             vals = [_dot(L, d) + c for L, c in zip(Ls, cs)]
             if any(v < 0 for v in vals):
                 continue

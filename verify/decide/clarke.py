@@ -27,6 +27,8 @@ from . import arcs, nra
 from .cells import Budget
 
 RADII = (mpq(1), mpq(1, 16), mpq(1, 256), mpq(1, 4096))
+MAX_TIES = 16  # real ties: above this the patterns are not enumerated (2^ties leaves)
+MAX_VARIABLES = 48  # polynomial variables (trainable scalars before the last tie)
 
 
 @dataclass
@@ -74,6 +76,11 @@ def decide(runs, fw, ties, ad, convex_weights, separator, *, time_limit=30.0) ->
     def left_ms():
         return max(1, int(min(20.0, deadline - time.perf_counter()) * 1000))
 
+    if len(ties) > MAX_TIES:
+        return Clarke(None, f"{len(ties)} real ties: the pattern regions are enumerated up to {MAX_TIES} ties")
+    n_vars = len(arcs.PL.tie_variables(runs.net, ties))
+    if n_vars > MAX_VARIABLES:
+        return Clarke(None, f"the ties depend on {n_vars} trainable scalars: the pattern regions are built over at most {MAX_VARIABLES}")
     try:
         pats = arcs.enumerate_patterns(runs, ties, deadline=deadline)
     except Budget as exc:
@@ -101,14 +108,11 @@ def decide(runs, fw, ties, ad, convex_weights, separator, *, time_limit=30.0) ->
                 empty = [p for p in pats.patterns if p.level == "empty"]
                 return Clarke(False, f"{base}: AD is not in the Clarke subdifferential (separated from {len(active)} active gradient(s); {len(empty)} pattern(s) on the wrong side shown empty near w by Z3 and cvc5)", pats, active, separator=v, empty=empty, time_s=time.perf_counter() - t0)
             grew = False
-            for i, p in enumerate(cands):
+            for i, p in enumerate(cands):  # a quick arc search first (low degree, few moves)
                 if id(p) in tried_arc:
                     continue
                 tried_arc.add(id(p))
-                arc = arcs.find_arc(p.polys, n, deadline=deadline, timeout_ms=left_ms(), seed=i)
-                if arc is not None:
-                    p.level = "ray" if len(arc) == 1 else "arc"
-                    p.arc = arc
+                if _arc(p, n, deadline, left_ms(), i, quick=True):
                     active.append(p)
                     grew = True
                     break
@@ -118,7 +122,7 @@ def decide(runs, fw, ties, ad, convex_weights, separator, *, time_limit=30.0) ->
             if why is not None:
                 return Clarke(None, f"{base}: {len(cands)} pattern(s) neither shown active nor empty: {why}", pats, active, time_s=time.perf_counter() - t0)
             left = []
-            for p in cands:
+            for i, p in enumerate(cands):
                 for r in RADII:
                     if time.perf_counter() > deadline:
                         raise Budget("time limit exceeded in the emptiness proofs")
@@ -128,13 +132,28 @@ def decide(runs, fw, ties, ad, convex_weights, separator, *, time_limit=30.0) ->
                         break
                     if e.answer == "unknown":
                         break
+                if p.level is None and _arc(p, n, deadline, left_ms(), i, quick=False):
+                    active.append(p)  # non-empty near w at every radius: the full arc search found it
+                    grew = True
+                    break
                 if p.level is None:
                     left.append(p)
+            if grew:
+                continue
             if left:
                 names = "; ".join(str(sorted(p.choices.items())) for p in left[:3])
                 return Clarke(None, f"{base}: AD is outside the hull of the {len(active)} gradient(s) shown active; {len(left)} pattern(s) on the wrong side neither shown active by an arc nor empty near w by both solvers: {names}", pats, active, separator=v, time_s=time.perf_counter() - t0)
     except Budget as exc:
         return Clarke(None, f"{base}: {exc}", pats, time_s=time.perf_counter() - t0)
+
+
+def _arc(p, n, deadline, timeout_ms, seed, quick) -> bool:
+    arc = arcs.find_arc(p.polys, n, max_degree=3 if quick else 4, variants=1 if quick else 3, deadline=deadline, timeout_ms=timeout_ms, seed=seed)
+    if arc is None:
+        return False
+    p.level = "ray" if len(arc) == 1 else "arc"
+    p.arc = arc
+    return True
 
 
 def _levels(active) -> str:

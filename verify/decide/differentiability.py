@@ -206,6 +206,8 @@ def _decide_clarke(runs, ties, v, time_left) -> None:
         v.reason += f"; the polynomial regions left it open: {c.reason}"
         return
     v.ad_in_clarke = c.answer
+    if c.answer is False:
+        v.separator = c.separator  # it separates every cell too: each cell's ray enters a pattern shown active or separated
     v.reason += f"; Clarke membership decided on the patterns' polynomial regions: {c.reason}"
 
 
@@ -313,7 +315,7 @@ def _decide_directional(runs, fw, ties, ad, time_limit) -> Verdict:
     g = list(a.gradient)
     if g == ad:
         return Verdict(True, True, True, True, f"{base}: f'(w;.) is linear, f is differentiable and AD is its gradient", gradient=g, method="directional", directional=a)
-    if runs.net.n_grad <= 1 or affine_tie_inputs(runs.net):
+    if runs.net.n_grad <= 1 or affine_tie_inputs(runs.net, upto=max(t.layer for t in ties)):
         v = Verdict(True, False, False, False, f"{base}: f is differentiable, AD is not the gradient and not in the Clarke subdifferential {{gradient}}", gradient=g, method="directional", directional=a)
         v.separator = separator([g], ad)
         return v
