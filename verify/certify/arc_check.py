@@ -279,6 +279,9 @@ def check(M, ev, claims, ad, found, qs, choices_of, key_of) -> list:
             raise CheckFailed("clarke: an emptiness step needs unsat from both Z3 and cvc5 (solver-trusted)")
         if mpq(e["radius"]) <= 0 or not e.get("smtlib"):
             raise CheckFailed("clarke: an emptiness step needs a positive radius and its SMT-LIB2 query")
+        used = sorted({j for c in e["constraints"] for m, _ in c for j, k in enumerate(m) if k})
+        if "(check-sat)" not in e["smtlib"] or any(f"(declare-fun x{j} () Real)" not in e["smtlib"] for j in used):
+            raise CheckFailed("clarke: the SMT-LIB2 query does not declare the constraints' variables or ask check-sat")
         empty[tuple(sorted(choices_of(e["choices"]).items(), key=str))] = e["constraints"]
     idents = {tuple(sorted(choices_of(i["choices"]).items(), key=str)): (key_of(i["of"]), mpq(i["ratio"])) for i in ev.get("identities", [])}
     count = {"patterns": 0, "empty": 0}

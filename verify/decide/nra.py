@@ -41,7 +41,7 @@ class Emptiness:
 def _z3_term(z3, p, xs):
     terms = []
     for m, c in sorted(p.t.items()):
-        factors = [xs[j] if e == 1 else xs[j] ** e for j, e in enumerate(m) if e]
+        factors = [xs[j] for j, e in enumerate(m) for _ in range(e)]  # x^2 as (* x x): plain QF_NRA
         coef = z3.RealVal(str(c))
         if not factors:
             terms.append(coef)
@@ -86,7 +86,10 @@ def _cvc5(text, timeout_ms):
         out = cmd.invoke(slv, sm).strip()
         if out in ("sat", "unsat", "unknown"):
             answer = out
-    return answer, f"cvc5 {slv.getVersion()}" if hasattr(slv, "getVersion") else "cvc5"
+    version = slv.getVersion()
+    if isinstance(version, bytes):
+        version = version.decode()
+    return answer, "cvc5 " + str(version).strip("b'\"")
 
 
 def empty_near(polys, radius, timeout_ms) -> Emptiness:
