@@ -60,6 +60,47 @@ def test_tie_polynomials_of_the_curved_example():
     assert rec[(2, 0, 1)] == ("act", X * X * 2 - Y)
 
 
+def test_arc_levels_by_hand():
+    from kinkcheck.decide import arcs
+
+    X, Y = PL.Poly.var(2, 0), PL.Poly.var(2, 1)
+    # X^2 - Y^2 > 0: no linear part (no cone), but the straight line (t, 0) gives t^2 > 0: a ray
+    assert arcs.cone([X * X - Y * Y], 2) is None
+    arc = arcs.find_arc([X * X - Y * Y], 2)
+    assert arc is not None and len(arc) == 1 and arc[0][0] ** 2 > arc[0][1] ** 2
+    # the cusp a^2 < b < 2a^2: degree 2 (the t-coefficient of both is the same +-d1b, so d1b = 0)
+    arc = arcs.find_arc([Y - X * X, X * X * 2 - Y], 2)
+    assert arc is not None and len(arc) == 2 and arc[0][1] == 0
+    assert arc[0][0] ** 2 < arc[1][1] < 2 * arc[0][0] ** 2
+    # -(X^2 + Y^2) > 0 is empty: no arc
+    assert arcs.find_arc([-(X * X + Y * Y)], 2) is None
+
+
+def test_emptiness_portfolio_by_hand():
+    pytest.importorskip("cvc5")
+    from kinkcheck.decide import nra
+
+    X, Y = PL.Poly.var(2, 0), PL.Poly.var(2, 1)
+    e = nra.empty_near([X * X - Y, Y - X * X * 2], mpq(1), 5000)  # 2a^2 < b < a^2: empty
+    assert e.answer == "unsat" and e.answers == {"z3": "unsat", "cvc5": "unsat"}
+    e = nra.empty_near([Y - X * X, X * X * 2 - Y], mpq(1, 16), 5000)  # the cusp: not empty
+    assert e.answer == "sat"
+    # far from w only: X > 1/2 is empty in the box of radius 1/4, not in the box of radius 1
+    assert nra.empty_near([X - mpq(1, 2)], mpq(1, 4), 5000).answer == "unsat"
+    assert nra.empty_near([X - mpq(1, 2)], mpq(1), 5000).answer == "sat"
+
+
+def test_budget_gives_null_with_the_reason():
+    from kinkcheck.decide import clarke
+    from kinkcheck.decide.differentiability import convex_weights, separator
+    from kinkcheck.encodings import program as P
+
+    runs = verify("curved_piece_clarke")._runs
+    fw = runs.exact_full()
+    c = clarke.decide(runs, fw, P.ties(runs.net, fw), list(runs.exact_ad()), convex_weights, separator, time_limit=0.0)
+    assert c.answer is None and "time limit" in c.reason
+
+
 # ----------------------------------------------------------------------------------------------
 # the four examples (hand-derived: see each file's description)
 

@@ -213,8 +213,11 @@ def _affine_points(Ls, cs, n, timeout_ms, rng, variants=3):
     null = _null_space([Ls[i] for i in tight], n)
     out = [p0]
     slack = [i for i in range(len(Ls)) if i not in tight]
-    for _ in range(variants if null else 0):
-        v = [sum((mpq(int(k)) * b[j] for k, b in zip(rng.integers(-3, 4, len(null)), null)), mpq(0)) for j in range(n)]
+    moves = [[mpq(int(k)) for k in rng.integers(-3, 4, len(null))] for _ in range(variants if null else 0)]
+    if variants > 1 and 0 < len(null) <= 4:  # the full search also moves along each basis vector
+        moves += [[mpq(s) if i == k else mpq(0) for i in range(len(null))] for k in range(len(null)) for s in (1, -1)]
+    for mv in moves:
+        v = [sum((c * b[j] for c, b in zip(mv, null)), mpq(0)) for j in range(n)]
         if all(x == 0 for x in v):
             continue
         eps = mpq(1)
@@ -236,11 +239,13 @@ def find_arc(polys, n, *, max_degree=4, variants=3, deadline=None, timeout_ms=50
     zero = [mpq(0)] * n
     lin = [p.linear() for p in polys]
 
-    def rec(arc, pending):
+    def rec(arc, pending, K):
         if not pending:
             return arc
+        if arc and check_arc(polys, arc):
+            return arc  # the lower orders already sign every tie (e.g. a ray whose t^2 terms do)
         k = len(arc) + 1
-        if k > max_degree:
+        if k > K:
             return None
         if deadline is not None and time.perf_counter() > deadline:
             raise Budget("time limit exceeded in the arc search")
@@ -251,18 +256,24 @@ def find_arc(polys, n, *, max_degree=4, variants=3, deadline=None, timeout_ms=50
             if any(v < 0 for v in vals):
                 continue
             nxt = [i for i, v in zip(pending, vals) if v == 0]
-            if len(nxt) == len(pending) and all(x == 0 for x in d):
-                continue  # no progress at this order with d = 0 and nothing else to try here
-            got = rec(arc + [d], nxt)
+            if len(nxt) == len(pending) and all(x == 0 for x in d) and k == K:
+                continue  # no progress at the last order
+            got = rec(arc + [d], nxt, K)
             if got is not None:
                 return got
         return None
 
-    arc = rec([], list(range(len(polys))))
+    arc = None
+    for K in range(1, max_degree + 1):  # the degree rises step by step: the lowest found first
+        arc = rec([], list(range(len(polys))), K)
+        if arc is not None:
+            break
     if arc is None:
         return None
     while len(arc) > 1 and all(x == 0 for x in arc[-1]):
         arc = arc[:-1]
+    if len(arc) > 1 and all(all(x == 0 for x in d) for d in arc[:-1]) and check_arc(polys, arc[-1:]):
+        arc = arc[-1:]  # t^k d_k alone: the ray t d_k (s = t^k)
     return arc if check_arc(polys, arc) else None
 
 
