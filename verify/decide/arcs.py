@@ -230,7 +230,7 @@ def _affine_points(Ls, cs, n, timeout_ms, rng, variants=3):
     return out
 
 
-def find_arc(polys, n, *, max_degree=4, variants=3, deadline=None, timeout_ms=5000, seed=0):
+def find_arc(polys, n, *, max_degree=4, variants=3, deadline=None, timeout_ms=5000, seed=0, max_nodes=200):
     """A rational arc [d1, ..., dK] along which every polynomial's leading coefficient is > 0,
     or None (none found within the degree and the budget; not a proof of emptiness)."""
     if not polys:
@@ -239,14 +239,17 @@ def find_arc(polys, n, *, max_degree=4, variants=3, deadline=None, timeout_ms=50
     zero = [mpq(0)] * n
     lin = [p.linear() for p in polys]
 
+    nodes = [0]
+
     def rec(arc, pending, K):
         if not pending:
             return arc
         if arc and check_arc(polys, arc):
             return arc  # the lower orders already sign every tie (e.g. a ray whose t^2 terms do)
         k = len(arc) + 1
-        if k > K:
+        if k > K or nodes[0] >= max_nodes:
             return None
+        nodes[0] += 1  # one LP level per node: the search is bounded, not only by the clock
         if deadline is not None and time.perf_counter() > deadline:
             raise Budget("time limit exceeded in the arc search")
         cs = [polys[i].series(arc + [zero], k)[k] for i in pending]

@@ -148,7 +148,7 @@ def decide(runs, fw, ties, ad, convex_weights, separator, *, time_limit=30.0) ->
 
 
 def _arc(p, n, deadline, timeout_ms, seed, quick) -> bool:
-    arc = arcs.find_arc(p.polys, n, max_degree=2 if quick else 4, variants=1 if quick else 3, deadline=deadline, timeout_ms=timeout_ms, seed=seed)
+    arc = arcs.find_arc(p.polys, n, max_degree=2 if quick else 4, variants=1 if quick else 3, max_nodes=12 if quick else 200, deadline=deadline, timeout_ms=timeout_ms, seed=seed)
     if arc is None:
         return False
     p.level = "ray" if len(arc) == 1 else "arc"
