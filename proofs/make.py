@@ -47,7 +47,8 @@ README_HEAD = """# proofs
 The papers' examples (Lee-Park-Aiken ICML 2023, Park-Chun-Lee ICLR 2024, Boustany TMLR 2024, Bolte
 et al. NeurIPS 2021), kinkcheck's own (the max-pool LP condition, a tie under cross-entropy,
 compensating ties in two layers, a choice sensitivity that only a mixed assignment of one-sided
-choices shows), fixed-point (DEQ) layers and a value-iteration block (docs/implicit.md) as network files (`examples/`) with
+choices shows, tie regions that are curved, mirrored or cut out by dependent functionals -
+docs/clarke.md), fixed-point (DEQ) layers and a value-iteration block (docs/implicit.md) as network files (`examples/`) with
 their committed certificates (`certificates/`). `kinkcheck check certificates/NAME.cert.json`
 re-validates one with exact arithmetic; the test suite re-checks all of them and regenerates them
 (`python proofs/make.py --check`). Regenerate with `python proofs/make.py`.

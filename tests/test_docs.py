@@ -46,7 +46,7 @@ TEXT_LANGS = {"", "text"}
 # (page, first line of the block): the blocks marked <!-- not-run: ... -->
 NOT_RUN = {
     ("README.md", "pip install . && kinkcheck verify proofs/examples/relu_minus_relu.json"),
-    ("README.md", "pip install torch==2.13.0 && pip install -e '.[test,bitwuzla,torch,onnx,jax,survey]' && python -m pytest"),
+    ("README.md", "pip install torch==2.13.0 && pip install -e '.[test,bitwuzla,torch,onnx,jax,survey,nra]' && python -m pytest"),
     ("README.md", "kinkcheck verify NETWORK.json [--convention pytorch|jax|tensorflow|FILE.json] [--json] [--values] [--rounding nearest] [--certificate OUT.json] [--report OUT.html]"),
     ("certificate.md", "{"),
     ("count.md", "kinkcheck count NETWORK.json --sweep 'PARAM[INDEX]' [--sweep 'PARAM2[INDEX]'] [--range LO:HI ...] \\"),

@@ -252,6 +252,8 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         "limiting_gradients": [[rat(x) for x in g] for g in verdict.limiting] if values else None,
         "theorems": list(verdict.theorems),
     }
+    if getattr(verdict, "clarke", None) is not None and verdict.clarke.pats is not None:
+        report.decision["clarke_patterns"] = verdict.clarke.summary(values)
     if any(L.op in ("fixed_point", "value_iteration") for L in net.layers):
         from .decide.implicit import section
         from .decide.vin import section as vin_section

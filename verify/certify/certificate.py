@@ -98,6 +98,8 @@ def build(report) -> dict:
     if v.ad_cell is not None and (evidence.get("theorem") == "ad-pattern" or net.loss.op == "cross_entropy"):
         c = v.ad_cell
         evidence["ad_cell"] = {"choices": _choices(c.choices), "witness": [rat(x) for x in c.witness], "gradient": [rat(x) for x in c.gradient] if c.gradient is not None else None, "zero_ties": [_key(k) for k in c.zero_ties]}
+    if getattr(v, "clarke", None) is not None and v.clarke.answer is not None:
+        evidence["clarke"] = _clarke(v.clarke)
     raw = inline_tensors(net)  # self-contained: sidecar tensors written inline
     claims["digest"] = digest(raw, conv)
     return {
@@ -108,6 +110,32 @@ def build(report) -> dict:
         "claims": claims,
         "evidence": evidence,
     }
+
+
+def _clarke(c) -> dict:
+    """The polynomial-region evidence (checked by certify/arc_check.py)."""
+    out = {
+        "variables": [int(j) for j in c.pats.variables],
+        "active": [{"choices": _choices(p.choices), "level": p.level, "arc": [[rat(x) for x in d] for d in p.arc], "gradient": [rat(x) for x in p.gradient]} for p in c.active],
+    }
+    if c.answer:
+        out["weights"] = [rat(x) for x in c.weights]
+        return out
+    out["separator"] = [rat(x) for x in c.separator]
+    out["empty"] = [
+        {
+            "choices": _choices(p.choices),
+            "radius": rat(p.empty.radius),
+            "constraints": [q.to_json() for q in p.polys],
+            "smtlib": p.empty.smtlib,
+            "answers": dict(p.empty.answers),
+            "solvers": dict(p.empty.solvers),
+            "trust": "solver",
+        }
+        for p in c.empty
+    ]
+    out["identities"] = [{"choices": _choices(i.choices), "tie": _key(i.tie), "of": _key(i.of), "ratio": rat(i.ratio)} for i in c.pats.identities]
+    return out
 
 
 def digest(network: dict, convention: dict) -> str:

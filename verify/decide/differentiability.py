@@ -53,6 +53,7 @@ class Verdict:
     clarke_by: str | None = None  # a theorem decided ad_in_clarke
     ad_cell: object = None  # the AD pattern's non-empty cell (the ad-pattern LP condition)
     directional: object = None  # directional.Answer (method "directional")
+    clarke: object = None  # clarke.Clarke: the polynomial-region decision (docs/clarke.md)
 
 
 AD_PATTERN = "ad-pattern LP: the AD output's own pattern has a non-empty cell (cf. Park-Chun-Lee Thm 8 / Algorithm 1)"
@@ -191,9 +192,34 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
         v.ad_in_clarke = True
         v.clarke_by = v.theorems[0]
         v.reason += f"; AD is a Clarke subderivative by {v.theorems[0]}"
+    if v.ad_in_clarke is None and v.differentiable is not None:
+        _decide_clarke(runs, real_ties, v, time_limit - (time.perf_counter() - t0))
     v.time_s = time.perf_counter() - t0
     v.n_ties = len(real_ties)
     return v
+
+
+def _decide_clarke(runs, ties, v, time_left) -> None:
+    """Clarke membership through the patterns' polynomial regions (clarke.py): arcs for "yes",
+    emptiness proofs for "no", when the first-order cells left it open."""
+    from . import clarke
+
+    if _transcendental(runs.net) or not clarke.applies(runs.net) or any(t.op == "fixed_point" for t in ties):
+        return
+    try:
+        fw = runs.exact_full()
+        ad = list(runs.exact_ad())
+    except Undecided:
+        return
+    c = clarke.decide(runs, fw, ties, ad, convex_weights, separator, time_limit=max(1.0, time_left))
+    v.clarke = c
+    if c.answer is None:
+        v.reason += f"; the polynomial regions left it open: {c.reason}"
+        return
+    v.ad_in_clarke = c.answer
+    if c.answer is False:
+        v.separator = c.separator  # it separates every cell too: each cell's ray enters a pattern shown active or separated
+    v.reason += f"; Clarke membership decided on the patterns' polynomial regions: {c.reason}"
 
 
 def _transcendental(net) -> bool:
@@ -300,7 +326,7 @@ def _decide_directional(runs, fw, ties, ad, time_limit) -> Verdict:
     g = list(a.gradient)
     if g == ad:
         return Verdict(True, True, True, True, f"{base}: f'(w;.) is linear, f is differentiable and AD is its gradient", gradient=g, method="directional", directional=a)
-    if runs.net.n_grad <= 1 or affine_tie_inputs(runs.net):
+    if runs.net.n_grad <= 1 or affine_tie_inputs(runs.net, upto=max(t.layer for t in ties)):
         v = Verdict(True, False, False, False, f"{base}: f is differentiable, AD is not the gradient and not in the Clarke subdifferential {{gradient}}", gradient=g, method="directional", directional=a)
         v.separator = separator([g], ad)
         return v
