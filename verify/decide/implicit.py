@@ -94,9 +94,14 @@ def section(runs) -> list:
             continue
         m = runs.machine.fp[L.index] if runs.machine is not None else None
         entry = {"layer": L.index, "units": L.out_shape[0], "solver": {"method": L.fp.method, "max_iter": L.fp.max_iter, "tol": hexf(net.fmt, L.fp.tol)}}
+        if L.fp.method == "anderson":
+            entry["solver"].update(m=L.fp.m, beta=hexf(net.fmt, L.fp.beta))
         if m is not None:
             entry["machine"] = {"iterations": m.iterations, "residual": hexf(net.fmt, m.residual), "converged": m.converged}
-            entry["unrolled"] = _unrolled(runs, L)
+            if L.fp.method == "anderson":  # backprop through the mixing and its least-squares solves is not modelled
+                entry["unrolled"] = {"equals_implicit_bitwise": None, "reason": "unrolled AD is modelled for method iterate only"}
+            else:
+                entry["unrolled"] = _unrolled(runs, L)
         try:
             fw = runs.exact_full()
         except Undecided as exc:
