@@ -263,7 +263,7 @@ def test_bad_fixed_point_layers(cell, msg):
 
 def test_bad_solver():
     base = deq([[0.5]], [[1]], [0], [[1]])
-    for solver, msg in (({"method": "anderson"}, "iterate"), ({"max_iter": 0}, "max_iter"), ({"tol": -1}, "tol"), ({"steps": 3}, "unknown key")):
+    for solver, msg in (({"method": "broyden"}, "iterate"), ({"max_iter": 0}, "max_iter"), ({"tol": -1}, "tol"), ({"steps": 3}, "unknown key")):
         doc = {**base, "layers": [{**base["layers"][0], "solver": solver}]}
         with pytest.raises(kinkcheck.InputError, match=msg):
             kinkcheck.load(doc)

@@ -146,8 +146,10 @@ def _check(cert) -> dict:
         raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")
     implicit = ev.get("method") == "implicit"
     if implicit:  # ties inside fixed-point layers: the cells are sound only under coherent orientation
-        if any(net.layers[k[0]].op != "fixed_point" for k in found):
-            raise CheckFailed("step 3 (implicit): every real tie must lie inside a fixed-point layer")
+        if not any(k[0] < len(net.layers) and net.layers[k[0]].op == "fixed_point" for k in found):
+            raise CheckFailed("step 3 (implicit): some real tie must lie inside a fixed-point layer")
+        if any(k[0] < len(net.layers) and net.layers[k[0]].op in ("maxpool1d", "maxpool2d") for k in found):
+            raise CheckFailed("step 3 (implicit): max-pool ties are not combined with fixed-point ties")
         n_vertices = fixedpoint_check.coherent_orientation(M, _layer_inputs)
         steps.append(f"coherent orientation ({n_vertices} vertex determinants)")
     cells = []
