@@ -33,6 +33,9 @@ if _torch is not None:
             self.max_iter = int(max_iter)
             self.tol = float(tol)
             self.iterations = 0
+            self.last_pre = None  # the pre-activation at the last forward pass's float fixed point (for gradcheck)
+            self.last_z = None  # that float fixed point
+            self.last_lambda = None  # the last backward pass's adjoint (the implicit hook's result)
             if solver not in ("iterate", "anderson"):
                 raise ValueError(f"DEQ: solver must be 'iterate' or 'anderson', got {solver!r}")
             self.solver, self.m, self.beta = solver, int(m), float(beta)
@@ -102,6 +105,9 @@ if _torch is not None:
                         break
                 if self.solver == "anderson":
                     z, self.iterations = self._anderson(x)
+                a = z @ self.W.T + x @ self.U.T
+                self.last_pre = a + self.b if self.b is not None else a
+                self.last_z = z.detach()
             out = self._f(z.detach(), x)  # the layer's output; its gradient is replaced below
             if out.requires_grad:
                 z0 = z.detach().requires_grad_()
@@ -116,6 +122,7 @@ if _torch is not None:
                         lam = new
                         if res <= self.tol:
                             break
+                    self.last_lambda = lam.detach()
                     return lam
 
                 out.register_hook(implicit)
