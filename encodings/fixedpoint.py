@@ -329,6 +329,8 @@ def unrolled(A, sol, g, W, derivative):
     (``derivative(a, piece, kink)``, the convention's proxy at a kink), lambda_{k-1} = W^T mu_k.
     Returns (mu [N, n, K] with positions in backward order k = K .. 1, z_{k-1} [N, n, K] alike):
     W receives sum_k mu_k z_{k-1}^T and the cell's input side sum_k mu_k, summed in that order."""
+    if not sol.iterates:
+        raise ValueError("unrolled AD is modelled for the method iterate only (no iterates recorded)")
     WT = np.ascontiguousarray(np.asarray(W).T)
     lam, mus, zs = g, [], []
     for z_prev, a, piece, kink in reversed(sol.iterates):

@@ -126,3 +126,12 @@ def test_search_and_export_test_refuse_fixed_point_layers(tmp_path):
         assert res.exit_code == 2 and len(lines) == 1, res.output
         assert "layer 0 (fixed_point)" in lines[0] and str(path) in lines[0]
     assert not (tmp_path / "t.py").exists()
+
+
+def test_the_committed_example():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "proofs" / "examples" / "deq_mixed_ties.json"
+    r = kinkcheck.verify(str(path), values=True)
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    assert grads(r) == [(0, 0), (0, 1), (2, 1)]
