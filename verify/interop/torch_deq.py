@@ -94,6 +94,7 @@ if _torch is not None:
                 z = gbar if self.beta == 1 else gbar * beta + zbar * (1 - beta)
 
         def forward(self, x):
+            self.last_lambda = None  # set again by this pass's backward, if there is one
             with _torch.no_grad():
                 z = _torch.zeros(x.shape[0], self.W.shape[0], dtype=self.W.dtype)
                 for k in range(self.max_iter if self.solver == "iterate" else 0):
