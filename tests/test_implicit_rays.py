@@ -99,7 +99,7 @@ def _doc(W, U, b, X, act, dtype):
     }
 
 
-@settings(deadline=None, max_examples=15)
+@settings(deadline=None)
 @given(tied_deqs())
 def test_verdicts_against_directional_derivatives_along_rays(case):
     W, U, b, X, act, dtype = case
