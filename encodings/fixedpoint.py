@@ -122,6 +122,8 @@ def forward(A, L, x, W, b, U, apply_pieces) -> Solution:
     if A.exact:
         return _exact(A, L, x, W, b, U, Ux, apply_pieces)
     fp = L.fp
+    if fp.method == "anderson":
+        return _anderson(A, L, W, b, Ux, apply_pieces)
     N, n = x.shape[0], W.shape[0]
     z = A.zeros((N, n))
     res, it = None, 0
@@ -141,6 +143,81 @@ def forward(A, L, x, W, b, U, apply_pieces) -> Solution:
             break
     a = _pre(A, W, Ux, b, z)
     return Solution(z=z, a=a, iterations=it, residual=res, converged=bool(res <= tol), iterates=iterates)
+
+
+def _rowdot(A, x, y):
+    """Per sample, sum_i x_i y_i in the spec's order (acc = x_0 y_0; acc = acc + x_i y_i): [N]."""
+    acc = A.mul(x[:, 0], y[:, 0])
+    for i in range(1, x.shape[1]):
+        acc = A.add(acc, A.mul(x[:, i], y[:, i]))
+    return acc
+
+
+def _anderson_gamma(A, dF, f):
+    """gamma [N, m] solving the normal equations (dF^T dF) gamma = dF^T f per sample, in the dtype:
+    H_pq = dF_p . dF_q and r_p = dF_p . f by ``_rowdot``; Gaussian elimination without pivoting
+    (for c: for i > c: l = H_ic / H_cc; H_ij -= l H_cj for j > c; r_i -= l r_c), then back
+    substitution (gamma_i = (r_i - sum_{j>i} H_ij gamma_j, subtracted in increasing j) / H_ii). A
+    sample with a zero pivot or a non-finite gamma takes gamma = 0 (the plain step)."""
+    m, N = len(dF), f.shape[0]
+    H = [[_rowdot(A, dF[p], dF[q]) for q in range(m)] for p in range(m)]
+    r = [_rowdot(A, dF[p], f) for p in range(m)]
+    bad = np.zeros(N, dtype=bool)
+    for c in range(m):
+        bad |= np.asarray(H[c][c] == 0)
+        for i in range(c + 1, m):
+            lv = A.div(H[i][c], H[c][c])
+            for j in range(c + 1, m):
+                H[i][j] = A.sub(H[i][j], A.mul(lv, H[c][j]))
+            r[i] = A.sub(r[i], A.mul(lv, r[c]))
+    gam = [None] * m
+    for i in reversed(range(m)):
+        acc = r[i]
+        for j in range(i + 1, m):
+            acc = A.sub(acc, A.mul(H[i][j], gam[j]))
+        gam[i] = A.div(acc, H[i][i])
+    G = np.stack(gam, axis=1)
+    with np.errstate(all="ignore"):
+        bad |= ~np.isfinite(np.asarray(G, dtype=np.float64)).all(axis=1)
+    G[bad] = A.const(0)
+    return G
+
+
+def _anderson(A, L, W, b, Ux, apply_pieces) -> Solution:
+    """Anderson acceleration (type II, Walker and Ni's form) in the dtype (docs/implicit.md):
+    iteration k evaluates g_k = act(W z_k + U x + b) and f_k = g_k - z_k; it stops when
+    max |f_k| <= tol (over the batch) or at max_iter, the output being g_k. Otherwise, with the last
+    m_k = min(m, k) differences dF_j = f_{j+1} - f_j and dG_j = g_{j+1} - g_j (oldest first), gamma
+    solves the normal equations (``_anderson_gamma``), gbar = g_k - sum_j dG_j gamma_j (subtracted in
+    increasing j) and z_{k+1} = gbar when beta = 1, else beta gbar + (1 - beta) zbar with zbar =
+    z_k - sum_j dZ_j gamma_j alike."""
+    fp = L.fp
+    N, n = Ux.shape
+    z = A.zeros((N, n))
+    tol, beta, one = A.const(fp.tol), A.const(fp.beta), A.const(1)
+    hist, it = [], 0
+    while True:
+        a = _pre(A, W, Ux, b, z)
+        piece, _ = A.locate(a, L.act.kinks)
+        g = apply_pieces(A, L.act, a, piece)
+        it += 1
+        f = A.sub(g, z)
+        with np.errstate(all="ignore"):
+            res = np.abs(f).max() if f.size else A.const(0)
+        if res <= tol or it >= fp.max_iter:
+            break
+        hist = (hist + [(z, g, f)])[-(fp.m + 1) :]
+        d = [tuple(A.sub(hist[j + 1][t], hist[j][t]) for t in range(3)) for j in range(len(hist) - 1)]
+        gam = _anderson_gamma(A, [dj[2] for dj in d], f) if d else None
+        gbar, zbar = g, z
+        for j, (dz, dg, _) in enumerate(d):
+            gbar = A.sub(gbar, A.mul(dg, gam[:, j : j + 1]))
+            if beta != one:
+                zbar = A.sub(zbar, A.mul(dz, gam[:, j : j + 1]))
+        z = gbar if beta == one else A.add(A.mul(gbar, beta), A.mul(zbar, A.sub(one, beta)))
+    z = g
+    a = _pre(A, W, Ux, b, z)
+    return Solution(z=z, a=a, iterations=it, residual=res, converged=bool(res <= tol))
 
 
 def _exact(A, L, x, W, b, U, Ux, apply_pieces) -> Solution:
@@ -252,6 +329,8 @@ def unrolled(A, sol, g, W, derivative):
     (``derivative(a, piece, kink)``, the convention's proxy at a kink), lambda_{k-1} = W^T mu_k.
     Returns (mu [N, n, K] with positions in backward order k = K .. 1, z_{k-1} [N, n, K] alike):
     W receives sum_k mu_k z_{k-1}^T and the cell's input side sum_k mu_k, summed in that order."""
+    if not sol.iterates:
+        raise ValueError("unrolled AD is modelled for the method iterate only (no iterates recorded)")
     WT = np.ascontiguousarray(np.asarray(W).T)
     lam, mus, zs = g, [], []
     for z_prev, a, piece, kink in reversed(sol.iterates):

@@ -148,6 +148,8 @@ class FixedPoint:
     max_iter: int
     tol: float
     init: str = "zeros"
+    m: int = 0  # anderson: history depth
+    beta: float = 1.0  # anderson: mixing (damping) in (0, 1], rounded to the dtype
 
 
 @dataclass
@@ -165,7 +167,8 @@ class ValueIteration:
     init: str = "zeros"
 
 
-FP_METHODS = ("iterate",)
+FP_METHODS = ("iterate", "anderson")
+FP_MAX_M = 64
 FP_MAX_ITER = 1_000_000
 
 
@@ -850,12 +853,19 @@ class _Loader:
         solver = spec.get("solver", {})
         if not isinstance(solver, dict):
             raise InputError(f"{where}: solver must be an object with method, max_iter, tol")
-        for k in solver:
-            if k not in ("method", "max_iter", "tol"):
-                raise InputError(f"{where}: solver: unknown key {k!r} (allowed: max_iter, method, tol)")
         method = solver.get("method", "iterate")
         if method not in FP_METHODS:
-            raise InputError(f"{where}: solver.method must be \"iterate\" (plain fixed-point iteration), got {method!r}")
+            raise InputError(f"{where}: solver.method must be \"iterate\" (plain fixed-point iteration) or \"anderson\", got {method!r}")
+        allowed = ("max_iter", "method", "tol") + (("beta", "m") if method == "anderson" else ())
+        for k in solver:
+            if k not in allowed:
+                raise InputError(f"{where}: solver: unknown key {k!r} for method {method} (allowed: {', '.join(sorted(allowed))})")
+        m = solver.get("m", 5)
+        if not isinstance(m, int) or isinstance(m, bool) or not 0 <= m <= FP_MAX_M:
+            raise InputError(f"{where}: solver.m must be an integer in 0..{FP_MAX_M}")
+        beta = self.value(solver.get("beta", 1), f"{where}: solver.beta", rounding="nearest")
+        if not 0 < beta <= 1:
+            raise InputError(f"{where}: solver.beta must be a value in (0, 1]")
         max_iter = solver.get("max_iter", 100)
         if not isinstance(max_iter, int) or isinstance(max_iter, bool) or not 1 <= max_iter <= FP_MAX_ITER:
             raise InputError(f"{where}: solver.max_iter must be an integer in 1..{FP_MAX_ITER}")
@@ -865,7 +875,7 @@ class _Loader:
         init = spec.get("init", "zeros")
         if init != "zeros":
             raise InputError(f"{where}: init must be \"zeros\"")
-        L.fp = FixedPoint(U, method, max_iter, float(tol), init)
+        L.fp = FixedPoint(U, method, max_iter, float(tol), init, m if method == "anderson" else 0, float(beta))
         L.out_shape = (n,)
 
     def value_iteration(self, L, spec, where: str, shape: tuple) -> None:

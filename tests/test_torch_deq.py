@@ -65,6 +65,17 @@ def test_a_tie_inside_the_deq():
     assert diff[16] == Fraction(1, 2) and diff[3] == 1  # b[1] and W[1,0]
 
 
-def test_gradcheck_refuses_a_deq_clearly():
-    with pytest.raises(kinkcheck.InputError, match="fixed_point"):
-        kinkcheck.gradcheck(model(), X)
+def test_anderson_forward_read_by_from_torch():
+    """Every operation of the exact model is exact in float32 (dyadic values, a nilpotent W), so
+    torch's Anderson run and kinkcheck's machine Anderson run take the same steps: the same number
+    of cell evaluations and the exact fixed point."""
+    m = DEQ(model().W.detach(), model().U.detach(), model().b.detach(), torch.nn.ReLU(), max_iter=20, solver="anderson", m=2)
+    z = m(X)
+    doc = from_torch(m, X)
+    assert doc["layers"][0]["solver"] == {"method": "anderson", "max_iter": 20, "tol": 0.0, "m": 2, "beta": 1.0}
+    r = kinkcheck.verify(doc, values=True)
+    assert r.implicit[0]["machine"]["iterations"] == m.iterations and r.implicit[0]["machine"]["converged"] is True
+    sol = r._runs.exact_full().fp[0]
+    assert [[Fraction(float(v)) for v in row] for row in z.detach()] == [[Fraction(int(v.numerator), int(v.denominator)) for v in row] for row in sol.z]
+    with pytest.raises(ValueError, match="solver"):
+        DEQ(model().W.detach(), model().U.detach(), solver="newton")

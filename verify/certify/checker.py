@@ -157,9 +157,15 @@ def _check(cert) -> dict:
         raise CheckFailed("step 3 (order): the tie order must list every real tie by (layer, sample, unit)")
     implicit = ev.get("method") == "implicit"
     if implicit:  # ties inside fixed-point layers: the cells are sound only under coherent orientation
-        ops = {net.layers[k[0]].op for k in found}
-        if not ops <= {"fixed_point", "value_iteration"} or len(ops) > 1:
-            raise CheckFailed("step 3 (implicit): every real tie must lie inside fixed-point layers or inside value-iteration blocks")
+        def _op(k):
+            return net.layers[k[0]].op if k[0] < len(net.layers) else None
+        if any(_op(k) == "value_iteration" for k in found):
+            if any(_op(k) != "value_iteration" for k in found):
+                raise CheckFailed("step 3 (implicit): ties inside value-iteration blocks are not combined with other ties")
+        elif not any(_op(k) == "fixed_point" for k in found):
+            raise CheckFailed("step 3 (implicit): some real tie must lie inside a fixed-point layer or a value-iteration block")
+        if any(_op(k) in ("maxpool1d", "maxpool2d") for k in found):
+            raise CheckFailed("step 3 (implicit): max-pool ties are not combined with fixed-point ties")
         n_vertices = fixedpoint_check.coherent_orientation(M, _layer_inputs) + vin_check.coherent_orientation(M, _layer_inputs)
         steps.append(f"coherent orientation ({n_vertices} vertex determinants)")
     cells = []

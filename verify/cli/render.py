@@ -135,7 +135,7 @@ def _render(report) -> None:
             _vin_lines(out, e, m, x)
             continue
         out.print(
-            f"fixed-point layer {e['layer']} ({e['units']} units): machine solver {m.get('iterations')} iteration(s), residual {m.get('residual')}, "
+            f"fixed-point layer {e['layer']} ({e['units']} units): machine solver{_fp_method(e['solver'])} {m.get('iterations')} iteration(s), residual {m.get('residual')}, "
             + ("converged" if m.get("converged") else "NOT converged")
             + (f"; exact fixed point {'unique (contraction)' if x['unique'] else 'uniqueness not proved'}, float pattern {'agrees' if e.get('pattern_agrees') else 'DIFFERS'}" if x else f"; exact: {e.get('reason')}")
         )
@@ -184,3 +184,8 @@ def _count_table(res) -> None:
     bound = f"{b['bound']} ({b['formula']}); nd count {d['not_differentiable']}" if b.get("applies") else f"does not apply: {b['reason']}"
     out.print(f"Lee-Park-Aiken bound: {bound}", markup=False)
     out.print(f"method: {d['method']}; {d['decided_points']} point(s) fully decided; {d['time_s']:.3f} s, {d['points_per_s']:.0f} points/s", markup=False)
+
+
+def _fp_method(solver: dict) -> str:
+    """The solver named after "machine solver": the Anderson settings, nothing for plain iteration."""
+    return f" (anderson, m = {solver['m']}, beta = {solver['beta']})" if solver.get("method") == "anderson" else ""

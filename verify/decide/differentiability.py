@@ -105,19 +105,17 @@ def separator(points, target, timeout_ms=20000):
 def _implicit_obstacle(runs, real_ties) -> str | None:
     """Why the verdicts do not apply to a network with fixed-point layers, or None. Off the ties,
     such a layer is smooth near w when I - D W is invertible at its fixed point (the implicit
-    function theorem); a tie inside it couples the layer's units through the fixed point, which
-    the cell machinery (ties in layer order) does not model."""
+    function theorem); a layer with a tie inside is checked by ``_decide_implicit`` (its whole
+    Clarke box)."""
     layers = [L for L in runs.net.layers if L.op == "fixed_point"]
     if not layers:
         return None
-    inside = sorted({t.layer for t in real_ties if t.op == "fixed_point"})
-    if inside and len(inside) < len({t.layer for t in real_ties}):
-        return f"real ties inside fixed-point layer(s) {inside} and elsewhere: the verdicts are not decided for such mixes yet"
-    if inside:
-        return None  # decided by _decide_implicit
+    inside = {t.layer for t in real_ties if t.op == "fixed_point"}
     from .implicit import invertible_at_w
 
     for L in layers:
+        if L.index in inside:
+            continue
         why = invertible_at_w(runs, L)
         if why is not None:
             return why
@@ -170,8 +168,8 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
     implicit = _implicit_obstacle(runs, real_ties)
     if implicit is not None:
         return Verdict(None, None, None, False, implicit, method="implicit")
-    if real_ties and all(t.op == "fixed_point" for t in real_ties):
-        return _decide_implicit(runs, real_ties)
+    if any(t.op == "fixed_point" for t in real_ties):
+        return _decide_implicit(runs, real_ties)  # with the other ties as further pattern coordinates
     if not real_ties:
         return Verdict(True, True, True, True, "no real tie: f is smooth near w, its gradient is the exact AD output", method="smooth")
     v = _decide_ties(runs, real_ties, max_cells, time_limit)

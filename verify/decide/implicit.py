@@ -10,8 +10,9 @@ implicit Jacobian of the solution map is {(I - D W)^{-1} D [dW z* + dU x + db + 
 
 Off the ties, one invertible I - D W is the implicit function theorem: the layer is smooth near w
 and the network's verdicts apply unchanged (``invertible_at_w``). Ties inside the layer couple its
-units through the fixed point; their differentiability / Clarke verdicts are reported as
-undecided for now (the report's ``implicit`` section still gives the invertibility certificate).
+units through the fixed point: ``decide_ties`` decides them, together with the network's other
+elementwise ties (ReLU-like activations, the l1 loss), by enumerating every one-sided pattern of
+all the ties at once (max-pool ties next to them stay undecided).
 """
 
 from __future__ import annotations
@@ -98,9 +99,14 @@ def section(runs) -> list:
             continue
         m = runs.machine.fp[L.index] if runs.machine is not None else None
         entry = {"layer": L.index, "units": L.out_shape[0], "solver": {"method": L.fp.method, "max_iter": L.fp.max_iter, "tol": hexf(net.fmt, L.fp.tol)}}
+        if L.fp.method == "anderson":
+            entry["solver"].update(m=L.fp.m, beta=hexf(net.fmt, L.fp.beta))
         if m is not None:
             entry["machine"] = {"iterations": m.iterations, "residual": hexf(net.fmt, m.residual), "converged": m.converged}
-            entry["unrolled"] = _unrolled(runs, L)
+            if L.fp.method == "anderson":  # backprop through the mixing and its least-squares solves is not modelled
+                entry["unrolled"] = {"equals_implicit_bitwise": None, "reason": "unrolled AD is modelled for method iterate only"}
+            else:
+                entry["unrolled"] = _unrolled(runs, L)
         try:
             fw = runs.exact_full()
         except Undecided as exc:
@@ -145,7 +151,7 @@ MAX_PATTERNS = 4096
 
 
 def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
-    """The cells when every real tie lies inside fixed-point layers (docs/implicit.md).
+    """The cells when some real ties lie inside fixed-point layers (docs/implicit.md).
 
     Under Bolte et al.'s condition - every element of the Clarke Jacobian invertible, with one
     determinant sign (``vertex_test``) - the pre-activation tangent u solves G(u) = r, G a
@@ -160,16 +166,29 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
     functionals are linearly independent (then every cell is non-empty and no curved region can
     hide another piece: ``complete``).
 
+    Elementwise ties elsewhere in the network (an activation's kink, the l1 loss at 0) join the
+    pattern as further coordinates: on a full pattern s every map between the ties is linear in
+    the direction (the fixed-point layers' tangents by the same homeomorphism), so the tangent of
+    each tied argument is a linear functional l_{s,i} (the backward pass seeded at that argument,
+    with s's one-sided derivatives at every tie), and the cells, gradients and completeness rule
+    are the same. Max-pool ties (several choices each) are not combined with fixed-point ties.
+
     Returns {"obstacle": reason} when the question is not decided here, else {"enumeration": an
     ``cells.Enumeration`` of every pattern (non-empty cells with witnesses, empty ones with Gordan
     multipliers), "gradients": distinct gradients, "complete": bool, "base": summary}."""
     from ..encodings import program as P
-    from .cells import Budget, Cell, Enumeration, Pruned, feasible, gordan
+    from .cells import Budget, Cell, Enumeration, Pruned, feasible, functional, gordan
     from .linalg import rank
 
     net = runs.net
+    pools = [t for t in ties if t.op in ("maxpool1d", "maxpool2d")]
+    if pools:
+        return {"obstacle": f"real ties inside fixed-point layers and a max-pool tie ({pools[0].key}): such mixes are not decided"}
+    if net.loss.op == "cross_entropy" or any(L.act is not None and L.act.transcendental for L in net.layers):
+        return {"obstacle": "real ties inside fixed-point layers in a network with transcendental ops: the cell gradients are not rational"}
     fw = runs.exact_full()
-    for L in {t.layer: net.layers[t.layer] for t in ties}.values():
+    inner = ("fixed_point", "value_iteration")  # ties inside the layer: seeded at its tie gaps
+    for L in {t.layer: net.layers[t.layer] for t in ties if t.op in inner}.values():
         for s in range(fw.fp[L.index].z.shape[0]):
             res = _vertex(fw, L, s)
             if res["invertible"] is not True or res["sign"] is None:
@@ -177,7 +196,7 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
                 return {"obstacle": f"fixed-point layer {L.index}, sample {s}: the Clarke Jacobian {what} ({res['reason']}): the implicit derivative is not defined there (Bolte et al.'s condition fails)"}
     k = len(ties)
     if 2**k > MAX_PATTERNS:
-        return {"obstacle": f"{k} ties inside fixed-point layers: 2^{k} patterns exceed the budget {MAX_PATTERNS}"}
+        return {"obstacle": f"{k} real ties (some inside fixed-point layers): 2^{k} patterns exceed the budget {MAX_PATTERNS}"}
     n = net.n_grad
     order = sorted(ties, key=lambda t: t.key)
     cells, empty, complete = [], [], True
@@ -185,11 +204,14 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
         choose = {t.key: ("right" if (mask >> i) & 1 else "left") for i, t in enumerate(order)}
         funcs = []
         for i, t in enumerate(order):
-            e = fw.A.zeros(fw.fp[t.layer].a.shape)
-            e[t.sample, t.unit] = fw.A.const(1)
-            f = list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("fixed_point", t.layer, e)))
+            if t.op in inner:
+                e = fw.A.zeros(fw.fp[t.layer].a.shape)
+                e[t.sample, t.unit] = fw.A.const(1)
+                f = list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("fixed_point", t.layer, e)))
+            else:  # an elementwise tie elsewhere: the tangent of its argument (the loss's input for l1)
+                f = functional(runs, fw, len(net.layers) if t.op == "l1" else t.layer, t.sample, t.unit, choose)
             if all(v == 0 for v in f):
-                return {"obstacle": f"tie {t.key} inside a fixed-point layer has an identically zero tangent on pattern {choose}: higher-order terms decide its side (undecided)"}
+                return {"obstacle": f"tie {t.key} has an identically zero tangent on pattern {choose}: higher-order terms decide its side (undecided)"}
             funcs.append([v if (mask >> i) & 1 else -v for v in f])
         if rank([list(f) for f in funcs]) < len(funcs):
             complete = False
@@ -206,6 +228,7 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
         if c.gradient not in grads:
             grads.append(c.gradient)
     complete = (complete and not empty) or n <= 1  # one parameter: the first-order signs decide both half-lines
-    base = f"{k} real tie(s) inside fixed-point layers, {len(cells)} non-empty cell(s) of {2**k} patterns"
+    inside = sum(t.op in inner for t in ties)
+    base = f"{k} real tie(s) ({inside} inside fixed-point layers), {len(cells)} non-empty cell(s) of {2**k} patterns"
     en = Enumeration(cells=cells, pruned=empty, ties=[], order=[t.key for t in order], degenerate=[] if complete else ["dependent tie functionals in a pattern"], zero_ties=[], n_params=n)
     return {"enumeration": en, "gradients": grads, "complete": complete, "base": base}

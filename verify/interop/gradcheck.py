@@ -20,6 +20,13 @@ Verdicts: fails when f is differentiable and AD is not the gradient, when AD is 
 subderivative, when torch's value (or a forward value) is outside the bound, or when a verdict is
 undecided; at a non-differentiable point where AD is a Clarke subderivative it passes with a
 :class:`GradcheckWarning` (``strict=True``: fails).
+
+Fixed-point layers (``kinkcheck.torch.DEQ``): the solver's stopping error has no a-priori bound, so
+the rounding comparison's verdict is ``"no bound"`` (``GradcheckResult.rounding``): every entry
+gives torch's value, the exact AD and their distance in ulps, with ``bound`` and ``within_bound``
+None; the exact verdicts (differentiable, AD the gradient, AD in Clarke) still pass or fail, and a
+pass comes with a :class:`GradcheckWarning` saying that the floats were not judged. The pattern of
+torch's float fixed point (its pre-activation at the last iterate) is compared with the exact one.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ EXACT_ACTS = ("relu", "hardtanh", "relu6", "abs", "identity")  # torch selects, 
 BOUNDED_ACTS = EXACT_ACTS + ("leaky_relu", "hardsigmoid", "hardswish")
 LOSSES = ("sum", "dot", "mse", "l1")
 LIST = 8  # entries named in an error message
+DEQ_NAMES = {"W": "weight", "U": "input_weight", "b": "bias"}  # kinkcheck.torch.DEQ's parameters as from_torch names them
 
 
 class GradcheckError(RuntimeError):
@@ -60,8 +68,8 @@ class Entry:
     gradient: str | None  # the exact gradient (None where f is not differentiable)
     torch: float  # torch's autograd value
     ulps: int  # format steps between torch's value and the exact AD rounded to nearest
-    bound: float  # rigorous: |torch - exact AD| <= bound if torch takes the exact run's branches
-    within_bound: bool
+    bound: float | None  # rigorous: |torch - exact AD| <= bound if torch takes the exact run's branches (None: no bound)
+    within_bound: bool | None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -75,13 +83,16 @@ class GradcheckResult:
     differentiable: bool | None
     ad_is_gradient: bool | None  # the exact AD output is the gradient (kinkcheck's ad_correct)
     ad_in_clarke: bool | None
-    torch_within_bound: bool  # every entry of torch's gradient is within the rounding bound
+    torch_within_bound: bool | None  # every entry of torch's gradient is within the rounding bound (None: no bound)
     torch_bitwise_equals_spec_order_ad: bool  # torch's floats == kinkcheck's machine AD (spec order), as numbers (+0 == -0)
     torch_bitwise_equals_exact_ad: bool  # torch's floats == the exact rationals (rarely: rounding)
     max_ulps: int
     entries: list = field(default_factory=list)
     divergences: list = field(default_factory=list)  # branches torch took that the exact run did not
     report: object = None  # the kinkcheck Report
+    rounding: str = "bounded"  # "bounded" | "a-posteriori" (a lone DEQ) | "no bound" (other fixed-point networks: ulps only)
+    no_bound_reason: str | None = None
+    solver_error: float | None = None  # a-posteriori: the largest exact |T - exact AD| (torch's stopped solvers)
 
     def message(self) -> str:
         return "kinkcheck.gradcheck: " + "; ".join(self.problems or ([self.warning] if self.warning else ["ok"]))
@@ -414,16 +425,34 @@ def _torch_run(module, inputs, targets, loss, reduction):
     for i, m in enumerate(layers):
         for pname, p in m.named_parameters(recurse=False):
             g = p.grad if p.grad is not None else torch.zeros_like(p)
-            grads[f"l{i}.{pname}"] = g.detach().to(torch.float64).numpy()
+            grads[f"l{i}.{DEQ_NAMES.get(pname, pname)}"] = g.detach().to(torch.float64).numpy()
     return grads, seen
 
 
-def _divergences(net, fw, runs, seen, targets) -> list:
-    """Branches of torch's run (``seen``) that the exact run does not take."""
+def _fixed_point_pre(module) -> dict:
+    """{layer: torch's pre-activation at its float fixed point} for the DEQ modules of the run."""
+    from .torch_deq import DEQ
+
+    layers = list(module) if isinstance(module, _torch().nn.Sequential) else [module]
+    return {i: m.last_pre.detach().to(_torch().float64).numpy() for i, m in enumerate(layers) if DEQ is not None and isinstance(m, DEQ) and m.last_pre is not None}
+
+
+def _divergences(net, fw, runs, seen, targets, fp_pre=None) -> list:
+    """Branches of torch's run (``seen``; ``fp_pre``: fixed-point layers' pre-activations) that the
+    exact run does not take."""
     out = []
     N = net.batch
     for L in net.layers:
         k = L.index
+        if L.op == "fixed_point":  # torch's float fixed point's pattern against the exact one's
+            if fp_pre and k in fp_pre and L.act.kinks:
+                piece, kink = fw.loc[k]
+                ex = np.asarray(fw.fp[k].a, dtype=object).reshape(-1)
+                for i, (tv, p, kk) in enumerate(zip(fp_pre[k].reshape(-1), piece.reshape(-1), kink.reshape(-1))):
+                    tp, tk = L.act.locate(mpq(float(tv)))
+                    if (tk if tk is not None else -1) != int(kk) or (tk is None and tp != int(p)):
+                        out.append(_div(L, i, fp_pre[k].size // N, ex[i], tv, "the float fixed point's pattern differs (" + ("float tie" if tk is not None else "another piece" if kk < 0 else "exact tie, torch off the kink") + ")"))
+            continue
         if L.act is not None and L.act.kinks:
             piece, kink = fw.loc[k]
             ex = np.asarray(fw.xs[k], dtype=object).reshape(-1)
@@ -480,24 +509,34 @@ def gradcheck_report(module, inputs, targets=None, loss: str = "sum", *, strict:
     if loss not in LOSSES:
         raise InputError(f"gradcheck: loss {loss!r} has no rounding bound (supported: {', '.join(LOSSES)})")
     doc = from_torch(module, inputs, targets, loss, reduction)
-    for i, spec in enumerate(doc["layers"]):
-        if spec["op"] == "fixed_point":  # the solver's stopping rule and iterations have no bound here
-            raise InputError(f"gradcheck: layer {i} (fixed_point): no rounding bound for a fixed-point solver; use kinkcheck.torch.check or kinkcheck verify (docs/implicit.md)")
+    fixed = [i for i, spec in enumerate(doc["layers"]) if spec["op"] == "fixed_point"]
     for i, m in enumerate(list(module) if isinstance(module, torch.nn.Sequential) else [module]):
         for pname, p in m.named_parameters(recurse=False):
             if not p.requires_grad:  # frozen, as in torch: a constant of f
-                doc["params"][f"l{i}.{pname}"]["trainable"] = False
+                doc["params"][f"l{i}.{DEQ_NAMES.get(pname, pname)}"]["trainable"] = False
     for i, spec in enumerate(doc["layers"]):
         if spec["op"] in ("sigmoid", "tanh"):
             raise InputError(f"gradcheck: layer {i} ({spec['op']}): no rounding bound (torch's {spec['op']} is not correctly rounded)")
     grads, seen = _torch_run(module, inputs, targets, loss, reduction)
     report = verify(doc, values=True)
     net, runs = report._net, report._runs
-    try:
-        by_ref, E = rounding_bounds(report)
-        vacuous = None
-    except _Vacuous as exc:
-        by_ref, E, vacuous = None, None, str(exc)
+    no_bound = post = solver_error = None
+    if fixed:  # no a-priori bound for a solver's stopping error (docs/gradcheck.md)
+        from . import gradcheck_deq
+
+        by_ref, E, vacuous = None, None, None
+        deq = gradcheck_deq.applies(module, list(module) if isinstance(module, torch.nn.Sequential) else [module], loss)
+        if deq is not None:  # a-posteriori, from torch's final iterates
+            post, worst = gradcheck_deq.bounds(deq, inputs, net, [mpq(v) for v in report.ad], net.fmt)
+            solver_error = float(worst)
+        else:
+            no_bound = f"fixed-point layer(s) {', '.join(map(str, fixed))}: the solver's stopping error has no a-priori rounding bound (and the a-posteriori one needs a lone kinkcheck.torch.DEQ with the loss sum or dot); torch's values are reported with their ulp distance from the exact AD, not judged"
+    else:
+        try:
+            by_ref, E = rounding_bounds(report)
+            vacuous = None
+        except _Vacuous as exc:
+            by_ref, E, vacuous = None, None, str(exc)
     fw = runs.exact_full()
     labels = report.labels
     tvals = []
@@ -505,15 +544,18 @@ def gradcheck_report(module, inputs, targets=None, loss: str = "sum", *, strict:
         if p.trainable:
             tvals += [float(v) for v in grads[p.name].reshape(-1)]
     ad = [mpq(s) for s in report.ad]
-    bounds = _param_bounds(net, by_ref) if by_ref is not None else [None] * len(ad)
+    bounds = _param_bounds(net, by_ref) if by_ref is not None else post if post is not None else [None] * len(ad)
     fmt = net.fmt
     entries = []
     for name, t, a, b, gr in zip(labels, tvals, ad, bounds, report.gradient or [None] * len(ad)):
         ulps = abs(fmt.ordinal(t) - fmt.ordinal(fmt.round_rational(a))) if math.isfinite(t) else -1
+        if no_bound:
+            entries.append(Entry(name, str(a), gr, t, ulps, None, None))
+            continue
         within = math.isfinite(t) and (b is None or abs(mpq(t) - a) <= b)
         entries.append(Entry(name, str(a), gr, t, ulps, float(b) if b is not None else math.inf, within))
     machine = [float(v) for v in np.asarray(runs.machine_ad(), dtype=np.float64)]
-    divergences = _divergences(net, fw, runs, seen, targets)
+    divergences = _divergences(net, fw, runs, seen, targets, _fixed_point_pre(module))
     problems = []
     if report.differentiable is True and report.ad_correct is False:
         wrong = [e.name for e in entries if e.gradient is not None and e.gradient != e.exact_ad]
@@ -522,7 +564,7 @@ def gradcheck_report(module, inputs, targets=None, loss: str = "sum", *, strict:
         problems.append(f"AD is not a Clarke subderivative ({report.reason})")
     if report.differentiable is None or (report.differentiable is False and report.ad_in_clarke is None) or (report.differentiable and report.ad_correct is None):
         problems.append(f"undecided: {report.reason or '; '.join(report.unknown)}")
-    outside = [e for e in entries if not e.within_bound]
+    outside = [e for e in entries if e.within_bound is False]
     if outside:
         why = ("torch took branches the exact run does not: " + ", ".join(f"layer {d['layer']} sample {d['sample']} unit {d['unit']} ({d['what']})" for d in divergences[:LIST])) if divergences else "torch took the exact run's branches: a framework bug or a kernel outside the bound's model (docs/gradcheck.md)"
         problems.append("torch's value is outside the rounding bound of the exact AD at " + "; ".join(f"{e.name}: torch {e.torch!r}, exact AD ~{float(mpq(e.exact_ad)):.17g} ({e.ulps} ulps), |difference| {abs(float(mpq(e.torch) - mpq(e.exact_ad))):.3g} > bound {e.bound:.3g}" for e in outside[:LIST]) + (f" (and {len(outside) - LIST} more)" if len(outside) > LIST else "") + f" - {why}")
@@ -545,13 +587,16 @@ def gradcheck_report(module, inputs, targets=None, loss: str = "sum", *, strict:
         differentiable=report.differentiable,
         ad_is_gradient=report.ad_correct,
         ad_in_clarke=report.ad_in_clarke,
-        torch_within_bound=not outside,
+        torch_within_bound=None if no_bound else not outside,
         torch_bitwise_equals_spec_order_ad=tvals == machine,
         torch_bitwise_equals_exact_ad=all(mpq(t) == a for t, a in zip(tvals, ad)),
         max_ulps=max((e.ulps for e in entries), default=0),
         entries=entries,
         divergences=divergences,
         report=report,
+        rounding="no bound" if no_bound else "a-posteriori" if post is not None else "bounded",
+        no_bound_reason=no_bound,
+        solver_error=solver_error,
     )
 
 
@@ -574,6 +619,8 @@ def gradcheck(module_or_fn, inputs, targets=None, loss: str = "sum", *, strict: 
     r = gradcheck_report(module_or_fn, inputs, targets, loss, strict=strict, reduction=reduction)
     if r.warning and r.passed:
         warnings.warn(r.message(), GradcheckWarning, stacklevel=2)
+    if r.rounding == "no bound" and r.passed:
+        warnings.warn(f"kinkcheck.gradcheck: no rounding bound ({r.no_bound_reason}); torch's gradient is at most {r.max_ulps} ulp(s) from the exact AD - not a proof", GradcheckWarning, stacklevel=2)
     if r.passed:
         return True
     if raise_exception:

@@ -119,6 +119,8 @@ def from_torch(module, inputs, targets=None, loss: str = "sum", reduction: str |
             if m.b is not None:
                 cell["bias"] = f"l{i}.bias"
             spec = {"op": "fixed_point", "cell": cell, "solver": {"method": "iterate", "max_iter": m.max_iter, "tol": m.tol}}
+            if getattr(m, "solver", "iterate") == "anderson":
+                spec["solver"].update(method="anderson", m=m.m, beta=m.beta)
         else:
             raise InputError(f"{where}: unsupported module (supported: Linear, Conv2d, MaxPool1d/2d, AvgPool2d, Flatten, ReLU, LeakyReLU, Hardtanh, ReLU6, Hardsigmoid, Hardswish, Sigmoid, Tanh, Identity, and kinkcheck.torch's {', '.join(KC_MODULES)})")
         layers.append(spec)

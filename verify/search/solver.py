@@ -201,6 +201,10 @@ def search(
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0 or math.isinf(timeout)):
         raise InputError(f"--timeout must be a number of seconds >= 0 (0: no limit; got {timeout!r})")
     net = network if isinstance(network, Network) else load(network)
+    for L in net.layers:
+        if L.op == "fixed_point":  # the solver loop has no SMT encoding (docs/implicit.md)
+            where = network if isinstance(network, str) else "network"
+            raise InputError(f"{where}: layer {L.index} (fixed_point): search does not encode fixed-point layers; use kinkcheck verify, or kinkcheck count to sweep a scalar")
     bounds = _entries.bounds(net, box, free, ulps)
     res = SearchResult("unknown", goal, {k: (net.fmt.to_hex(lo), net.fmt.to_hex(hi)) for k, (_, lo, hi) in bounds.items()}, solver=f"z3 {z3.get_version_string()}")
     res.k_ulps = k_ulps

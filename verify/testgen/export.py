@@ -19,6 +19,13 @@ __all__ = ["export_test", "export_numpy", "export_torch"]
 def export_test(cex, framework: str = "numpy") -> str:
     """The text of a self-contained pytest file reproducing the counterexample ``cex`` (a network
     file path or document) with ``framework`` (``numpy`` or ``torch``)."""
+    from ..api import load
+
+    net = load(cex)
+    for L in net.layers:
+        if L.op == "fixed_point":
+            where = cex if isinstance(cex, str) else "network"
+            raise InputError(f"{where}: layer {L.index} (fixed_point): export-test does not write tests for fixed-point layers (use kinkcheck.torch.DEQ and kinkcheck.torch.check)")
     if framework == "torch":
         return export_torch(cex)
     if framework != "numpy":
