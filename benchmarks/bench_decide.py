@@ -1,17 +1,18 @@
-"""Benchmark: point decisions (differentiable / AD correct / Clarke) at 1, 5, 10, 20, 64, 100 engineered
-ties (the one-layer and two-layer families cap at 25 and 33 ties: their widths).
+"""Benchmark: point decisions (differentiable / AD correct / Clarke) and the independent check of
+their certificates, at 1 to 100 engineered real ties in every family (the widths grow with the tie
+count), with the check/decide ratio per row (target: check <= 2 x decide).
 
-    python benchmarks/bench_decide.py
+    python benchmarks/bench_decide.py [--ties 1,5,10,20,40,64,100] [--family NAME ...] [--json rows.json]
 
-Four families: (a) ties in one hidden layer of a 6-24-1 ReLU MLP (biases set to minus the exact
+Four families: (a) ties in one hidden layer of a 6-H-1 ReLU MLP (biases set to minus the exact
 pre-activation of the first sample), decided by the hinge decomposition; (b) the same ties with the
 hinge path switched off (sampled cells, else the complete enumeration); (c) ties in both hidden
-layers of a 6-16-16-1 MLP; (d) compensating pairs in two layers, differentiable with AD not in
+layers of a 6-H-H-1 MLP; (d) compensating pairs in two layers, differentiable with AD not in
 Clarke, which needs the complete enumeration below 24 ties and the directional derivative
-(verify/decide/directional.py) from 24 ties on. Each row also times the independent checker on the
+(verify/decide/directional.py) from 24 ties on. Each row times the decision (``decision.time_s``,
+inside verify's default 60 s budget), the whole verify call, and the independent checker on the
 certificate. Baseline in the same run: one exact forward+backward pass of the network (the
-report's AD output).
-"""
+report's AD output). The tie counts include a few ties the random data make by itself."""
 
 from __future__ import annotations
 

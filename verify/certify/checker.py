@@ -30,7 +30,8 @@ from gmpy2 import mpq
 from ..encodings.errors import InputError
 from ..encodings.network import load
 from . import directional_check, fixedpoint_check
-from .replay import CheckFailed, Enc, Model, _enc, _params, _table
+from .forms import _enc
+from .replay import CheckFailed, Enc, Model, _params, _table
 
 SCHEMA = 1
 
@@ -326,8 +327,8 @@ def _check_cell(M, c, found, where, compare=True):
 
 def _functionals(M, key, prefix):
     """Tangent functional(s) of a tie's input(s) under the choices of ``prefix`` (every other tie
-    "left"): one linear-form pass per prefix (``Model.jacobian``)."""
-    return M.functionals(prefix)[key]
+    "left"): one linear-form pass per prefix of earlier layers (``Model.functional``)."""
+    return M.functional(key, prefix)
 
 
 def _check_tree(M, order, ev, cells):

@@ -1,5 +1,5 @@
 """Linear forms for the checker's tangent passes: ``_Lin`` (a form over the direction d and ReLU
-atoms) and ``CheckFailed``. Part of the independent checker (``replay.py`` uses the forms both for
+atoms), the enclosures ``Enc`` of the cross-entropy seed, and ``CheckFailed``. Part of the independent checker (``replay.py`` uses the forms both for
 the symbolic tangents of directional evidence and for its one-pass Jacobians); it imports only gmpy2.
 """
 
@@ -14,6 +14,45 @@ class CheckFailed(Exception):
 
 # ----------------------------------------------------------------------------------------------
 # symbolic tangents (directional evidence): linear forms over d and ReLU atoms
+
+
+class Enc:
+    """A certified enclosure [lo, hi] (rational end points) of a real number: the cross-entropy
+    seed softmax - onehot is transcendental, everything else the checker computes is rational."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __add__(self, o):
+        if isinstance(o, Enc):
+            return Enc(self.lo + o.lo, self.hi + o.hi)
+        return Enc(self.lo + o, self.hi + o)
+
+    __radd__ = __add__
+
+    def scale(self, q):
+        return Enc(self.lo * q, self.hi * q) if q >= 0 else Enc(self.hi * q, self.lo * q)
+
+    def disjoint(self, o) -> bool:
+        return self.hi < o.lo or o.hi < self.lo
+
+
+def _enc(v):
+    return v if isinstance(v, Enc) else Enc(v, v)
+
+
+def _exp_enclosure(q) -> Enc:
+    """exp(q) for rational q, from MPFR with directed rounding (the argument is rounded the same
+    way first; exp is increasing)."""
+    import gmpy2
+
+    out = []
+    for mode in (gmpy2.RoundDown, gmpy2.RoundUp):
+        with gmpy2.context(gmpy2.get_context(), precision=160, round=mode, emin=-(2**40), emax=2**40):
+            out.append(mpq(gmpy2.exp(gmpy2.mpfr(q))))
+    return Enc(out[0], out[1])
 
 
 class _Lin:

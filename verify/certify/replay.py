@@ -23,7 +23,23 @@ from __future__ import annotations
 import numpy as np
 from gmpy2 import mpq
 
-from .forms import CheckFailed, _Lin, _relu
+from .forms import CheckFailed, Enc, _exp_enclosure, _Lin, _relu
+
+
+class _Basis:
+    """The direction d as P symbolic columns, d[j] = the form e_j, made on first use (a parameter
+    no layer reads costs nothing)."""
+
+    def __init__(self, atoms, P):
+        self.atoms, self.P = atoms, P
+
+    def __len__(self):
+        return self.P
+
+    def __getitem__(self, j):
+        if not 0 <= j < self.P:
+            raise IndexError(j)
+        return _Lin(self.atoms, {int(j): mpq(1)})
 
 
 class _ByDirection(Exception):
@@ -125,45 +141,6 @@ def _q(a):
     for i, v in enumerate(np.asarray(a, dtype=np.float64).reshape(-1).tolist()):
         out.reshape(-1)[i] = mpq(v)
     return out
-
-
-class Enc:
-    """A certified enclosure [lo, hi] (rational end points) of a real number: the cross-entropy
-    seed softmax - onehot is transcendental, everything else the checker computes is rational."""
-
-    __slots__ = ("lo", "hi")
-
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
-
-    def __add__(self, o):
-        if isinstance(o, Enc):
-            return Enc(self.lo + o.lo, self.hi + o.hi)
-        return Enc(self.lo + o, self.hi + o)
-
-    __radd__ = __add__
-
-    def scale(self, q):
-        return Enc(self.lo * q, self.hi * q) if q >= 0 else Enc(self.hi * q, self.lo * q)
-
-    def disjoint(self, o) -> bool:
-        return self.hi < o.lo or o.hi < self.lo
-
-
-def _enc(v):
-    return v if isinstance(v, Enc) else Enc(v, v)
-
-
-def _exp_enclosure(q) -> Enc:
-    """exp(q) for rational q, from MPFR with directed rounding (the argument is rounded the same
-    way first; exp is increasing)."""
-    import gmpy2
-
-    out = []
-    for mode in (gmpy2.RoundDown, gmpy2.RoundUp):
-        with gmpy2.context(gmpy2.get_context(), precision=160, round=mode, emin=-(2**40), emax=2**40):
-            out.append(mpq(gmpy2.exp(gmpy2.mpfr(q))))
-    return Enc(out[0], out[1])
 
 
 def _solve(M, rhs):
@@ -303,6 +280,9 @@ class Model:
             c = choice(key)
             if c == "proxy":
                 dv = self.proxy[L.index][k]
+            elif c == "auto" and self._atoms is not None:  # columnwise: column j is the pass along e_j
+                ty.reshape(-1)[u] = self._columns(tv, lambda v, k=k: (derivs[k][0] if v < 0 else derivs[k][1]) * v)
+                continue
             elif c == "auto":
                 dv = derivs[k][0] if tv < 0 else derivs[k][1]  # at tv == 0 both give 0
             elif c == "symbolic":
@@ -357,7 +337,11 @@ class Model:
                 if c == "split":
                     tys.append(sum((tans[p] for p in tied), mpq(0)) / len(tied))
                     continue
-            if c == "auto":
+            if c == "auto" and self._atoms is not None:  # columnwise maximum
+                cols = [self._cols(tans[p]) for p in tied]
+                keys = set().union(*cols)
+                tys.append(_Lin(self._atoms, {j: max(cl.get(j, mpq(0)) for cl in cols) for j in keys}))
+            elif c == "auto":
                 tys.append(max(tans[p] for p in tied))
             elif c == "symbolic":
                 m = tans[tied[0]]
@@ -416,6 +400,9 @@ class Model:
             if c == "symbolic":
                 df += -1 * tv + 2 * _relu(tv)
                 continue
+            if c == "auto" and self._atoms is not None:  # columnwise |tv|
+                df += self._columns(tv, lambda v: -v if v < 0 else v)
+                continue
             dv = self.proxy["loss"][0] if c == "proxy" else (mpq(-1) if (c == "left" or (c == "auto" and tv < 0)) else mpq(1))
             df += self._mark(key, dv * tv)
         return f, df
@@ -464,6 +451,21 @@ class Model:
             out[r] = _Lin(self._atoms, acc)
         return out
 
+    def _cols(self, tv):
+        """A tangent's columns {j: value} in a linear-form pass (the number 0: none)."""
+        if isinstance(tv, _Lin):
+            return tv.coef
+        if tv != 0:
+            raise CheckFailed("symbolic tangent: a constant term appeared in a tangent")
+        return {}
+
+    def _columns(self, tv, fn):
+        """The form whose column j is fn(column j of tv) (fn(0) = 0): a direction-dependent rule
+        ("auto") applied to every unit-vector pass at once."""
+        if self._inject is not None:
+            raise CheckFailed("internal: a direction-dependent choice in a sensitivity pass")
+        return _Lin(self._atoms, {j: fn(v) for j, v in self._cols(tv).items()})
+
     def _mark(self, key, tv):
         """In an ``inject`` pass: a tie's output tangent plus its own free column delta_k."""
         if self._inject is None:
@@ -503,13 +505,13 @@ class Model:
             return g, rec, ties, None
         if self._basis is None:
             atoms = {"P": self.P}
-            d = [_Lin(atoms, {j: mpq(1)}) for j in range(self.P)]
+            d = _Basis(atoms, self.P)
             self._basis = (atoms, d, self.dW(d))
         atoms, d, dW = self._basis
 
         def fixed(key):
             c = choice(key)
-            if c in ("auto", "symbolic"):
+            if c == "symbolic" or (c == "auto" and inject):
                 raise _ByDirection(c)
             return c
 
@@ -538,6 +540,16 @@ class Model:
     def functionals(self, prefix):
         """``jacobian``'s tie functionals with the ties of ``prefix`` as given and every other tie
         "left" (cached per prefix)."""
+        return self._functionals_before(prefix, None)
+
+    def functional(self, key, prefix):
+        """The functional(s) of one tie under ``prefix``: only the choices at ties of earlier
+        layers can change what arrives at the tie's layer, so the pass is cached per those."""
+        return self._functionals_before(prefix, key[0])[key]
+
+    def _functionals_before(self, prefix, layer):
+        if layer is not None:
+            prefix = {k: c for k, c in prefix.items() if k[0] < layer}
         k = tuple(sorted(prefix.items(), key=lambda kv: kv[0]))
         if k not in self._jac:
             try:

@@ -309,6 +309,8 @@ def decide(runs, fw, real_ties, *, timeout_s: float = 30.0, seed: int = 0) -> An
     tries = [[mpq(-1) if j == i else mpq(0) for j in range(n)] for i in range(n)]
     tries += [[mpq(int(v)) for v in rng.integers(-3, 4, n)] for _ in range(SAMPLES)]
     for dv in tries:
+        if time.perf_counter() - t0 > timeout_s:
+            return Answer(None, reason=f"the time limit ran out while evaluating f'(w; d) along {len(tries)} test directions", time_s=time.perf_counter() - t0)
         if D.evaluate(dv) != D.linear(dv):
             return Answer(False, direction=dv, gradient=D.g, solver="exact evaluation", time_s=time.perf_counter() - t0)
     s, d = query(D)
