@@ -263,7 +263,7 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
 
     def visit(i, choose, constraints, zeros, d):
         if time.perf_counter() - t0 > time_limit:
-            raise Budget(f"time limit {time_limit:.0f} s exceeded after {len(cells)} cells")
+            raise Budget(f"the time limit ran out after {len(cells)} cells")
         if i == len(order):
             if not inside(constraints, d):
                 d = feasible(constraints, n, timeout_ms)

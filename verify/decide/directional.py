@@ -221,7 +221,11 @@ def build(runs, fw, real_ties, deadline=None) -> Directional:
     if sorted(found) != sorted(t.key for t in real_ties):  # pragma: no cover - the two tie walks disagree
         raise RuntimeError("directional: the tie walk found other ties than the exact run")
     D = Directional(n, A, F, len(found))
-    D.g = [D.evaluate([mpq(1) if j == i else mpq(0) for j in range(n)]) for i in range(n)]
+    D.g = []
+    for i in range(n):  # g_j = f'(w; e_j): one exact evaluation per parameter, within the budget
+        if deadline is not None and time.perf_counter() > deadline:
+            raise Budget(f"the time limit ran out evaluating f'(w; e_j) ({i} of {n} parameters)")
+        D.g.append(D.evaluate([mpq(1) if j == i else mpq(0) for j in range(n)]))
     return D
 
 
