@@ -47,7 +47,7 @@ TEXT_LANGS = {"", "text"}
 NOT_RUN = {
     ("README.md", "pip install . && kinkcheck verify proofs/examples/relu_minus_relu.json"),
     ("README.md", "pip install torch==2.13.0 && pip install -e '.[test,bitwuzla,torch,onnx,jax,survey,nra]' && python -m pytest"),
-    ("README.md", "kinkcheck verify NETWORK.json [--convention pytorch|jax|tensorflow|FILE.json] [--json] [--values] [--rounding nearest] [--certificate OUT.json] [--report OUT.html]"),
+    ("README.md", "kinkcheck verify NETWORK.json [--convention pytorch|jax|tensorflow|FILE.json] [--json] [--values] [--rounding nearest] [--time-limit S (default 60)] [--certificate OUT.json] [--report OUT.html]"),
     ("certificate.md", "{"),
     ("count.md", "kinkcheck count NETWORK.json --sweep 'PARAM[INDEX]' [--sweep 'PARAM2[INDEX]'] [--range LO:HI ...] \\"),
     ("gradcheck.md", "import torch, kinkcheck"),

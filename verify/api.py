@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import __version__
-from .decide.choice import choice_sensitivity
+from .decide.choice import TIME_BUDGET_S, choice_sensitivity
 from .decide.choice import describe as describe_choice
 from .decide.differentiability import decide
 from .decide.ties import branch_mismatches, compensation_verdict, describe_tie
@@ -20,6 +20,7 @@ from .encodings.network import load as _load
 from .encodings.runs import run
 
 VALUES_AUTO_LIMIT = 200_000  # n_grad * batch above which AD values are only computed on request
+TIME_LIMIT_S = 60.0  # default budget of one verify call (the decision and choice sensitivity share it)
 
 
 def load(source, *, rounding: str | None = None, convention=None) -> Network:
@@ -138,11 +139,20 @@ class Report:
         return build(self)
 
 
-def verify(network, convention=None, *, values: bool | None = None, rounding: str | None = None) -> Report:
+def verify(network, convention=None, *, values: bool | None = None, rounding: str | None = None, time_limit: float | None = TIME_LIMIT_S, progress=None) -> Report:
     """Verify a network (a :class:`Network`, a path or a dict) at its parameters.
 
-    ``values``: include the exact and machine AD outputs (None: only for small problems)."""
+    ``values``: include the exact and machine AD outputs (None: only for small problems).
+    ``time_limit``: seconds for the decision and choice sensitivity together (None or 0: no
+    limit); a verdict the budget cannot reach is null with the reason. ``progress``: a callable
+    taking one line per long step (the CLI prints them on stderr)."""
     t0 = time.perf_counter()
+    deadline = t0 + time_limit if time_limit else None
+
+    def say(line):
+        if progress is not None:
+            progress(line)
+
     if isinstance(network, Network):
         net = network
         conv = net.convention
@@ -156,6 +166,7 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         net = load(network, rounding=rounding, convention=convention)
         conv = net.convention
     proxies = P.resolve_proxies(net, conv)
+    say("exact and machine runs")
     runs = run(net, proxies)
     mfw = runs.machine
     unknown = []
@@ -165,12 +176,17 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         unknown.append(runs.exact_reason)
     if values is None:
         values = net.n_grad * net.batch <= VALUES_AUTO_LIMIT
-    verdict = decide(runs, real_ties)
+    if real_ties:
+        say(f"deciding {len(real_ties)} real tie(s)")
+    verdict = decide(runs, real_ties, deadline=deadline, time_limit=None, progress=progress)
 
     # choice sensitivity (machine only)
     witness = None
     try:
-        ch = choice_sensitivity(runs, float_ties)
+        if float_ties:
+            say(f"choice sensitivity at {len(float_ties)} float tie(s)")
+        budget = TIME_BUDGET_S if deadline is None else max(0.0, min(TIME_BUDGET_S, deadline - time.perf_counter()))
+        ch = choice_sensitivity(runs, float_ties, time_budget_s=budget)
         choice = ch["choice_sensitive"]
         causes = [describe_choice(net, t, o) for t, o in ch["causes"]]
         if ch["witness"] is not None:
@@ -184,6 +200,7 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         choice, causes = None, []
         unknown.append(f"choice sensitivity: {exc}")
 
+    say("branch mismatches, AD outputs, the report")
     mismatch_units = branch_mismatches(net, runs.exact, mfw) if runs.exact is not None else []
     mismatch = bool(mismatch_units) if runs.exact is not None else None
     comp, why = compensation_verdict(verdict.differentiable, verdict.ad_correct, mismatch)

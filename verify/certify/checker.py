@@ -30,7 +30,8 @@ from gmpy2 import mpq
 from ..encodings.errors import InputError
 from ..encodings.network import load
 from . import arc_check, directional_check, fixedpoint_check, vin_check
-from .replay import CheckFailed, Enc, Model, _enc, _params, _table
+from .forms import _enc
+from .replay import CheckFailed, Enc, Model, _params, _table
 
 SCHEMA = 1
 
@@ -54,6 +55,8 @@ def _choices(obj):
     out = {}
     for item in obj:
         c = item["choice"]
+        if not (c in ("left", "right") or (isinstance(c, int) and not isinstance(c, bool))):
+            raise CheckFailed(f"choice {c!r} at tie {item['tie']}: a pattern picks 'left', 'right' or a max-pool entry")
         out[_key(item["tie"])] = c
     return out
 
@@ -341,17 +344,9 @@ def _check_cell(M, c, found, where, compare=True):
 
 
 def _functionals(M, key, prefix):
-    """Tangent functional(s) of a tie's input(s) under the choices of ``prefix``."""
-    if M.P == 0:
-        rec = M.tangent([], lambda k: prefix.get(k, "left"))[2][key]
-        return {p: [] for p in rec} if isinstance(rec, dict) else []
-    cols = []
-    for i in range(M.P):
-        _, _, rec, _ = M.tangent(M.unit(i), lambda k: prefix.get(k, "left"))
-        cols.append(rec[key])
-    if isinstance(cols[0], dict):
-        return {p: [col[p] for col in cols] for p in cols[0]}
-    return cols
+    """Tangent functional(s) of a tie's input(s) under the choices of ``prefix`` (every other tie
+    "left"): one linear-form pass per prefix of earlier layers (``Model.functional``)."""
+    return M.functional(key, prefix)
 
 
 def _check_tree(M, order, ev, cells):
@@ -491,13 +486,22 @@ def _check_hinge(M, ev, claims, ad, ties, found):
     if len({k[0] for k in found}) != 1 or any(kinds[k] == "max" for k in found):
         raise CheckFailed("hinge: the ties must all lie in one layer and not be max-pool ties")
     order = sorted(found)
-    base = M.linear_map(lambda k: "left")
     lines = []  # [normal, members [(lambda, delta, jump)], C]
     jumps = {}
+    if M.forms:  # one pass: g_L, every functional a_k and sensitivity s_k (replay.Model.jacobian)
+        base, funcs, _, sens = M.jacobian(lambda k: "left", inject=True)
+        info = {_key(t[0]): t for t in ties}
+    else:
+        base = M.linear_map(lambda k: "left")
     for key in order:
-        a = _functionals(M, key, {})
-        g = M.linear_map(lambda k, key=key: "right" if k == key else "left")
-        jump = [x - y for x, y in zip(g, base)]
+        if M.forms:
+            a = funcs[key]
+            left, right = M.one_sided(key, info[key][1], info[key][2])
+            jump = [(right - left) * sens[key] * v for v in a]  # g(right at key) - g_L, exactly
+        else:
+            a = _functionals(M, key, {})
+            g = M.linear_map(lambda k, key=key: "right" if k == key else "left")
+            jump = [x - y for x, y in zip(g, base)]
         jumps[key] = jump
         if all(v == 0 for v in a):
             if any(v != 0 for v in jump):

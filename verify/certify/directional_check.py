@@ -14,7 +14,7 @@ from .replay import CheckFailed, _Lin
 def check(M, ev, claims, ad, steps, found, _qs, _check_complete_by):
     """``differentiable`` from the directional derivative f'(w; d) (docs/certificate.md)."""
     diff, correct, clarke = claims["differentiable"], claims["ad_correct"], claims["ad_in_clarke"]
-    G = M.linear_map(lambda k: "auto")  # f'(w; e_j), every tie by the sign of its input tangent
+    G = M.linear_map(lambda k: "auto")  # f'(w; e_j), every tie by the sign of its input tangent (columnwise, one pass)
     steps = steps + ["f'(w; e_j) for every unit vector"]
     if diff is False:
         d = _qs(ev["direction"], "evidence.direction")

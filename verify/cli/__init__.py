@@ -63,6 +63,7 @@ def verify(
     rounding: Optional[str] = typer.Option(None, "--rounding", metavar="exact|nearest", help="'nearest' rounds non-representable values (reported)"),
     certificate: Optional[str] = typer.Option(None, "--certificate", metavar="FILE", help="write the certificate (JSON) to this file"),
     report_html: Optional[str] = typer.Option(None, "--report", metavar="FILE", help="write a self-contained HTML page (verdicts, ties, the picture around each tie) to this file"),
+    time_limit: float = typer.Option(60.0, "--time-limit", metavar="SECONDS", help="seconds for the decision and choice sensitivity together (default 60; 0: no limit); what the budget cannot reach is undecided, with the reason"),
 ):
     """Verify a network at its parameters: ties, branch mismatches, compensation, choice sensitivity, AD outputs.
     A model file is imported first (as `kinkcheck import` does; no network file is written).
@@ -70,6 +71,8 @@ def verify(
     Exit codes: 0 everything holds, 1 a finding (not differentiable, AD not the gradient or not in Clarke, compensation, choice-sensitive), 2 bad input or usage, 3 undecided, 4 internal error."""
     from ..api import verify as _verify
 
+    if time_limit < 0:
+        _fail(f"--time-limit must be >= 0 (0: no limit), got {time_limit:g}")
     if rounding not in (None, "exact", "nearest"):
         _fail(f"--rounding must be 'exact' or 'nearest', got {rounding!r}")
     is_model = network.lower().endswith(MODEL_SUFFIXES)
@@ -83,7 +86,7 @@ def verify(
             source, notes = _model_document(network, inputs, targets, loss, rounding=rounding)
             for n in notes:
                 err.print(f"kinkcheck: note: {n}", markup=False)
-        report = _verify(source, convention=convention, values=True if values else None, rounding=rounding)
+        report = _verify_with_progress(_verify, source, not json_out, convention=convention, values=True if values else None, rounding=rounding, time_limit=time_limit or None)
         report.network = network
     except InputError as exc:
         _fail(str(exc))
@@ -116,6 +119,27 @@ def verify(
     else:
         _render(report)
     raise typer.Exit(report.exit_code)
+
+
+def _verify_with_progress(fn, source, show, **kw):
+    """``fn(source, progress=..., **kw)``; when it runs longer than 10 s, a line on stderr every
+    10 s names the running step (fast runs print nothing)."""
+    import threading
+    import time
+
+    state = {"stage": "starting", "t0": time.perf_counter()}
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(10.0):
+            err.print(f"kinkcheck verify [{time.perf_counter() - state['t0']:6.1f} s] still working: {state['stage']}", markup=False)
+
+    if show:
+        threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        return fn(source, progress=lambda line: state.__setitem__("stage", line), **kw)
+    finally:
+        stop.set()
 
 
 @app.command()

@@ -19,6 +19,7 @@ and prunes empty cells with an exact LP (Z3 over the reals). Every branch is jus
 
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,37 @@ from .linalg import is_zero, rank, sub
 
 class Budget(Exception):
     """The enumeration exceeded its budget (cells, time or a solver time-out)."""
+
+
+# The decision's deadline (a time.perf_counter() value; None: none). ``decide`` sets it for the
+# duration of one decision; the per-tie primitives check it, so every long loop over ties stops
+# with ``Budget`` once the verify budget is spent (a context variable: safe across threads).
+DEADLINE: contextvars.ContextVar = contextvars.ContextVar("kinkcheck_decide_deadline", default=None)
+
+
+def check_deadline(what: str) -> None:
+    """Raise ``Budget`` when the decision's deadline has passed."""
+    dl = DEADLINE.get()
+    if dl is not None and time.perf_counter() > dl:
+        raise Budget(f"the time limit ran out during {what}")
+
+
+# Progress of the running decision: a callable taking one line (None: silent); set by ``decide``.
+PROGRESS: contextvars.ContextVar = contextvars.ContextVar("kinkcheck_decide_progress", default=None)
+
+
+def report(stage: str) -> None:
+    """Tell the caller's progress callback (if any) which step is running."""
+    cb = PROGRESS.get()
+    if cb is not None:
+        cb(stage)
+
+
+def remaining(cap: float | None = None) -> float:
+    """Seconds left before the decision's deadline (at most ``cap``; inf without both)."""
+    dl = DEADLINE.get()
+    left = float("inf") if dl is None else max(0.0, dl - time.perf_counter())
+    return left if cap is None else min(cap, left)
 
 
 @dataclass
@@ -87,6 +119,7 @@ def _onehot(net, fw, layer, sample, unit):
 
 def functional(runs, fw, layer, sample, unit, choose):
     """Gradient over the trainable params of the value entering ``layer`` at (sample, unit)."""
+    check_deadline("the tie functionals")
     net = runs.net
     return list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=_onehot(net, fw, layer, sample, unit)))
 
@@ -230,7 +263,7 @@ def enumerate_cells(runs, fw, ties, *, max_cells=4096, time_limit=60.0, timeout_
 
     def visit(i, choose, constraints, zeros, d):
         if time.perf_counter() - t0 > time_limit:
-            raise Budget(f"time limit {time_limit:.0f} s exceeded after {len(cells)} cells")
+            raise Budget(f"the time limit ran out after {len(cells)} cells")
         if i == len(order):
             if not inside(constraints, d):
                 d = feasible(constraints, n, timeout_ms)

@@ -307,7 +307,7 @@ def choice_sensitivity(runs, float_ties, *, max_passes: int = MAX_PASSES, time_b
             choice_sensitive=None,
             method="over budget",
             reason=f"choice sensitivity undecided: no single tie changes the machine AD output, and trying every class of options at the "
-            f"{len(float_ties)} float ties needs more than {s.max_passes} backward passes or {time_budget_s:g} s",
+            f"{len(float_ties)} float ties needs more than {s.max_passes} backward passes or the {time_budget_s:.3g} s left of the time budget",
         )
     out["passes"] = s.passes
     return out

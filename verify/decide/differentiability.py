@@ -24,7 +24,7 @@ from gmpy2 import mpq
 from ..encodings.errors import Undecided
 from ..encodings.exact import Interval, mk
 from . import directional, hinge, theorems
-from .cells import Budget, _rat, ad_pattern_cell, affine_tie_inputs, enumerate_cells, sample_cells
+from .cells import DEADLINE, PROGRESS, Budget, _rat, ad_pattern_cell, affine_tie_inputs, enumerate_cells, remaining, report, sample_cells
 
 HINGE_FROM = 3  # ties in one layer: above this many, use the hinge decomposition instead of cells
 SAMPLE_FROM = 4  # this many ties or more: try sampled cells before the (exponential) enumeration
@@ -150,8 +150,23 @@ def _decide_implicit(runs, ties) -> Verdict:
     return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", separator=separator(cg, ad), **common)
 
 
-def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
+def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0, deadline=None, progress=None) -> Verdict:
+    """The verdicts at the real ties. Every step honours one budget: ``deadline`` (a
+    time.perf_counter() value), else ``time_limit`` seconds from now (None: no limit). When it
+    runs out the verdicts left are null with the reason (``cells.check_deadline``). ``progress``:
+    a callable taking one line per long step."""
     t0 = time.perf_counter()
+    if deadline is None and time_limit is not None:
+        deadline = t0 + time_limit
+    token, ptoken = DEADLINE.set(deadline), PROGRESS.set(progress)
+    try:
+        return _decide(runs, real_ties, max_cells, t0)
+    finally:
+        DEADLINE.reset(token)
+        PROGRESS.reset(ptoken)
+
+
+def _decide(runs, real_ties, max_cells, t0) -> Verdict:
     if runs.exact is None:
         return Verdict(None, None, None, False, runs.exact_reason or "the exact run is unavailable")
     if any(L.op == "value_iteration" for L in runs.net.layers):  # value-iteration blocks: decide/vin.py
@@ -172,7 +187,10 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
         return _decide_implicit(runs, real_ties)  # with the other ties as further pattern coordinates
     if not real_ties:
         return Verdict(True, True, True, True, "no real tie: f is smooth near w, its gradient is the exact AD output", method="smooth")
-    v = _decide_ties(runs, real_ties, max_cells, time_limit)
+    try:
+        v = _decide_ties(runs, real_ties, max_cells)
+    except Budget as exc:
+        v = Verdict(None, None, None, False, f"{len(real_ties)} real tie(s): {exc}")
     try:
         v.theorems = theorems.check(runs.net, runs.proxies, real_ties, runs.exact_full())
     except Undecided:
@@ -180,7 +198,7 @@ def decide(runs, real_ties, *, max_cells=4096, time_limit=60.0) -> Verdict:
     if not _transcendental(runs.net):
         try:
             en = v.enumeration  # the sampled cells may hold the AD pattern's cell already
-            c = en.cells[en.ad_index] if en is not None and en.ad_index is not None else ad_pattern_cell(runs, runs.exact_full(), real_ties)
+            c = en.cells[en.ad_index] if en is not None and en.ad_index is not None else ad_pattern_cell(runs, runs.exact_full(), real_ties, timeout_ms=_ms(20.0))
             if c is not None and c.gradient == list(runs.exact_ad()):
                 v.theorems.append(AD_PATTERN)
                 v.ad_cell = c
@@ -230,7 +248,13 @@ def _ce_only(net) -> bool:
     return net.loss.op == "cross_entropy" and not any(L.act is not None and L.act.transcendental for L in net.layers)
 
 
-def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
+def _decide_ties(runs, real_ties, max_cells, time_limit=None) -> Verdict:
+    if time_limit is not None and DEADLINE.get() is None:  # called alone (tests): its own budget
+        token = DEADLINE.set(time.perf_counter() + time_limit)
+        try:
+            return _decide_ties(runs, real_ties, max_cells)
+        finally:
+            DEADLINE.reset(token)
     if _ce_only(runs.net) and runs.exact is not None:
         try:
             return _decide_ce(runs, real_ties)
@@ -247,26 +271,30 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
     if any(isinstance(v, Interval) for v in ad):
         return Verdict(None, None, None, False, "real ties in a network with transcendental ops (sigmoid, tanh or cross_entropy): the AD output and cell gradients are not rational, so equalities cannot be decided")
     if hinge.applies(runs.net, real_ties) and len(real_ties) > HINGE_FROM:
+        report(f"{len(real_ties)} real ties: hinge decomposition")
         v = _decide_hinge(runs, fw, real_ties, ad)
         if v is not None:
             return v
     dirv = None
     if DIRECTIONAL_FROM is not None and len(real_ties) >= DIRECTIONAL_FROM and directional.applies(runs.net):
-        dirv = _decide_directional(runs, fw, real_ties, ad, time_limit)
+        report(f"{len(real_ties)} real ties: directional derivative")
+        dirv = _decide_directional(runs, fw, real_ties, ad)
         if dirv.differentiable is True and dirv.ad_in_clarke is not None:
             return dirv
         if dirv.differentiable is None:
             dirv = None
     sampled = None
     if SAMPLE_FROM is not None and len(real_ties) >= SAMPLE_FROM:
+        report(f"{len(real_ties)} real ties: sampled cells")
         try:
             sampled = _decide_sampled(runs, fw, real_ties, ad)
         except (Budget, Undecided):
             sampled = None
         if sampled is not None and sampled.ad_in_clarke is True and sampled.differentiable is False:
             return sampled
+    report(f"{len(real_ties)} real ties: cell enumeration")
     try:
-        en = enumerate_cells(runs, fw, real_ties, max_cells=max_cells, time_limit=time_limit)
+        en = enumerate_cells(runs, fw, real_ties, max_cells=max_cells, time_limit=remaining(), timeout_ms=_ms(20.0))
     except Budget as exc:
         if dirv is not None:
             dirv.reason += f"; the cell enumeration (for Clarke membership) stopped: {exc}"
@@ -299,7 +327,7 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
     i = next(k for k, c in enumerate(en.cells) if c.gradient == grads[0])
     j = next(k for k, c in enumerate(en.cells) if c.gradient == grads[1])
     try:
-        lam = convex_weights([c.gradient for c in en.cells], ad)
+        lam = convex_weights([c.gradient for c in en.cells], ad, timeout_ms=_ms(20.0))
     except Budget as exc:
         return Verdict(False, False, None, False, f"{base}: not differentiable; Clarke membership undecided: {exc}", method="cells", enumeration=en, witnesses=(i, j), limiting=grads)
     if lam is not None:
@@ -310,11 +338,16 @@ def _decide_ties(runs, real_ties, max_cells, time_limit) -> Verdict:
     return Verdict(False, False, False, False, f"{base}: f is not differentiable and AD is not in the Clarke subdifferential", method="cells", enumeration=en, witnesses=(i, j), separator=sep, limiting=grads)
 
 
-def _decide_directional(runs, fw, ties, ad, time_limit) -> Verdict:
+def _ms(cap_s: float) -> int:
+    """A solver time-out in ms: at most ``cap_s`` seconds and what is left of the budget (>= 1)."""
+    return max(1, int(1000 * remaining(cap_s)))
+
+
+def _decide_directional(runs, fw, ties, ad) -> Verdict:
     """Differentiability by one query on the exact directional derivative (directional.py). Clarke
     membership only where it follows: AD = gradient (True); AD != gradient with first-order cells
     complete - one parameter or affine tie inputs - so that the Clarke set is {gradient} (False)."""
-    a = directional.decide(runs, fw, ties, timeout_s=min(30.0, time_limit))
+    a = directional.decide(runs, fw, ties, timeout_s=remaining(30.0))
     how = "exact rewriting of the one-sided rules" if a.solver == "exact rewriting" else f"one query ({a.solver})" if a.smtlib else f"a direction found by {a.solver}"
     base = f"{len(ties)} real tie(s), directional derivative f'(w;.) decided by {how}"
     if a.differentiable is None:
@@ -359,7 +392,7 @@ def _decide_sampled(runs, fw, ties, ad):
     Two different gradients prove "not differentiable"; convex weights over the sampled cells prove
     "AD is a Clarke subderivative". Anything else needs the complete enumeration; the partial
     verdict returned here is the fallback when that enumeration runs out of budget."""
-    en = sample_cells(runs, fw, ties)
+    en = sample_cells(runs, fw, ties, time_limit=remaining(10.0), timeout_ms=_ms(20.0))
     if not en.cells:
         return None
     grads = []
@@ -367,7 +400,7 @@ def _decide_sampled(runs, fw, ties, ad):
         if c.gradient not in grads:
             grads.append(c.gradient)
     base = f"{len(ties)} real tie(s), {len(en.cells)} sampled cell(s) with witnesses"
-    lam = convex_weights([c.gradient for c in en.cells], ad)
+    lam = convex_weights([c.gradient for c in en.cells], ad, timeout_ms=_ms(20.0))
     if len(grads) >= 2:
         i = next(k for k, c in enumerate(en.cells) if c.gradient == grads[0])
         j = next(k for k, c in enumerate(en.cells) if c.gradient == grads[1])

@@ -220,7 +220,11 @@ def build(runs, fw, real_ties, deadline=None) -> Directional:
     if sorted(found) != sorted(t.key for t in real_ties):  # pragma: no cover - the two tie walks disagree
         raise RuntimeError("directional: the tie walk found other ties than the exact run")
     D = Directional(n, A, F, len(found))
-    D.g = [D.evaluate([mpq(1) if j == i else mpq(0) for j in range(n)]) for i in range(n)]
+    D.g = []
+    for i in range(n):  # g_j = f'(w; e_j): one exact evaluation per parameter, within the budget
+        if deadline is not None and time.perf_counter() > deadline:
+            raise Budget(f"the time limit ran out evaluating f'(w; e_j) ({i} of {n} parameters)")
+        D.g.append(D.evaluate([mpq(1) if j == i else mpq(0) for j in range(n)]))
     return D
 
 
@@ -310,6 +314,8 @@ def decide(runs, fw, real_ties, *, timeout_s: float = 30.0, seed: int = 0) -> An
     tries = [[mpq(-1) if j == i else mpq(0) for j in range(n)] for i in range(n)]
     tries += [[mpq(int(v)) for v in rng.integers(-3, 4, n)] for _ in range(SAMPLES)]
     for dv in tries:
+        if time.perf_counter() - t0 > timeout_s:
+            return Answer(None, reason=f"the time limit ran out while evaluating f'(w; d) along {len(tries)} test directions", time_s=time.perf_counter() - t0)
         if D.evaluate(dv) != D.linear(dv):
             return Answer(False, direction=dv, gradient=D.g, solver="exact evaluation", time_s=time.perf_counter() - t0)
     import z3

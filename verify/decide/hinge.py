@@ -13,17 +13,23 @@ differentiable at w exactly when every C_k = 0, with gradient G = g_L + sum_{lam
 Otherwise, when the active lines are linearly independent, every sign pattern of them is a cell:
 the limiting gradients are G + sum_{k in S} C_k a_k and their hull is the zonotope
 G + sum_k [0, 1] C_k a_k, so AD is a Clarke subderivative iff AD - G = sum_k mu_k C_k a_k with
-0 <= mu_k <= 1 (mu unique). This takes 2m + 1 backward passes instead of up to 2^m cells.
+0 <= mu_k <= 1 (mu unique). This takes m + 2 backward passes instead of up to 2^m cells: the jump
+of an elementwise tie is Delta_j = (r_j - l_j) s_j a_j, with r_j, l_j its one-sided derivatives and
+s_j the cotangent arriving at its unit's output under all-left choices (one backward pass for the
+layer: no tie lies downstream, so s_j does not depend on any tie's choice); an l1 tie's jump is
+still measured by its own pass. Each tie's functional is one pass; the loop checks the decision's
+deadline (``cells.check_deadline``) and reports its progress.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from gmpy2 import mpq
 
 from ..encodings import program as P
-from .cells import affine_tie_inputs, functional
+from .cells import affine_tie_inputs, check_deadline, functional, report
 from .linalg import rank
 from .linalg import solve as solve_linear
 
@@ -61,14 +67,26 @@ def solve(runs, fw, ties) -> Hinge | None:
     order = sorted(ties, key=lambda t: (t.layer, t.sample, t.unit))
     left = {t.key: "left" for t in order}
     base = list(P.backward(net, fw.A, fw, runs.proxies, choose=left))
+    cot = {}  # layer -> cotangents [sample, unit] arriving at its output, every tie on its left side
+    for layer in sorted({t.layer for t in order if t.op != "l1"}):
+        cot[layer] = np.asarray(P.backward(net, fw.A, fw, runs.proxies, choose=left, cotangent_at=layer + 1), dtype=object).reshape(net.batch, -1)
     funcs, jumps = [], []
-    for t in order:
+    for i, t in enumerate(order):
+        check_deadline(f"the hinge decomposition ({i} of {len(order)} ties)")
+        if i % 100 == 0:
+            report(f"hinge decomposition: {i} of {len(order)} ties")
         layer = len(net.layers) if t.op == "l1" else t.layer
         a = functional(runs, fw, layer, t.sample, t.unit, {})
-        ch = dict(left)
-        ch[t.key] = "right"
-        g = list(P.backward(net, fw.A, fw, runs.proxies, choose=ch))
-        delta = [x - y for x, y in zip(g, base)]
+        if t.op == "l1":
+            ch = dict(left)
+            ch[t.key] = "right"
+            g = list(P.backward(net, fw.A, fw, runs.proxies, choose=ch))
+            delta = [x - y for x, y in zip(g, base)]
+        else:
+            act = net.layers[t.layer].act
+            k = mpq(act.one_sided(t.kink, "right")) - mpq(act.one_sided(t.kink, "left"))
+            k *= mpq(cot[t.layer][t.sample, t.unit])
+            delta = [k * v for v in a]
         funcs.append(a)
         jumps.append(delta)
     lines = []  # [normal, members, C]
