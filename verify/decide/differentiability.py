@@ -209,7 +209,7 @@ def _decide(runs, real_ties, max_cells, t0) -> Verdict:
         v.clarke_by = v.theorems[0]
         v.reason += f"; AD is a Clarke subderivative by {v.theorems[0]}"
     if v.ad_in_clarke is None and v.differentiable is not None:
-        _decide_clarke(runs, real_ties, v, time_limit - (time.perf_counter() - t0))
+        _decide_clarke(runs, real_ties, v, remaining())
     v.time_s = time.perf_counter() - t0
     v.n_ties = len(real_ties)
     return v
@@ -227,7 +227,10 @@ def _decide_clarke(runs, ties, v, time_left) -> None:
         ad = list(runs.exact_ad())
     except Undecided:
         return
-    c = clarke.decide(runs, fw, ties, ad, convex_weights, separator, time_limit=max(1.0, time_left))
+    if time_left <= 0:
+        v.reason += "; the time limit ran out before the polynomial regions were examined"
+        return
+    c = clarke.decide(runs, fw, ties, ad, convex_weights, separator, time_limit=time_left)
     v.clarke = c
     if c.answer is None:
         v.reason += f"; the polynomial regions left it open: {c.reason}"
