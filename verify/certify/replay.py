@@ -195,9 +195,9 @@ class Model:
         self.targets = _q(net.targets) if net.targets is not None and net.targets.dtype.kind == "f" else None
         self.count = int(np.prod(net.out_shape)) * net.batch
         self.P = net.n_grad
-        # linear-form passes (``jacobian``): not through fixed-point layers (exact solves of the
+        # linear-form passes (``jacobian``): not through fixed-point layers or value-iteration blocks (exact solves of the
         # numeric tangent) nor a cross-entropy loss (enclosed seed)
-        self.forms = net.loss.op != "cross_entropy" and not any(L.op == "fixed_point" for L in net.layers)
+        self.forms = net.loss.op != "cross_entropy" and not any(L.op in ("fixed_point", "value_iteration") for L in net.layers)
         self._atoms = None  # the atom table of the running linear-form pass, else None
         self._inject = None  # tie key -> its delta column in an ``inject`` pass
         self._basis = None
