@@ -203,10 +203,10 @@ def clarke_cases(draw, *, dtypes=DTYPES, activations=ACTIVATIONS, losses=LOSSES,
         hidden.append((li, li + 1, spec, mirror))
         acts.append(op)
     b.linear(width, draw(st.integers(1, 2)))
-    N = draw(st.integers(1, 2))
+    N = draw(st.integers(1, 3))
     xin = [[b.small() for _ in range(n0)] for _ in range(N)]
-    if N == 2 and draw(st.integers(0, 3)) == 0:
-        xin[1] = list(xin[0])
+    if N >= 2 and draw(st.integers(0, 2)) == 0:
+        xin[-1] = list(xin[0])  # a duplicated sample: every tie of sample 0 twice
     inputs = {"shape": [N, n0], "values": xin}
     loss_op = draw(st.sampled_from(list(losses)))
     loss = {"op": loss_op}
