@@ -129,6 +129,12 @@ def summary(records) -> str:
             out.append(f"{key}: total {sum(ts):.1f} s, median {ts[len(ts) // 2]:.3f} s, max {ts[-1]:.2f} s")
     out.append(f"reference decides where kinkcheck is null: not differentiable {sum(1 for r in records if r.get('ref_decides'))},"
                f" AD in Clarke {sum(1 for r in records if r.get('ref_decides_clarke'))}")
+    nd = [r for r in records if r.get("differentiable") is False]
+    ac = [r for r in records if r.get("ad_in_clarke") is True]
+    out.append(f"reference confirms independently: not differentiable {sum(1 for r in nd if r['ref']['not_differentiable'])}/{len(nd)},"
+               f" AD in Clarke {sum(1 for r in ac if r['ref']['ad_in_clarke'])}/{len(ac)}; differentiable (checked on every"
+               f" sampled direction) {sum(1 for r in records if r.get('differentiable') is True)},"
+               f" not in Clarke (not refuted) {sum(1 for r in records if r.get('ad_in_clarke') is False)}")
     for r in dis[:20]:
         out.append(f"DISAGREEMENT {r.get('case')}: {r['problems']}")
     for r in sus[:20]:

@@ -159,3 +159,24 @@ def test_reference_on_the_mirrored_example():
     v = C.analyse(MIRROR_LAYER2)
     assert v.ties == {(3, 0, 0), (3, 0, 1)}
     assert len(v.G) == 2 and v.not_differentiable and v.weights is None
+
+
+def test_the_comparison_catches_planted_wrong_verdicts(monkeypatch):
+    """Each rule fires: f(w) = relu(w) + relu(-w) = |w| at 0, AD (relu'(0) = 0) = 0 in [-1, 1]."""
+    doc = _doc({"w": 0}, [{"op": "linear", "weight": [["w"], ["-w"]]}, {"op": "relu"},
+                          {"op": "linear", "weight": [[1, 1]]}])
+    real = kinkcheck.verify
+    assert not run_case(doc, {})["problems"]
+    for planted, rule in [({"ad_in_clarke": False}, "ad_in_clarke = False"),
+                          ({"differentiable": True, "gradient": ["1"]}, "differentiable with gradient"),
+                          ({"ad_correct": True, "differentiable": True, "gradient": ["0"]}, "ad_correct = True"),
+                          ({"ad": ["1"]}, "exact AD differs"),
+                          ({"real_ties": []}, "real ties differ")]:
+        def fake(*a, _p=planted, **k):
+            r = real(*a, **k)
+            for key, val in _p.items():
+                setattr(r, key, val)
+            return r
+        monkeypatch.setattr(kinkcheck, "verify", fake)
+        problems = run_case(doc, {})["problems"]
+        assert any(rule in p for p in problems), (planted, problems)
