@@ -18,7 +18,9 @@ Engineered categories (each drawn independently; ``meta["categories"]`` lists wh
   or constants);
 * ``mirror``: two units z and -z of a hidden layer (inline weights naming the same scalar params,
   negated), tied at 0;
-* ``l1``: l1 targets equal to the exact outputs.
+* ``l1``: l1 targets equal to the exact outputs;
+* ``few_params``: at most 3 trainable scalars (inline weights, every other parameter frozen), where
+  the reference's sampling is dense.
 """
 
 from __future__ import annotations
@@ -68,9 +70,11 @@ class _Net:
         self.params[name] = spec
         return name
 
+    few = False  # at most 3 trainable scalars: inline layers only, frozen at the end
+
     def linear(self, n_in, n_out, *, mirror=False):
         li = len(self.layers)
-        mode = "inline" if mirror else self.draw(st.sampled_from(["named", "named", "inline"]))
+        mode = "inline" if mirror or self.few else self.draw(st.sampled_from(["named", "named", "inline"]))
         if mode == "named":
             W = [[self.small() for _ in range(n_in)] for _ in range(n_out)]
             wname = self.new_param("W", W, shape=(n_out, n_in), trainable=self.draw(st.integers(0, 7)) > 0)
@@ -173,6 +177,7 @@ def clarke_cases(draw, *, dtypes=DTYPES, activations=ACTIVATIONS, losses=LOSSES,
     dtype = draw(st.sampled_from(list(dtypes)))
     b = _Net(draw, dtype)
     cats = set()
+    b.few = draw(st.integers(0, 3)) == 0
     want = {c for c in ("real", "float_only", "masked", "mirror", "l1") if draw(st.integers(0, 2)) > 0}
     n0 = draw(st.integers(1, 3))
     depth = draw(st.integers(1, max_hidden))
@@ -299,6 +304,15 @@ def clarke_cases(draw, *, dtypes=DTYPES, activations=ACTIVATIONS, losses=LOSSES,
                 if draw(st.booleans()) and b.fmt.representable(q) and abs(q) <= 2**10:
                     targets["values"][n][u] = _num(q)
                     cats.add("l1")
+    if b.few:  # keep 1-3 scalars trainable (dense sampling in the reference)
+        names = sorted(b.params)
+        keep = set(draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True)))
+        for nm in names:
+            if nm not in keep:
+                b.params[nm]["trainable"] = False
+            else:
+                b.params[nm].pop("trainable", None)
+        cats.add("few_params")
     d = doc()
     return d, {"categories": sorted(cats), "activations": acts, "dtype": dtype if isinstance(dtype, str) else "E4M3"}
 

@@ -121,7 +121,14 @@ def summary(records) -> str:
     out.append("by real ties (cases / with a null): " + ", ".join(parts))
     acts = Counter(a for r in nulls for a in set(r["activations"] or []))
     out.append("activations in null cases: " + ", ".join(f"{a} {c}" for a, c in acts.most_common()))
-    reasons = Counter(u[:110] for r in nulls for u in (r["unknown"] or [r.get("reason", "")]))
+    def why(r):
+        text = "; ".join(r["unknown"]) or r.get("reason", "")
+        for cut in ("undecided: ", "but the list may miss cusp regions: ", "cells found"):
+            if cut in text:
+                return text.split(cut, 1)[1][:100] or cut
+        return text[:100]
+
+    reasons = Counter(why(r) for r in nulls)
     out.append("null reasons: " + "; ".join(f"{k} x{c}" for k, c in reasons.most_common(8)))
     for key in ("t_verify", "t_check", "t_ref"):
         ts = sorted(r[key] for r in records)
