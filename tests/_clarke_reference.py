@@ -18,9 +18,11 @@ Method (another method than kinkcheck's cells and LPs):
   (Bouligand subdifferential). grad P(w) is the exact backward pass at w with the one-sided
   derivative of the arc's side at every tie (``reference.evaluate(..., side=...)``).
 * A unit whose pre-activation stays exactly on its kink along the whole arc (or pool entries that
-  stay equal) does not decide its side. Every combination of sides at such units is tried; the arc
-  counts only when all of them give the same gradient at w (then every limiting gradient at the
-  nearby points x(t) tends to it, and the limiting set is closed), otherwise it is dropped.
+  stay equal) does not decide its side. If no trainable scalar reaches it through the network's
+  structure, its pre-activation is constant everywhere and its side multiplies a zero derivative:
+  any side will do. Otherwise every combination of sides at such units is tried; the arc counts
+  only when all of them give the same gradient at w (then every limiting gradient at the nearby
+  points x(t) tends to it, and the limiting set is closed), otherwise it is dropped.
 * G = the distinct limiting gradients found. Two of them: f is certainly not differentiable at w
   (a PC^1 function with two limiting gradients has no derivative). AD in conv(G), decided by an
   exact phase-1 simplex over Fractions (:func:`in_convex_hull`): AD is certainly a Clarke
@@ -211,7 +213,9 @@ class _Forward:
             self.sides[key] = force[key]
             return
         s = d.lead_sign()
-        if s == 0:
+        if s == 0 and key in self.ref.constant:
+            self.sides[key] = "left"  # no trainable scalar reaches it: its side changes no gradient
+        elif s == 0:
             self.open[key] = ("left", "right")
             self.sides[key] = "left"  # the value on the kink is the same from both pieces
         else:
@@ -243,12 +247,12 @@ class _Forward:
                 if len(tied) < 2:
                     y.append(x[tied[0]])
                     continue
+                diff = x[tied[1]] - x[tied[0]]
+                self.first_order[key] = diff.c[1] if len(diff.c) > 1 else ZERO
                 if force is not None and key in force:
                     self.sides[key] = force[key]
                     y.append(x[force[key]])
                     continue
-                self.first_order[key] = (x[tied[1]] - x[tied[0]]).c[1:2] or [ZERO]
-                self.first_order[key] = self.first_order[key][0]
                 best = [tied[0]]
                 for p in tied[1:]:
                     c = _cmp(x[p], x[best[0]])
@@ -257,7 +261,7 @@ class _Forward:
                     elif c == 0:
                         best.append(p)
                 self.sides[key] = best[0]
-                if len(best) > 1:
+                if len(best) > 1 and key not in self.ref.constant:
                     self.open[key] = tuple(best)
                 y.append(x[best[0]])
             return y
@@ -441,13 +445,44 @@ class ClarkeRef:
         self.tr = list(self.net.trainable_index)
         self.n = len(self.tr)
         self.w = [Fraction(v) for v in self.net.theta]
+        self.exact = R.ref_exact(doc)
+        self.constant = self._constant_units()
         base = self.forward([])
         self.tie_keys = sorted(base.sides, key=str)
-        self.exact = R.ref_exact(doc)
         self._grad_cache: dict = {}
         self.G: dict = {}  # gradient tuple -> side assignment
         self.used = self.dropped = 0
         self.D: list = []  # (d, f'(w; d)) exact directional derivatives
+
+    def _constant_units(self) -> set:
+        """Tie keys (any unit, tied or not) whose pre-activation no trainable scalar reaches through
+        the network's structure (a trainable weight reaches a unit unless its input is a constant
+        0): constant on the whole parameter space, so the side chosen there multiplies a zero
+        derivative in every piece."""
+        net = self.net
+        tr = set(self.tr)
+
+        def dep(e):
+            return e[0] == "p" and e[1] in tr
+
+        out = set()
+        for n, x0 in enumerate(net.inputs):
+            x = [False] * len(x0)
+            for L in net.layers:
+                if L.op == "linear":
+                    o, inn = L.wshape
+                    val = self.exact.xs[L.index][n]  # constant inputs have this value everywhere
+                    x = [any(x[j] or (dep(L.weight[i * inn + j]) and val[j] != 0) for j in range(inn))
+                         or (L.bias is not None and dep(L.bias[i])) for i in range(o)]
+                elif L.op == "maxpool1d":
+                    for wi, win in enumerate(L.windows):
+                        if not any(x[p] for p in win):
+                            out.add((L.index, n, wi))
+                    x = [any(x[p] for p in win) for win in L.windows]
+                elif L.act is not None:
+                    out.update((L.index, n, u) for u, d in enumerate(x) if not d)
+            out.update((len(net.layers), n, u) for u, d in enumerate(x) if not d)
+        return out
 
     # -- arcs
     def theta(self, arc):
