@@ -15,7 +15,8 @@ profile is 1000 cases:
         python -m pytest tests/test_acceptance_clarke.py -p no:cacheprovider --hypothesis-seed=0
     python tests/_clarke_compare.py clarke.jsonl     # disagreements, nulls by category, timings
 
-(about 10 minutes on two cores; ``KINKCHECK_CLARKE_LOG`` appends one JSON record per case).
+(16 minutes for 1000 distinct cases on the shared two-core machine; ``KINKCHECK_CLARKE_LOG`` appends
+one JSON record per case).
 """
 
 import json
