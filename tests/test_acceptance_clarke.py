@@ -142,8 +142,6 @@ MIRROR_LAYER2 = {
     "loss": {"op": "sum"}, "convention": "jax"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 parts 1-4: Clarke membership is null for mirrored units and "
-                   "dependent tie functionals (curved regions, local emptiness proofs); remove this mark when they land")
 @SETTINGS
 @example((MIRROR_LAYER2, {}))
 @example((_cusp("right"), {}))
