@@ -24,7 +24,6 @@ import os
 from fractions import Fraction
 
 import _clarke_reference as C
-import pytest
 from _clarke_cases import clarke_cases
 from _clarke_compare import run_case
 from hypothesis import HealthCheck, assume, example, given, settings
