@@ -483,11 +483,121 @@ def test_block_behind_a_conv2d_certificate_recomputes_ad():
 
 
 def test_undecided_cases_say_why():
-    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
-    doc["layers"][0]["solver"] = {"method": "unroll", "iterations": 2}
-    r = kinkcheck.verify(doc)
-    assert r.differentiable is None and "unrolled value-iteration block" in r.reason
     doc = vin([[[0, 0, 0], [1, 0.5, 2], [0, 0, 0]], [[0, 0, 0], [1, 0.5, -2], [0, 0, 0]]], [[[0, 0]], [[0, 0]]], 1.0, solver={"method": "iterate", "max_iter": 5})
     r = kinkcheck.verify(doc)  # V* = 0 with the tie at both states; the box has a singular element
     assert r.differentiable is None and "singular element" in r.reason
     assert r.implicit[0]["samples"][0]["clarke_jacobian_invertible"] is False
+
+
+# ----------------------------------------------------------------------------------------------
+# ties of unrolled blocks: max ties of an ordinary composition, decided by the cells
+
+
+def unrolled_doc(A, K=2):
+    """One state, A actions, k = 1: R_a = u_a (a 1x1 conv2d of the input 1), V_k = max_a (u_a +
+    t_a V_{k-1} / 2). At u_a = 1, t_a = 1/2 every action ties at step 1 (Q = 1) and at step 2
+    (Q = 1 + 1/4); the parameters are (u_0 .. u_{A-1}, t_0 .. t_{A-1})."""
+    return {
+        "kinkcheck": 1,
+        "dtype": "float64",
+        "params": {"u": {"shape": [A, 1, 1, 1], "values": [[[[1]]]] * A}, "T": {"shape": [A, 1, 1], "values": [[[0.5]]] * A}},
+        "inputs": {"shape": [1, 1, 1, 1], "values": [[[[1]]]]},
+        "layers": [{"op": "conv2d", "weight": "u"}, {"op": "value_iteration", "kernel": "T", "gamma": 0.5, "solver": {"method": "unroll", "iterations": K}}, {"op": "flatten"}],
+        "loss": {"op": "sum"},
+    }
+
+
+def _unrolled_tangent(A, d, K=2):
+    """f'(w; d) by an exact forward tangent in fractions (written here): at every step the tied
+    actions' tangents dQ_a = du_a + (dt_a V + t_a dV) / 2 are compared and the largest is taken."""
+    u, t = [Fraction(1)] * A, [Fraction(1, 2)] * A
+    du, dt = d[:A], d[A:]
+    V, dV = Fraction(0), Fraction(0)
+    for _ in range(K):
+        Q = [u[a] + t[a] * V / 2 for a in range(A)]
+        dQ = [du[a] + (dt[a] * V + t[a] * dV) / 2 for a in range(A)]
+        m = max(Q)
+        V, dV = m, max(dQ[a] for a in range(A) if Q[a] == m)
+    return dV
+
+
+@pytest.mark.parametrize("A", [2, 3])
+def test_unrolled_ties_cells_by_hand(A):
+    """By hand: V_1 = max_a u_a, V_2 = max_a (u_a + t_a V_1 / 2), so at w
+    f'(w; d) = max_a (du_a + dt_a / 2) + max_a du_a / 4: one cell per (step-1 action c1, step-2
+    action c2), gradient e_{u_c1} / 4 + e_{u_c2} + e_{t_c2} / 2, all A^2 of them non-empty; AD (the
+    first tied action at both steps) is the cell (0, 0): f is not differentiable, AD is a limiting
+    gradient (Clarke)."""
+    from kinkcheck.certify.checker import check_certificate
+    from kinkcheck.certify.replay import CheckFailed
+
+    r = kinkcheck.verify(unrolled_doc(A), values=True)
+    assert [(t["layer"], t["unit"], t["step"], t["entries"]) for t in r.real_ties] == [(1, 0, 1, list(range(A))), (1, 1, 2, list(range(A)))]
+
+    def grad(c1, c2):
+        g = [Fraction(0)] * (2 * A)
+        g[c1] += Fraction(1, 4)
+        g[c2] += 1
+        g[A + c2] += Fraction(1, 2)
+        return tuple(g)
+
+    want = {grad(c1, c2) for c1 in range(A) for c2 in range(A)}
+    assert {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]} == want
+    assert tuple(Fraction(v) for v in r.ad) == grad(0, 0)
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    # the directional derivative along rational rays: the hand formula, the forward tangent, and
+    # the gradient of some limiting cell
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        d = [Fraction(int(v), 4) for v in rng.integers(-8, 9, size=2 * A)]
+        hand = max(d[a] + d[A + a] / 2 for a in range(A)) + max(d[:A]) / 4
+        assert _unrolled_tangent(A, d) == hand
+        assert any(sum(x * y for x, y in zip(g, d)) == hand for g in want)
+    cert = json.loads(json.dumps(r.certificate()))
+    assert check_certificate(cert)["valid"]
+    bad = json.loads(json.dumps(cert))
+    bad["evidence"]["cells"][0]["gradient"][0] = str(Fraction(bad["evidence"]["cells"][0]["gradient"][0]) + 1)
+    with pytest.raises(CheckFailed, match="gradient"):
+        check_certificate(bad)
+
+
+def test_unrolled_tie_identical_actions_is_differentiable():
+    """Two actions sharing their reward weight u and kernel entry t (named scalars in inline
+    tensors): ties at both steps whose actions have identical functionals (one branch each), so
+    f = V_2 = u + t u / 2 is smooth: gradient (1 + t/2, u/2) = (5/4, 1/2) by hand, AD correct."""
+    from kinkcheck.certify.checker import check_certificate
+
+    doc = unrolled_doc(2)
+    doc["params"] = {"u": {"shape": [], "values": 1}, "t": {"shape": [], "values": 0.5}}
+    doc["layers"][0]["weight"] = [[[["u"]]], [[["u"]]]]
+    doc["layers"][1]["kernel"] = [[["t"]], [["t"]]]
+    r = kinkcheck.verify(doc, values=True)
+    assert len(r.real_ties) == 2
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, True, True)
+    assert [Fraction(v) for v in r.gradient] == [Fraction(5, 4), Fraction(1, 2)]
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+def test_unrolled_tie_next_to_a_relu():
+    """A ReLU after the block at its kink: relu(V_2 - 5/4) with the block above; the cells combine
+    the block's max ties with the ReLU's sides: f'(w; d) = max(0, max_a (du_a + dt_a/2) + max_a du_a/4)
+    (checked along rays against the forward tangent); the certificate re-validates."""
+    from kinkcheck.certify.checker import check_certificate
+
+    doc = unrolled_doc(2)
+    doc["params"]["c"] = {"shape": [1], "values": [-1.25]}
+    doc["params"]["one"] = {"shape": [1, 1], "values": [[1]]}
+    doc["layers"] += [{"op": "linear", "weight": "one", "bias": "c"}, {"op": "relu"}]
+    for p in ("c", "one"):
+        doc["params"][p]["trainable"] = False
+    r = kinkcheck.verify(doc, values=True)
+    assert len(r.real_ties) == 3 and r.real_ties[-1]["op"] == "relu"
+    lim = {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]}
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        d = [Fraction(int(v), 4) for v in rng.integers(-8, 9, size=4)]
+        want = max(Fraction(0), _unrolled_tangent(2, d))
+        assert any(sum(x * y for x, y in zip(g, d)) == want for g in lim)
+    assert (0,) * 4 in lim
+    assert r.differentiable is False and r.ad_in_clarke is True
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]

@@ -37,6 +37,12 @@ def vertex(fw, L, s) -> dict:
     return sol.vertex[s]
 
 
+def implicit_ties(net, real_ties) -> list:
+    """The real ties at the fixed point of an iterated block (decided by ``implicit.decide_ties``);
+    the ties of unrolled blocks are max ties of an ordinary composition (decided by the cells)."""
+    return [t for t in real_ties if t.op == "value_iteration" and net.layers[t.layer].vi.method == "iterate"]
+
+
 def obstacle(runs, real_ties) -> str | None:
     """Why the verdicts are not decided for a network with value-iteration blocks, or None (then
     no real tie means f is smooth near w, and real ties are decided by ``implicit.decide_ties``)."""
@@ -44,16 +50,13 @@ def obstacle(runs, real_ties) -> str | None:
     vis = layers(net)
     if any(L.op == "fixed_point" for L in net.layers):
         return "value_iteration and fixed_point layers in one network: the verdicts are not decided for such mixes yet"
-    outside = sorted({t.layer for t in real_ties if t.op != "value_iteration"})
-    if outside:
-        return f"real ties outside the value-iteration block(s) (layers {outside}): the verdicts are not decided for such networks yet"
-    for t in real_ties:
-        L = net.layers[t.layer]
-        if L.vi.method == "unroll":
-            S = int(np.prod(L.out_shape))
-            return f"layer {t.layer} sample {t.sample}: a max tie at step {t.unit // S + 1}, state {t.unit % S} of an unrolled value-iteration block: such ties are not decided yet"
-        if len(t.entries) > 2:
-            return f"layer {t.layer} sample {t.sample} state {t.unit}: {len(t.entries)} actions tie (only two-way ties are decided)"
+    if implicit_ties(net, real_ties):  # ties at an iterated block's fixed point: the implicit method
+        outside = sorted({t.layer for t in real_ties if t.op != "value_iteration"})
+        if outside:
+            return f"real ties outside the value-iteration block(s) (layers {outside}) next to ties at a value-iteration fixed point: the verdicts are not decided for such networks yet"
+        unrolled = [t for t in real_ties if net.layers[t.layer].vi.method == "unroll"]
+        if unrolled:
+            return f"layer {unrolled[0].layer}: ties of an unrolled value-iteration block next to ties at a value-iteration fixed point: the verdicts are not decided for such networks yet"
     fw = runs.exact_full()
     for L in vis:
         if L.vi.method != "iterate":
