@@ -601,3 +601,80 @@ def test_unrolled_tie_next_to_a_relu():
     assert (0,) * 4 in lim
     assert r.differentiable is False and r.ad_in_clarke is True
     assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+# ----------------------------------------------------------------------------------------------
+# three or more tied actions at a fixed point
+
+
+def test_three_tied_actions_one_state_by_hand():
+    """One state, three actions, R_a = u_a (a 1x1 conv2d of the input 1), k = 1, gamma = 1/2, at
+    u_a = 1 and t_a = 1/2: V = 1 + V/4, V* = 4/3 with all three actions tied. By hand,
+    dV = max_a (du_a + (2/3) dt_a) + dV/4, so f'(w; d) = (4/3) max_a (du_a + (2/3) dt_a): three cells
+    (one per action c), gradient (4/3) e_{u_c} + (8/9) e_{t_c}; the three vertex determinants
+    1 - 1/4 are positive. AD (the first action) is one of them: not differentiable, Clarke."""
+    from kinkcheck.certify.checker import check_certificate
+    from kinkcheck.certify.replay import CheckFailed
+
+    doc = unrolled_doc(3)
+    doc["layers"][1]["solver"] = {"method": "iterate", "max_iter": 200, "tol": 0}
+    r = kinkcheck.verify(doc, values=True)
+    assert [(t["layer"], t["unit"], t["entries"]) for t in r.real_ties] == [(1, 0, [0, 1, 2])]
+    s0 = r.implicit[0]["samples"][0]
+    assert s0["vertices"] == 3 and s0["clarke_jacobian_invertible"] is True and s0["determinant_sign"] == 1
+    assert [Fraction(v) for v in r.implicit[0]["z"][0]] == [Fraction(4, 3)]
+
+    def grad(c):
+        g = [Fraction(0)] * 6
+        g[c], g[3 + c] = Fraction(4, 3), Fraction(8, 9)
+        return tuple(g)
+
+    assert {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]} == {grad(c) for c in range(3)}
+    assert tuple(Fraction(v) for v in r.ad) == grad(0)
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    cert = json.loads(json.dumps(r.certificate()))
+    out = check_certificate(cert)
+    assert out["valid"] and any("coherent orientation (3" in s for s in out["steps"])
+    bad = json.loads(json.dumps(cert))
+    bad["evidence"]["cells"][1]["witness"] = bad["evidence"]["cells"][0]["witness"]
+    with pytest.raises(CheckFailed, match="witness"):
+        check_certificate(bad)
+
+
+def test_three_tied_actions_coupled_states_against_reference():
+    """A 1x2 grid, k = 3, three actions with one kernel and one reward map (every state ties all
+    three at V*), the kernels trainable: along rational rays the exact directional derivative is
+    found here by trying every selection (dV = (I - gamma P_sel)^{-1} r_sel, consistent when each
+    state's selected dQ is the largest of its tied ones); it must be g . d for a limiting gradient
+    g that is this test's own gradient of that selection; AD is the first actions' gradient."""
+    from kinkcheck.certify.checker import check_certificate
+
+    Ta = [[0, 0.25, 0], [0.125, 0.25, 0.25], [0, 0, 0.125]]
+    T = [Ta, Ta, Ta]
+    R = [[[0.5, -0.25]]] * 3
+    g = Fraction(1, 2)
+    r = kinkcheck.verify(vin(T, R, 0.5, dtype="float64"), values=True)
+    Rf = [[Fraction(v) for v in row[0]] for row in R]
+    V, _ = ref_fixed_point(T, Rf, g, 1, 2)
+    nb = _neighbours(1, 2, 3)
+    assert [(t["unit"], t["entries"]) for t in r.real_ties] == [(0, [0, 1, 2]), (1, [0, 1, 2])]
+    assert r.implicit[0]["samples"][0]["vertices"] == 9
+    lim = {tuple(Fraction(v) for v in gr) for gr in r.decision["limiting_gradients"]}
+    assert [Fraction(v) for v in r.ad] == ref_gradient(T, Rf, g, 1, 2, V, [0, 0])
+    rng = np.random.default_rng(11)
+    hit = set()
+    for _ in range(12):
+        d = [Fraction(int(v), 8) for v in rng.integers(-8, 9, size=27)]
+        dT = [[[d[a * 9 + p * 3 + q] for q in range(3)] for p in range(3)] for a in range(3)]
+        for sel in [(a, b) for a in range(3) for b in range(3)]:
+            rr = [g * sum((dT[sel[s]][p][q] * V[t] for p, q, t in nb[s]), Fraction(0)) for s in range(2)]
+            dV = _solve(policy_matrix(T, g, nb, sel), rr)
+            dQ = [[g * sum((dT[a][p][q] * V[t] + Fraction(T[a][p][q]) * dV[t] for p, q, t in nb[s]), Fraction(0)) for a in range(3)] for s in range(2)]
+            if all(dQ[s][sel[s]] == max(dQ[s]) for s in range(2)):
+                break
+        fd = sum(dV)
+        cell = tuple(ref_gradient(T, Rf, g, 1, 2, V, list(sel)))
+        assert sum(x * y for x, y in zip(cell, d)) == fd and cell in lim
+        hit.add(sel)
+    assert len(hit) >= 3 and r.differentiable is False and r.ad_in_clarke is True
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]

@@ -312,7 +312,7 @@ def _check_cell(M, c, found, where, compare=True):
     zero = {_key(k) for k in c.get("zero_ties", [])}
     for key, cv in ch.items():
         tv = rec[key]
-        if kinds[key] == "max":
+        if kinds[key] == "max" or isinstance(tv, dict):  # max-pool, or a value-iteration tie of >= 3 actions
             best = max(tv.values())
             top = [p for p, v in tv.items() if v == best]
             if key in zero:

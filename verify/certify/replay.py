@@ -575,7 +575,8 @@ class Model:
             L = self.net.layers[layer] if layer < len(self.net.layers) else None
             if L is not None and L.op == "value_iteration":
                 S = int(np.prod(L.out_shape))
-                prefix = {k: c for k, c in prefix.items() if k[0] < layer or (k[0] == layer and k[1] == key[1] and k[2] // S < key[2] // S)}
+                it = L.vi.method == "iterate"  # at a fixed point every tie of the sample is coupled
+                prefix = {k: c for k, c in prefix.items() if k[0] < layer or (k[0] == layer and k[1] == key[1] and (it or k[2] // S < key[2] // S))}
             else:
                 prefix = {k: c for k, c in prefix.items() if k[0] < layer}
         k = tuple(sorted(prefix.items(), key=lambda kv: kv[0]))

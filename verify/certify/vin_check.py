@@ -9,12 +9,13 @@ off the grid (c = (k - 1) / 2); V(s) = max_a Q_a(s).
   V* = max_a Q_a(V*) exactly. Along a direction, with r_a(s) = dR_a(s) + gamma (dT_a * V*)(s) and a
   selection sigma (one maximal action per state), dV = (I - gamma P_sigma)^{-1} r_sigma and
   dQ_a(s) = r_a(s) + gamma (T_a * dV)(s). A two-way tie's recorded tangent is the gap
-  dQ_last - dQ_first ("left": the first tied action takes the gradient, "right": the last).
+  dQ_last - dQ_first ("left": the first tied action takes the gradient, "right": the last); a tie
+  of three or more actions records every tied action's tangent and a pattern picks one action.
 - ``unroll``: K exact steps from V = 0 with a forward tangent; ties are keyed by step * S + state
   and are max ties (kind "max", like a max-pool window's): a pattern picks one tied action.
 - ``coherent_orientation``: det(I - gamma P) has one non-zero sign at every vertex (one tied action
-  per tied state) of every sample's Clarke box - the condition under which the implicit method's
-  cells are the true pieces.
+  per tied state, any number of tied actions) of every sample's Clarke box - the condition under
+  which the implicit method's cells are the true pieces.
 """
 
 from __future__ import annotations
@@ -179,8 +180,9 @@ def not_affine(net, upto):
 
 def coherent_orientation(M, layer_inputs) -> int:
     """Every value-iteration block's Clarke box at every sample: det(I - gamma P) of one non-zero
-    sign at every vertex; only two-way ties (the implicit method's left/right patterns). Returns the
-    vertices checked."""
+    sign at every vertex (one tied action per tied state: det is affine in each state's selection
+    weights, so one sign on the vertices is one sign on the whole box). Returns the vertices
+    checked."""
     net = M.net
     count = 0
     for L in net.layers:
@@ -198,8 +200,6 @@ def coherent_orientation(M, layer_inputs) -> int:
             V = [mpq(v) for v in M.fixed_points[L.index][n]]
             Q = [[R[a][s] + gamma * c for a, c in enumerate(col)] for s, col in enumerate(zip(*[_conv(T, nb, V, a) for a in range(nA)]))]
             tied = [[a for a in range(nA) if Q[s][a] == V[s]] for s in range(S)]
-            if any(len(ts) > 2 for ts in tied):
-                raise CheckFailed(f"layer {L.index} sample {n}: three or more actions tie: not certified by the implicit method")
             sign = None
             for sel in itertools.product(*tied):
                 d = _det(_rows(T, nb, gamma, list(sel)))
