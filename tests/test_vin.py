@@ -678,3 +678,25 @@ def test_three_tied_actions_coupled_states_against_reference():
         hit.add(sel)
     assert len(hit) >= 3 and r.differentiable is False and r.ad_in_clarke is True
     assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+def test_fixed_point_tie_next_to_a_relu_tie():
+    """An iterated block with a tie and a ReLU tie after it, decided jointly: one state, two
+    actions, R_a = u_a, t_a = 1, gamma = 1/2 at u_a = 1: V* = 1 + V*/2 = 2 with both actions
+    tied, then relu(V* - 2). By hand dV = 2 max_a (du_a + dt_a), f'(w; d) = max(0, dV): limiting
+    gradients 0 and 2 e_{u_c} + 2 e_{t_c}; AD = 0 (relu'(0) = 0), a limiting gradient."""
+    from kinkcheck.certify.checker import check_certificate
+
+    doc = unrolled_doc(2)
+    doc["params"]["T"]["values"] = [[[1]], [[1]]]
+    doc["params"]["c"] = {"shape": [1], "values": [-2], "trainable": False}
+    doc["params"]["one"] = {"shape": [1, 1], "values": [[1]], "trainable": False}
+    doc["layers"][1]["solver"] = {"method": "iterate", "max_iter": 200, "tol": 0}
+    doc["layers"] += [{"op": "linear", "weight": "one", "bias": "c"}, {"op": "relu"}]
+    r = kinkcheck.verify(doc, values=True)
+    assert [(t["layer"], t["op"]) for t in r.real_ties] == [(1, "value_iteration"), (4, "relu")]
+    lim = {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]}
+    assert lim == {(0,) * 4, (2, 0, 2, 0), (0, 2, 0, 2)}
+    assert [Fraction(v) for v in r.ad] == [0] * 4
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]

@@ -158,8 +158,8 @@ def _check(cert) -> dict:
         def _op(k):
             return net.layers[k[0]].op if k[0] < len(net.layers) else None
         if any(_op(k) == "value_iteration" for k in found):
-            if any(_op(k) != "value_iteration" for k in found):
-                raise CheckFailed("step 3 (implicit): ties inside value-iteration blocks are not combined with other ties")
+            if any(_op(k) == "fixed_point" for k in found):
+                raise CheckFailed("step 3 (implicit): ties inside value-iteration blocks are not combined with fixed-point ties")
         elif not any(_op(k) == "fixed_point" for k in found):
             raise CheckFailed("step 3 (implicit): some real tie must lie inside a fixed-point layer or a value-iteration block")
         if any(_op(k) in ("maxpool1d", "maxpool2d") for k in found):
