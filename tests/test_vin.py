@@ -700,3 +700,28 @@ def test_fixed_point_tie_next_to_a_relu_tie():
     assert [Fraction(v) for v in r.ad] == [0] * 4
     assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
     assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+def test_unrolled_corridor_example():
+    """proofs/examples/vin_unrolled_tie.json by hand: V_1 = R = (1, 0, 1) (ties with zero tangents:
+    the rewards are inputs); at step 2 state s's window of V_1 is (0, 1, 0), (1, 0, 1), (0, 1, 0), so
+    dQ_a(s) = (1/2) (dT_a . window_s) and both actions tie (Q = 9/8, 1/4, 9/8). States 0 and 2 have
+    one functional (dT_0 - dT_1 at the centre): they pick one action c, state 1 picks c1; the
+    limiting gradients are (1/2) (2 e_{c, centre} + e_{c1, left} + e_{c1, right}), AD is c = c1 = 0."""
+    from kinkcheck.certify.checker import check_certificate
+
+    r = kinkcheck.verify(str(EXAMPLES / "vin_unrolled_tie.json"), values=True)
+    assert [(t["unit"], t["step"], t["exact"]) for t in r.real_ties] == [(0, 1, "1"), (1, 1, "0"), (2, 1, "1"), (3, 2, "9/8"), (4, 2, "1/4"), (5, 2, "9/8")]
+
+    def grad(c, c1):
+        g = [Fraction(0)] * 18
+        g[9 * c + 4] += 1
+        g[9 * c1 + 3] += Fraction(1, 2)
+        g[9 * c1 + 5] += Fraction(1, 2)
+        return tuple(g)
+
+    want = {grad(c, c1) for c in (0, 1) for c1 in (0, 1)}
+    assert tuple(Fraction(v) for v in r.ad) == grad(0, 0)
+    assert {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]} <= want
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    assert check_certificate(json.loads((EXAMPLES.parent / "certificates" / "vin_unrolled_tie.cert.json").read_text()))["valid"]

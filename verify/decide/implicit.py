@@ -205,7 +205,8 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
     if count > MAX_PATTERNS:
         return {"obstacle": f"{k} real ties (some inside fixed-point layers): {count} patterns exceed the budget {MAX_PATTERNS}"}
     cells, empty, complete = [], [], True
-    for combo in itertools.product(*options):
+    for combo in itertools.product(*options[::-1]):  # the first tie varies fastest
+        combo = combo[::-1]
         choose = {t.key: c for t, c in zip(order, combo)}
         funcs = []
         for t, c in zip(order, combo):
