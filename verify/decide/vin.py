@@ -49,7 +49,9 @@ def implicit_ties(net, real_ties) -> list:
 
 def obstacle(runs, real_ties) -> str | None:
     """Why the verdicts are not decided for a network with value-iteration blocks, or None (then
-    no real tie means f is smooth near w, and real ties are decided by ``implicit.decide_ties``)."""
+    no real tie means f is smooth near w, ties at an iterated block's fixed point are decided by
+    ``implicit.decide_ties`` with elementwise ties elsewhere, and otherwise - ties of unrolled
+    blocks, ties outside the blocks - by the ordinary cells)."""
     net = runs.net
     vis = layers(net)
     if any(L.op == "fixed_point" for L in net.layers):
