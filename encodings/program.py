@@ -438,6 +438,9 @@ def backward(net: Network, A, fw: Forward, proxies: Proxies, *, side=None, only=
         out = fw.out.reshape(N, -1)
         g = _loss_seed(net, A, fw, out, proxies, ch, N).reshape(fw.out.shape)
         start = len(net.layers)
+    elif seed[0] == "vi_q":  # ("vi_q", layer, k, h): h [N, S, A] on the Q values of step k + 1 of an unrolled block
+        _, start, k, h = seed
+        g = _vi_backward(net, A, net.layers[start], None, fw, ch, blocks, start > 0, q_at=(k, h))
     elif seed[0] == "fixed_point" and net.layers[seed[1]].op == "value_iteration":  # e on the tie gaps [N, S]
         _, start, e = seed
         g = _vi_backward(net, A, net.layers[start], None, fw, ch, blocks, start > 0, gaps=e)
@@ -625,10 +628,10 @@ def _fp_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, pre=False
     return A.dot(np.ascontiguousarray(U.T), mu) if need_gx else None
 
 
-def _vi_backward(net, A, L, g, fw, ch, blocks, need_gx, gaps=None):
+def _vi_backward(net, A, L, g, fw, ch, blocks, need_gx, gaps=None, q_at=None):
     """Backward through a value-iteration block (``valueiteration.backward``); ``gaps``: a cotangent
     on the tie gaps Q_last - Q_first instead of g on V."""
-    gR, terms = _vi.backward(A, L, fw.params[L.index][0], fw.fp[L.index], g, lambda n, u: ch.of((L.index, n, u)), unrolled=L.index in ch.unrolled, gaps=gaps)
+    gR, terms = _vi.backward(A, L, fw.params[L.index][0], fw.fp[L.index], g, lambda n, u: ch.of((L.index, n, u)), unrolled=L.index in ch.unrolled, gaps=gaps, q_at=q_at)
     blocks.append((L.index, "terms", terms, L.weight.src, L.weight.sign))
     return gR if need_gx else None
 

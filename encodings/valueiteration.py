@@ -266,15 +266,20 @@ def implicit_cotangent(A, L, T, gamma, sol, g, pi, h=None):
     return A.add(h, H) if h is not None else H
 
 
-def backward(A, L, T, sol, g, choice_of, *, unrolled=False, gaps=None):
+def backward(A, L, T, sol, g, choice_of, *, unrolled=False, gaps=None, q_at=None):
     """(cotangent on R [N, A, H, W], T's gradient per sample [N, A*k*k, 1]); ``g`` on V [N, S], or
-    (``gaps`` [N, S], exact fixed points only: a tie functional) a cotangent on Q_last - Q_first.
+    (``gaps`` [N, S], exact fixed points only: a tie functional) a cotangent on Q_last - Q_first
+    (``gaps`` [N, S, A]: on Q* itself, e.g. Q_chosen - Q_other at a tie of three or more actions),
+    or (``q_at`` = (k, h), unrolled blocks: a tie functional) the cotangent h [N, S, A] on the
+    Q values of step k + 1 (``sol.steps[k]``): the backward starts there and runs k, ..., 1.
     Each sample's terms of an entry of T (one per state; unrolled: per step k = K .. 1, then state)
     are summed in that order; the parameter gradient then sums the samples in sample order."""
     gamma = A.const(mpq(L.vi.gamma))
     N, S, nA = sol.q.shape
     h = None
-    if gaps is not None:  # +gaps on the last tied action, -gaps on the first
+    if gaps is not None and gaps.ndim == 3:  # a cotangent on Q* itself [N, S, A]
+        h, g = gaps, A.zeros(gaps.shape[:2])
+    elif gaps is not None:  # +gaps on the last tied action, -gaps on the first
         first = np.argmax(sol.eq, axis=-1)
         last = nA - 1 - np.argmax(sol.eq[..., ::-1], axis=-1)
         h = A.zeros(sol.eq.shape)
@@ -290,6 +295,13 @@ def backward(A, L, T, sol, g, choice_of, *, unrolled=False, gaps=None):
         raise ValueError("tie functionals are computed for the fixed-point mode only")
     gR, all_terms, lam = None, [], g
     K = len(sol.steps)
+    if q_at is not None:  # start inside the block: h on Q_{k0+1}, then the steps k0, ..., 1
+        if L.vi.method != "unroll":
+            raise ValueError("Q cotangents are seeded in unrolled blocks only")
+        k0, gR = q_at
+        terms, lam = step_backward(A, L, T, gamma, gR, sol.steps[k0][0])
+        all_terms.append(terms)
+        K = k0
     for k in range(K - 1, -1, -1):
         Vprev, eq, _ = sol.steps[k]
         pi = chosen(L, eq, choice_of, n_offset=k * S) if L.vi.method == "unroll" else np.argmax(eq, axis=-1)

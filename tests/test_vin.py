@@ -7,11 +7,12 @@ vertex test against determinants computed here; the 5x5 example with its tie der
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kinkcheck
@@ -483,11 +484,283 @@ def test_block_behind_a_conv2d_certificate_recomputes_ad():
 
 
 def test_undecided_cases_say_why():
-    doc = json.loads((EXAMPLES / "vin_grid_tie.json").read_text())
-    doc["layers"][0]["solver"] = {"method": "unroll", "iterations": 2}
-    r = kinkcheck.verify(doc)
-    assert r.differentiable is None and "unrolled value-iteration block" in r.reason
     doc = vin([[[0, 0, 0], [1, 0.5, 2], [0, 0, 0]], [[0, 0, 0], [1, 0.5, -2], [0, 0, 0]]], [[[0, 0]], [[0, 0]]], 1.0, solver={"method": "iterate", "max_iter": 5})
     r = kinkcheck.verify(doc)  # V* = 0 with the tie at both states; the box has a singular element
     assert r.differentiable is None and "singular element" in r.reason
     assert r.implicit[0]["samples"][0]["clarke_jacobian_invertible"] is False
+
+
+# ----------------------------------------------------------------------------------------------
+# ties of unrolled blocks: max ties of an ordinary composition, decided by the cells
+
+
+def unrolled_doc(A, K=2):
+    """One state, A actions, k = 1: R_a = u_a (a 1x1 conv2d of the input 1), V_k = max_a (u_a +
+    t_a V_{k-1} / 2). At u_a = 1, t_a = 1/2 every action ties at step 1 (Q = 1) and at step 2
+    (Q = 1 + 1/4); the parameters are (u_0 .. u_{A-1}, t_0 .. t_{A-1})."""
+    return {
+        "kinkcheck": 1,
+        "dtype": "float64",
+        "params": {"u": {"shape": [A, 1, 1, 1], "values": [[[[1]]]] * A}, "T": {"shape": [A, 1, 1], "values": [[[0.5]]] * A}},
+        "inputs": {"shape": [1, 1, 1, 1], "values": [[[[1]]]]},
+        "layers": [{"op": "conv2d", "weight": "u"}, {"op": "value_iteration", "kernel": "T", "gamma": 0.5, "solver": {"method": "unroll", "iterations": K}}, {"op": "flatten"}],
+        "loss": {"op": "sum"},
+    }
+
+
+def _unrolled_tangent(A, d, K=2):
+    """f'(w; d) by an exact forward tangent in fractions (written here): at every step the tied
+    actions' tangents dQ_a = du_a + (dt_a V + t_a dV) / 2 are compared and the largest is taken."""
+    u, t = [Fraction(1)] * A, [Fraction(1, 2)] * A
+    du, dt = d[:A], d[A:]
+    V, dV = Fraction(0), Fraction(0)
+    for _ in range(K):
+        Q = [u[a] + t[a] * V / 2 for a in range(A)]
+        dQ = [du[a] + (dt[a] * V + t[a] * dV) / 2 for a in range(A)]
+        m = max(Q)
+        V, dV = m, max(dQ[a] for a in range(A) if Q[a] == m)
+    return dV
+
+
+@pytest.mark.parametrize("A", [2, 3])
+def test_unrolled_ties_cells_by_hand(A):
+    """By hand: V_1 = max_a u_a, V_2 = max_a (u_a + t_a V_1 / 2), so at w
+    f'(w; d) = max_a (du_a + dt_a / 2) + max_a du_a / 4: one cell per (step-1 action c1, step-2
+    action c2), gradient e_{u_c1} / 4 + e_{u_c2} + e_{t_c2} / 2, all A^2 of them non-empty; AD (the
+    first tied action at both steps) is the cell (0, 0): f is not differentiable, AD is a limiting
+    gradient (Clarke)."""
+    from kinkcheck.certify.checker import check_certificate
+    from kinkcheck.certify.replay import CheckFailed
+
+    r = kinkcheck.verify(unrolled_doc(A), values=True)
+    assert [(t["layer"], t["unit"], t["step"], t["entries"]) for t in r.real_ties] == [(1, 0, 1, list(range(A))), (1, 1, 2, list(range(A)))]
+
+    def grad(c1, c2):
+        g = [Fraction(0)] * (2 * A)
+        g[c1] += Fraction(1, 4)
+        g[c2] += 1
+        g[A + c2] += Fraction(1, 2)
+        return tuple(g)
+
+    want = {grad(c1, c2) for c1 in range(A) for c2 in range(A)}
+    assert {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]} == want
+    assert tuple(Fraction(v) for v in r.ad) == grad(0, 0)
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    # the directional derivative along rational rays: the hand formula, the forward tangent, and
+    # the gradient of some limiting cell
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        d = [Fraction(int(v), 4) for v in rng.integers(-8, 9, size=2 * A)]
+        hand = max(d[a] + d[A + a] / 2 for a in range(A)) + max(d[:A]) / 4
+        assert _unrolled_tangent(A, d) == hand
+        assert any(sum(x * y for x, y in zip(g, d)) == hand for g in want)
+    cert = json.loads(json.dumps(r.certificate()))
+    assert check_certificate(cert)["valid"]
+    bad = json.loads(json.dumps(cert))
+    bad["evidence"]["cells"][0]["gradient"][0] = str(Fraction(bad["evidence"]["cells"][0]["gradient"][0]) + 1)
+    with pytest.raises(CheckFailed, match="gradient"):
+        check_certificate(bad)
+
+
+def test_unrolled_tie_identical_actions_is_differentiable():
+    """Two actions sharing their reward weight u and kernel entry t (named scalars in inline
+    tensors): ties at both steps whose actions have identical functionals (one branch each), so
+    f = V_2 = u + t u / 2 is smooth: gradient (1 + t/2, u/2) = (5/4, 1/2) by hand, AD correct."""
+    from kinkcheck.certify.checker import check_certificate
+
+    doc = unrolled_doc(2)
+    doc["params"] = {"u": {"shape": [], "values": 1}, "t": {"shape": [], "values": 0.5}}
+    doc["layers"][0]["weight"] = [[[["u"]]], [[["u"]]]]
+    doc["layers"][1]["kernel"] = [[["t"]], [["t"]]]
+    r = kinkcheck.verify(doc, values=True)
+    assert len(r.real_ties) == 2
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (True, True, True)
+    assert [Fraction(v) for v in r.gradient] == [Fraction(5, 4), Fraction(1, 2)]
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+def test_unrolled_tie_next_to_a_relu():
+    """A ReLU after the block at its kink: relu(V_2 - 5/4) with the block above; the cells combine
+    the block's max ties with the ReLU's sides: f'(w; d) = max(0, max_a (du_a + dt_a/2) + max_a du_a/4)
+    (checked along rays against the forward tangent); the certificate re-validates."""
+    from kinkcheck.certify.checker import check_certificate
+
+    doc = unrolled_doc(2)
+    doc["params"]["c"] = {"shape": [1], "values": [-1.25]}
+    doc["params"]["one"] = {"shape": [1, 1], "values": [[1]]}
+    doc["layers"] += [{"op": "linear", "weight": "one", "bias": "c"}, {"op": "relu"}]
+    for p in ("c", "one"):
+        doc["params"][p]["trainable"] = False
+    r = kinkcheck.verify(doc, values=True)
+    assert len(r.real_ties) == 3 and r.real_ties[-1]["op"] == "relu"
+    lim = {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]}
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        d = [Fraction(int(v), 4) for v in rng.integers(-8, 9, size=4)]
+        want = max(Fraction(0), _unrolled_tangent(2, d))
+        assert any(sum(x * y for x, y in zip(g, d)) == want for g in lim)
+    assert (0,) * 4 in lim
+    assert r.differentiable is False and r.ad_in_clarke is True
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+# ----------------------------------------------------------------------------------------------
+# three or more tied actions at a fixed point
+
+
+def test_three_tied_actions_one_state_by_hand():
+    """One state, three actions, R_a = u_a (a 1x1 conv2d of the input 1), k = 1, gamma = 1/2, at
+    u_a = 1 and t_a = 1/2: V = 1 + V/4, V* = 4/3 with all three actions tied. By hand,
+    dV = max_a (du_a + (2/3) dt_a) + dV/4, so f'(w; d) = (4/3) max_a (du_a + (2/3) dt_a): three cells
+    (one per action c), gradient (4/3) e_{u_c} + (8/9) e_{t_c}; the three vertex determinants
+    1 - 1/4 are positive. AD (the first action) is one of them: not differentiable, Clarke."""
+    from kinkcheck.certify.checker import check_certificate
+    from kinkcheck.certify.replay import CheckFailed
+
+    doc = unrolled_doc(3)
+    doc["layers"][1]["solver"] = {"method": "iterate", "max_iter": 200, "tol": 0}
+    r = kinkcheck.verify(doc, values=True)
+    assert [(t["layer"], t["unit"], t["entries"]) for t in r.real_ties] == [(1, 0, [0, 1, 2])]
+    s0 = r.implicit[0]["samples"][0]
+    assert s0["vertices"] == 3 and s0["clarke_jacobian_invertible"] is True and s0["determinant_sign"] == 1
+    assert [Fraction(v) for v in r.implicit[0]["z"][0]] == [Fraction(4, 3)]
+
+    def grad(c):
+        g = [Fraction(0)] * 6
+        g[c], g[3 + c] = Fraction(4, 3), Fraction(8, 9)
+        return tuple(g)
+
+    assert {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]} == {grad(c) for c in range(3)}
+    assert tuple(Fraction(v) for v in r.ad) == grad(0)
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    cert = json.loads(json.dumps(r.certificate()))
+    out = check_certificate(cert)
+    assert out["valid"] and any("coherent orientation (3" in s for s in out["steps"])
+    bad = json.loads(json.dumps(cert))
+    bad["evidence"]["cells"][1]["witness"] = bad["evidence"]["cells"][0]["witness"]
+    with pytest.raises(CheckFailed, match="witness"):
+        check_certificate(bad)
+
+
+def test_three_tied_actions_coupled_states_against_reference():
+    """A 1x2 grid, k = 3, three actions with one kernel and one reward map (every state ties all
+    three at V*), the kernels trainable: along rational rays the exact directional derivative is
+    found here by trying every selection (dV = (I - gamma P_sel)^{-1} r_sel, consistent when each
+    state's selected dQ is the largest of its tied ones); it must be g . d for a limiting gradient
+    g that is this test's own gradient of that selection; AD is the first actions' gradient."""
+    from kinkcheck.certify.checker import check_certificate
+
+    Ta = [[0, 0.25, 0], [0.125, 0.25, 0.25], [0, 0, 0.125]]
+    T = [Ta, Ta, Ta]
+    R = [[[0.5, -0.25]]] * 3
+    g = Fraction(1, 2)
+    r = kinkcheck.verify(vin(T, R, 0.5, dtype="float64"), values=True)
+    Rf = [[Fraction(v) for v in row[0]] for row in R]
+    V, _ = ref_fixed_point(T, Rf, g, 1, 2)
+    nb = _neighbours(1, 2, 3)
+    assert [(t["unit"], t["entries"]) for t in r.real_ties] == [(0, [0, 1, 2]), (1, [0, 1, 2])]
+    assert r.implicit[0]["samples"][0]["vertices"] == 9
+    lim = {tuple(Fraction(v) for v in gr) for gr in r.decision["limiting_gradients"]}
+    assert [Fraction(v) for v in r.ad] == ref_gradient(T, Rf, g, 1, 2, V, [0, 0])
+    rng = np.random.default_rng(11)
+    hit = set()
+    for _ in range(12):
+        d = [Fraction(int(v), 8) for v in rng.integers(-8, 9, size=27)]
+        dT = [[[d[a * 9 + p * 3 + q] for q in range(3)] for p in range(3)] for a in range(3)]
+        for sel in [(a, b) for a in range(3) for b in range(3)]:
+            rr = [g * sum((dT[sel[s]][p][q] * V[t] for p, q, t in nb[s]), Fraction(0)) for s in range(2)]
+            dV = _solve(policy_matrix(T, g, nb, sel), rr)
+            dQ = [[g * sum((dT[a][p][q] * V[t] + Fraction(T[a][p][q]) * dV[t] for p, q, t in nb[s]), Fraction(0)) for a in range(3)] for s in range(2)]
+            if all(dQ[s][sel[s]] == max(dQ[s]) for s in range(2)):
+                break
+        fd = sum(dV)
+        cell = tuple(ref_gradient(T, Rf, g, 1, 2, V, list(sel)))
+        assert sum(x * y for x, y in zip(cell, d)) == fd and cell in lim
+        hit.add(sel)
+    assert len(hit) >= 3 and r.differentiable is False and r.ad_in_clarke is True
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+def test_fixed_point_tie_next_to_a_relu_tie():
+    """An iterated block with a tie and a ReLU tie after it, decided jointly: one state, two
+    actions, R_a = u_a, t_a = 1, gamma = 1/2 at u_a = 1: V* = 1 + V*/2 = 2 with both actions
+    tied, then relu(V* - 2). By hand dV = 2 max_a (du_a + dt_a), f'(w; d) = max(0, dV): limiting
+    gradients 0 and 2 e_{u_c} + 2 e_{t_c}; AD = 0 (relu'(0) = 0), a limiting gradient."""
+    from kinkcheck.certify.checker import check_certificate
+
+    doc = unrolled_doc(2)
+    doc["params"]["T"]["values"] = [[[1]], [[1]]]
+    doc["params"]["c"] = {"shape": [1], "values": [-2], "trainable": False}
+    doc["params"]["one"] = {"shape": [1, 1], "values": [[1]], "trainable": False}
+    doc["layers"][1]["solver"] = {"method": "iterate", "max_iter": 200, "tol": 0}
+    doc["layers"] += [{"op": "linear", "weight": "one", "bias": "c"}, {"op": "relu"}]
+    r = kinkcheck.verify(doc, values=True)
+    assert [(t["layer"], t["op"]) for t in r.real_ties] == [(1, "value_iteration"), (4, "relu")]
+    lim = {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]}
+    assert lim == {(0,) * 4, (2, 0, 2, 0), (0, 2, 0, 2)}
+    assert [Fraction(v) for v in r.ad] == [0] * 4
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"]
+
+
+def test_unrolled_corridor_example():
+    """proofs/examples/vin_unrolled_tie.json by hand: V_1 = R = (1, 0, 1) (ties with zero tangents:
+    the rewards are inputs); at step 2 state s's window of V_1 is (0, 1, 0), (1, 0, 1), (0, 1, 0), so
+    dQ_a(s) = (1/2) (dT_a . window_s) and both actions tie (Q = 9/8, 1/4, 9/8). States 0 and 2 have
+    one functional (dT_0 - dT_1 at the centre): they pick one action c, state 1 picks c1; the
+    limiting gradients are (1/2) (2 e_{c, centre} + e_{c1, left} + e_{c1, right}), AD is c = c1 = 0."""
+    from kinkcheck.certify.checker import check_certificate
+
+    r = kinkcheck.verify(str(EXAMPLES / "vin_unrolled_tie.json"), values=True)
+    assert [(t["unit"], t["step"], t["exact"]) for t in r.real_ties] == [(0, 1, "1"), (1, 1, "0"), (2, 1, "1"), (3, 2, "9/8"), (4, 2, "1/4"), (5, 2, "9/8")]
+
+    def grad(c, c1):
+        g = [Fraction(0)] * 18
+        g[9 * c + 4] += 1
+        g[9 * c1 + 3] += Fraction(1, 2)
+        g[9 * c1 + 5] += Fraction(1, 2)
+        return tuple(g)
+
+    want = {grad(c, c1) for c in (0, 1) for c1 in (0, 1)}
+    assert tuple(Fraction(v) for v in r.ad) == grad(0, 0)
+    assert {tuple(Fraction(v) for v in g) for g in r.decision["limiting_gradients"]} <= want
+    assert (r.differentiable, r.ad_correct, r.ad_in_clarke) == (False, False, True)
+    assert check_certificate(json.loads((EXAMPLES.parent / "certificates" / "vin_unrolled_tie.cert.json").read_text()))["valid"]
+
+
+def _grid_tangent(T, R, gamma, H, W, K, d):
+    """(f, f'(w; d)) of f = sum V_K for an unrolled block, rewards fixed, kernels moved along d: an
+    exact forward tangent in fractions, the largest tangent among the tied actions at every step."""
+    k = len(T[0])
+    nb = _neighbours(H, W, k)
+    A, S = len(T), H * W
+    dT = [[[d[a * k * k + p * k + q] for q in range(k)] for p in range(k)] for a in range(A)]
+    V, dV = [Fraction(0)] * S, [Fraction(0)] * S
+    for _ in range(K):
+        Q = ref_q(T, R, gamma, V, nb)
+        dQ = [[gamma * sum((dT[a][p][q] * V[t] + Fraction(T[a][p][q]) * dV[t] for p, q, t in nb[s]), Fraction(0)) for a in range(A)] for s in range(S)]
+        V, dV = [max(Q[s]) for s in range(S)], [max(dQ[s][a] for a in range(A) if Q[s][a] == max(Q[s])) for s in range(S)]
+    return sum(V), sum(dV)
+
+
+@settings(max_examples=200 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 6, deadline=None)
+@given(grids(), st.sampled_from([1, 2]))
+def test_random_unrolled_ties_cells_against_forward_tangent(case, K):
+    """Random small grids with a duplicated action (ties at every state of step 1 and often later):
+    every cell of the decision (certificate evidence) has f'(w; witness) = gradient . witness by
+    this test's own forward tangent, and the certificate re-validates."""
+    from kinkcheck.certify.checker import check_certificate
+
+    T, R, gamma, dtype = case
+    T[-1], R[-1] = T[0], R[0]
+    H, W = len(R[0]), len(R[0][0])
+    if H * W > 6:
+        R = [[row[:2] for row in Ra[:2]] for Ra in R]
+        H, W = 2, 2
+    r = kinkcheck.verify(vin(T, R, gamma, dtype=dtype, solver={"method": "unroll", "iterations": K}), values=True)
+    Rf = [[Fraction(v) for row in Ra for v in row] for Ra in R]
+    cert = r.certificate()
+    for c in cert["evidence"].get("cells", []):
+        d = [Fraction(v) for v in c["witness"]]
+        assert _grid_tangent(T, Rf, Fraction(gamma), H, W, K, d)[1] == sum(Fraction(g) * x for g, x in zip(c["gradient"], d))
+    assert r.real_ties and check_certificate(json.loads(json.dumps(cert)))["valid"]

@@ -21,6 +21,7 @@ a second, independent statement of the library's derived data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -34,10 +35,6 @@ from .forms import _enc
 from .replay import CheckFailed, Enc, Model, _params, _table
 
 SCHEMA = 1
-
-
-# ----------------------------------------------------------------------------------------------
-# checking
 
 
 def _key(k):
@@ -102,8 +99,6 @@ def _check(cert) -> dict:
     fixed = ev.get("fixed_points") or {}
     M = Model(net, conv, fixed_points={int(k): v for k, v in fixed.items()} if isinstance(fixed, dict) else None, layers={"value_iteration": vin_check.layer})
     claims = cert["claims"]
-    import hashlib
-
     text = json.dumps({"network": cert["network"], "convention": conv}, sort_keys=True, separators=(",", ":"))
     if claims.get("digest") != "sha256:" + hashlib.sha256(text.encode()).hexdigest():
         raise CheckFailed("step 0 (digest): the embedded network or convention does not match the claims' digest")
@@ -163,8 +158,8 @@ def _check(cert) -> dict:
         def _op(k):
             return net.layers[k[0]].op if k[0] < len(net.layers) else None
         if any(_op(k) == "value_iteration" for k in found):
-            if any(_op(k) != "value_iteration" for k in found):
-                raise CheckFailed("step 3 (implicit): ties inside value-iteration blocks are not combined with other ties")
+            if any(_op(k) == "fixed_point" for k in found):
+                raise CheckFailed("step 3 (implicit): ties inside value-iteration blocks are not combined with fixed-point ties")
         elif not any(_op(k) == "fixed_point" for k in found):
             raise CheckFailed("step 3 (implicit): some real tie must lie inside a fixed-point layer or a value-iteration block")
         if any(_op(k) in ("maxpool1d", "maxpool2d") for k in found):
@@ -290,6 +285,8 @@ def _check_ad_choices(M, ch, ties, zero):
         elif kind == "l1":
             if cv not in ("left", "right") or mpq(-1 if cv == "left" else 1) != M.proxy["loss"][0]:
                 raise CheckFailed(f"ad pattern: tie {key} does not use the AD output's derivative")
+        elif net.layers[key[0]].op == "value_iteration":
+            vin_check.ad_choice(key, cv, extra, lambda: _functionals(M, key, ch))
         else:
             rule = M.tie_break[key[0]]
             win = M._windows(net.layers[key[0]])[key[2]]
@@ -315,7 +312,7 @@ def _check_cell(M, c, found, where, compare=True):
     zero = {_key(k) for k in c.get("zero_ties", [])}
     for key, cv in ch.items():
         tv = rec[key]
-        if kinds[key] == "max":
+        if kinds[key] == "max" or isinstance(tv, dict):  # max-pool, or a value-iteration tie of >= 3 actions
             best = max(tv.values())
             top = [p for p, v in tv.items() if v == best]
             if key in zero:
@@ -411,6 +408,7 @@ def _check_complete_by(M, how, cells, found):
     elif how == "affine":
         # only the layers before the last tie's layer shape the ties' arguments
         upto = max((k[0] for k in found), default=len(net.layers))
+        vin_check.not_affine(net, upto)
         first = None
         for L in net.layers[:upto]:
             tw = L.weight is not None and bool(M.trainable[L.weight.src[L.weight.src >= 0]].any())

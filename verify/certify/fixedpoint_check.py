@@ -14,6 +14,8 @@ re-derives everything it needs:
 
 from __future__ import annotations
 
+import itertools
+
 from gmpy2 import mpq
 
 from .replay import CheckFailed, _params, _table
@@ -78,23 +80,33 @@ def coherent_orientation(M, layer_inputs) -> int:
 
 
 def _functionals(M, found, pattern) -> list:
-    """s_i l_{s,i}: each tie's pre-activation tangent on the pattern, signed by its side."""
+    """The pattern's cell constraints: s_i l_{s,i} per two-way tie (its tangent signed by its
+    side); at a tie of three or more actions with choice c, dQ_c - dQ_o for every other o."""
     cols = []
     for j in range(M.P):
         _, _, rec, _ = M.tangent(M.unit(j), lambda key, p=pattern: p[key])
-        cols.append([rec[key] if pattern[key] == "right" else -rec[key] for key in found])
-    return [[cols[j][i] for j in range(M.P)] for i in range(len(found))]
+        col = []
+        for key in found:
+            c, r = pattern[key], rec[key]
+            if isinstance(r, dict):
+                col += [r[c] - r[o] for o in r if o != c]
+            else:
+                col.append(r if c == "right" else -r)
+        cols.append(col)
+    return [[cols[j][i] for j in range(M.P)] for i in range(len(cols[0]) if cols else 0)]
 
 
 def check_patterns(M, ev, cells, found, qs, choices_of) -> None:
-    """Every one-sided pattern of the ties ``found`` is a listed cell or a certified empty one, and
-    no tie has an identically zero tangent on any pattern (its side would be decided by higher
-    order terms, which first-order cells cannot see)."""
+    """Every pattern of the ties ``found`` (a side per two-way tie, one action per value-iteration
+    tie of three or more actions) is a listed cell or a certified empty one, and no tie has an
+    identically zero tangent on any pattern (its side would be decided by higher order terms,
+    which first-order cells cannot see)."""
     listed = [ch for ch, _ in cells]
     empty = [(choices_of(e["choices"]), qs(e["multipliers"], "evidence.empty.multipliers")) for e in ev.get("empty", [])]
-    k = len(found)
-    for mask in range(2**k):
-        pattern = {key: ("right" if (mask >> i) & 1 else "left") for i, key in enumerate(found)}
+    tied = {tuple(int(v) for v in key): extra for key, kind, extra in M.tangent([mpq(0)] * M.P, lambda k: "proxy")[3]}
+    options = [list(tied[key]) if isinstance(tied[key], tuple) and len(tied[key]) > 2 else ["left", "right"] for key in found]
+    for combo in itertools.product(*options):
+        pattern = dict(zip(found, combo))
         F = _functionals(M, found, pattern)
         if any(all(v == 0 for v in f) for f in F):
             raise CheckFailed(f"fixed-point patterns: a tie has an identically zero tangent on {sorted(pattern.items())}")
@@ -104,7 +116,7 @@ def check_patterns(M, ev, cells, found, qs, choices_of) -> None:
         if not match:
             raise CheckFailed(f"fixed-point patterns: the pattern {sorted(pattern.items())} is neither a listed cell nor certified empty")
         y = match[0]
-        if len(y) != k or any(v < 0 for v in y) or sum(y) != 1:
-            raise CheckFailed("fixed-point patterns: Gordan multipliers must be >= 0, one per tie, summing to 1")
-        if any(sum((y[i] * F[i][j] for i in range(k)), mpq(0)) != 0 for j in range(M.P)):
+        if len(y) != len(F) or any(v < 0 for v in y) or sum(y) != 1:
+            raise CheckFailed("fixed-point patterns: Gordan multipliers must be >= 0, one per constraint, summing to 1")
+        if any(sum((y[i] * F[i][j] for i in range(len(F))), mpq(0)) != 0 for j in range(M.P)):
             raise CheckFailed(f"fixed-point patterns: the multipliers of {sorted(pattern.items())} do not certify an empty cell")

@@ -195,9 +195,9 @@ class Model:
         self.targets = _q(net.targets) if net.targets is not None and net.targets.dtype.kind == "f" else None
         self.count = int(np.prod(net.out_shape)) * net.batch
         self.P = net.n_grad
-        # linear-form passes (``jacobian``): not through fixed-point layers or value-iteration blocks (exact solves of the
-        # numeric tangent) nor a cross-entropy loss (enclosed seed)
-        self.forms = net.loss.op != "cross_entropy" and not any(L.op in ("fixed_point", "value_iteration") for L in net.layers)
+        # linear-form passes (``jacobian``): not through fixed points (fixed-point layers, iterated
+        # value-iteration blocks: exact solves of the numeric tangent) nor a cross-entropy loss
+        self.forms = net.loss.op != "cross_entropy" and not any(L.op == "fixed_point" or (L.op == "value_iteration" and L.vi.method == "iterate") for L in net.layers)
         self._atoms = None  # the atom table of the running linear-form pass, else None
         self._inject = None  # tie key -> its delta column in an ``inject`` pass
         self._basis = None
@@ -566,12 +566,19 @@ class Model:
 
     def functional(self, key, prefix):
         """The functional(s) of one tie under ``prefix``: only the choices at ties of earlier
-        layers can change what arrives at the tie's layer, so the pass is cached per those."""
-        return self._functionals_before(prefix, key[0])[key]
+        layers can change what arrives at the tie's layer (in an unrolled value-iteration block,
+        also the choices at its earlier steps), so the pass is cached per those."""
+        return self._functionals_before(prefix, key[0], key)[key]
 
-    def _functionals_before(self, prefix, layer):
+    def _functionals_before(self, prefix, layer, key=None):
         if layer is not None:
-            prefix = {k: c for k, c in prefix.items() if k[0] < layer}
+            L = self.net.layers[layer] if layer < len(self.net.layers) else None
+            if L is not None and L.op == "value_iteration":
+                S = int(np.prod(L.out_shape))
+                it = L.vi.method == "iterate"  # at a fixed point every tie of the sample is coupled
+                prefix = {k: c for k, c in prefix.items() if k[0] < layer or (k[0] == layer and k[1] == key[1] and (it or k[2] // S < key[2] // S))}
+            else:
+                prefix = {k: c for k, c in prefix.items() if k[0] < layer}
         k = tuple(sorted(prefix.items(), key=lambda kv: kv[0]))
         if k not in self._jac:
             try:

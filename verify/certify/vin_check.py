@@ -9,11 +9,13 @@ off the grid (c = (k - 1) / 2); V(s) = max_a Q_a(s).
   V* = max_a Q_a(V*) exactly. Along a direction, with r_a(s) = dR_a(s) + gamma (dT_a * V*)(s) and a
   selection sigma (one maximal action per state), dV = (I - gamma P_sigma)^{-1} r_sigma and
   dQ_a(s) = r_a(s) + gamma (T_a * dV)(s). A two-way tie's recorded tangent is the gap
-  dQ_last - dQ_first ("left": the first tied action takes the gradient, "right": the last).
-- ``unroll``: K exact steps from V = 0 with a forward tangent; ties are keyed by step * S + state.
+  dQ_last - dQ_first ("left": the first tied action takes the gradient, "right": the last); a tie
+  of three or more actions records every tied action's tangent and a pattern picks one action.
+- ``unroll``: K exact steps from V = 0 with a forward tangent; ties are keyed by step * S + state
+  and are max ties (kind "max", like a max-pool window's): a pattern picks one tied action.
 - ``coherent_orientation``: det(I - gamma P) has one non-zero sign at every vertex (one tied action
-  per tied state) of every sample's Clarke box - the condition under which the implicit method's
-  cells are the true pieces.
+  per tied state, any number of tied actions) of every sample's Clarke box - the condition under
+  which the implicit method's cells are the true pieces.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from gmpy2 import mpq
 
 from .fixedpoint_check import _det
-from .replay import CheckFailed, _solve
+from .replay import CheckFailed, _ByDirection, _solve
 
 
 def _geometry(L):
@@ -74,32 +76,13 @@ def layer(M, L, n, x, t, dW, choice, rec, ties):
     nA = L.in_shape[0]
     S = len(x.reshape(-1)) // nA
     R = [[mpq(v) for v in row] for row in x.reshape(nA, S)]
-    dR = [[mpq(v) for v in row] for row in t.reshape(nA, S)]
     T = [[mpq(v) for v in row] for row in M.W[L.index][0].reshape(nA, -1)]
-    dT = [[mpq(v) for v in row] for row in dW[L.index][0].reshape(nA, -1)]
     gamma = mpq(L.vi.gamma)
     nb = _geometry(L)
     if L.vi.method == "unroll":
-        V, dV = [mpq(0)] * S, [mpq(0)] * S
-        for k in range(L.vi.iterations):
-            CV = [_conv(T, nb, V, a) for a in range(nA)]
-            Q = [[R[a][s] + gamma * CV[a][s] for a in range(nA)] for s in range(S)]
-            dQ = [[dR[a][s] + gamma * (_conv(dT, nb, V, a)[s] + _conv(T, nb, dV, a)[s]) for a in range(nA)] for s in range(S)]
-            newV, newdV = [], []
-            for s in range(S):
-                m = max(Q[s])
-                tied = [a for a in range(nA) if Q[s][a] == m]
-                if len(tied) == 1:
-                    a = tied[0]
-                else:
-                    key = (L.index, n, k * S + s)
-                    _record(key, tied, dQ[s], rec, ties)
-                    c = choice(key)
-                    a = max(tied, key=lambda b: (dQ[s][b], -b)) if c == "auto" else _pick(tied, c, key)
-                newV.append(m)
-                newdV.append(dQ[s][a])
-            V, dV = newV, newdV
-        return np.array(V, dtype=object).reshape(L.out_shape), np.array(dV, dtype=object).reshape(L.out_shape)
+        return _unrolled(M, L, n, R, T, gamma, nb, x, t, dW, choice, rec, ties)
+    dR = [[mpq(v) for v in row] for row in t.reshape(nA, S)]
+    dT = [[mpq(v) for v in row] for row in dW[L.index][0].reshape(nA, -1)]
     claimed = M.fixed_points.get(L.index)
     if claimed is None or n >= len(claimed):
         raise CheckFailed(f"layer {L.index}: the certificate claims no fixed point for sample {n}")
@@ -139,10 +122,67 @@ def layer(M, L, n, x, t, dW, choice, rec, ties):
     return np.array(V, dtype=object).reshape(L.out_shape), np.array(dV, dtype=object).reshape(L.out_shape)
 
 
+def _unrolled(M, L, n, R, T, gamma, nb, x, t, dW, choice, rec, ties):
+    """K exact steps from V = 0 with the forward tangent; the tangents may be linear forms (the
+    replay's one-pass Jacobian). A tie (several maximal actions at a state of step k) is a max tie
+    like a max-pool window's: recorded as ("max", tied actions) with the tangent of every tied
+    Q value; the tangent passed on is the chosen action's ("proxy": the first tied action, the
+    framework's max backward; an int: that action; "auto": the largest tangent, numeric passes)."""
+    nA = len(T)
+    S = len(nb)
+    dR = [list(row) for row in t.reshape(nA, S)]
+    dT = [list(row) for row in dW[L.index][0].reshape(nA, -1)]
+    V, dV = [mpq(0)] * S, [mpq(0)] * S
+    for k in range(L.vi.iterations):
+        CV = [_conv(T, nb, V, a) for a in range(nA)]
+        Q = [[R[a][s] + gamma * CV[a][s] for a in range(nA)] for s in range(S)]
+        dQ = [[dR[a][s] + gamma * (_conv(dT, nb, V, a)[s] + _conv(T, nb, dV, a)[s]) for a in range(nA)] for s in range(S)]
+        newV, newdV = [], []
+        for s in range(S):
+            m = max(Q[s])
+            tied = [a for a in range(nA) if Q[s][a] == m]
+            newV.append(m)
+            if len(tied) == 1:
+                newdV.append(dQ[s][tied[0]])
+                continue
+            key = (L.index, n, k * S + s)
+            ties.append((key, "max", tuple(tied)))
+            rec[key] = {a: dQ[s][a] for a in tied}
+            c = choice(key)
+            if c == "auto":
+                if M._atoms is not None:
+                    raise _ByDirection(c)
+                newdV.append(max(dQ[s][a] for a in tied))
+                continue
+            if c == "symbolic":
+                raise CheckFailed(f"tie {key}: value-iteration ties have no symbolic tangent")
+            a = _pick(tied, c, key)
+            newdV.append(M._mark(key, dQ[s][a]) if M._inject is not None else dQ[s][a])
+        V, dV = newV, newdV
+    return np.array(V, dtype=object).reshape(L.out_shape), np.array(dV, dtype=object).reshape(L.out_shape)
+
+
+def ad_choice(key, cv, tied, functionals):
+    """An AD-pattern cell's choice at an unrolled block's tie: the first tied action (the max
+    backward's) or an action whose Q functional equals it."""
+    if cv != tied[0]:
+        F = functionals()
+        if cv not in F or F[cv] != F[tied[0]]:
+            raise CheckFailed(f"ad pattern: value-iteration tie {key} does not pass the gradient where AD does")
+
+
+def not_affine(net, upto):
+    """Completeness by affine tie inputs fails when a value-iteration block (at or before the last
+    tie's layer) shapes the ties' arguments: Q_k multiplies T by values that depend on T."""
+    if any(L.op == "value_iteration" for L in net.layers[: upto + 1]):
+        raise CheckFailed("completeness: a value-iteration block shapes the ties' arguments (not affine)")
+
+
 def coherent_orientation(M, layer_inputs) -> int:
     """Every value-iteration block's Clarke box at every sample: det(I - gamma P) of one non-zero
-    sign at every vertex; only two-way ties (the implicit method's left/right patterns). Returns the
-    vertices checked."""
+    sign at every vertex (one tied action per tied state: det is affine in each state's selection
+    weights, so one sign on the vertices is one sign on the whole box). Returns the vertices
+    checked."""
     net = M.net
     count = 0
     for L in net.layers:
@@ -160,8 +200,6 @@ def coherent_orientation(M, layer_inputs) -> int:
             V = [mpq(v) for v in M.fixed_points[L.index][n]]
             Q = [[R[a][s] + gamma * c for a, c in enumerate(col)] for s, col in enumerate(zip(*[_conv(T, nb, V, a) for a in range(nA)]))]
             tied = [[a for a in range(nA) if Q[s][a] == V[s]] for s in range(S)]
-            if any(len(ts) > 2 for ts in tied):
-                raise CheckFailed(f"layer {L.index} sample {n}: three or more actions tie: not certified by the implicit method")
             sign = None
             for sel in itertools.product(*tied):
                 d = _det(_rows(T, nb, gamma, list(sel)))

@@ -2,7 +2,8 @@
 
 f is piecewise C^1, so f'(w; d) is a piecewise-linear function of d that only the tied units make
 non-linear: an elementwise tie uses its left or right derivative by the sign of its input tangent
-a.d; a max-pool tie passes the largest tangent of its tied entries; an l1 residual tie uses the
+a.d; a max-pool tie passes the largest tangent of its tied entries (so does a max tie between
+actions in an unrolled value-iteration block: the largest tangent of the tied Q values); an l1 residual tie uses the
 sign of the residual's tangent. A *pattern* fixes every tie's choice; its *cell* is the open cone of
 directions d where the tangents have those signs strictly: a set of strict linear inequalities
 c.d > 0. On a non-empty cell, f'(w; d) = g . d with g the gradient of that pattern's selection
@@ -67,14 +68,14 @@ def remaining(cap: float | None = None) -> float:
 
 @dataclass
 class Branch:
-    choice: object  # 'left' / 'right' / window position of the max entry
+    choice: object  # 'left' / 'right' / window position of the max entry / the tied action (value iteration)
     constraints: list  # list of vectors c (the branch needs c.d > 0)
 
 
 @dataclass
 class TieInfo:
     tie: P.Tie
-    kind: str  # "act" | "pool" | "l1"
+    kind: str  # "act" | "pool" (max-pool or unrolled value-iteration max: one branch per group) | "l1"
     functionals: dict  # "a" -> vector, or window position -> vector (pool)
     branches: list
     zero: bool  # degenerate: every choice gives the same tangent
@@ -124,16 +125,32 @@ def functional(runs, fw, layer, sample, unit, choose):
     return list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=_onehot(net, fw, layer, sample, unit)))
 
 
+def q_functional(runs, fw, t: P.Tie, action, choose):
+    """Gradient over the trainable params of Q_action at the (step, state) of an unrolled
+    value-iteration tie ``t`` (unit = step index * S + state)."""
+    check_deadline("the tie functionals")
+    net = runs.net
+    sol = fw.fp[t.layer]
+    N, S, nA = sol.steps[0][2].shape
+    k, st = divmod(t.unit, S)
+    h = fw.A.zeros((N, S, nA))
+    h[t.sample, st, action] = mpq(1)
+    return list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("vi_q", t.layer, k, h)))
+
+
 def tie_info(runs, fw, t: P.Tie, choose) -> TieInfo:
     net = runs.net
-    if t.op in ("maxpool1d", "maxpool2d"):
-        L = net.layers[t.layer]
-        idx = P.pool_index(L)
-        window = list(idx[t.unit])
+    if t.op in ("maxpool1d", "maxpool2d", "value_iteration"):
         funcs = {}
-        for flat in t.entries:
-            pos = window.index(flat)
-            funcs[pos] = functional(runs, fw, t.layer, t.sample, flat, choose)
+        if t.op == "value_iteration":  # an unrolled block's max over the tied actions: one branch per action
+            if net.layers[t.layer].vi.method != "unroll":
+                raise ValueError(f"layer {t.layer}: ties of an iterated value-iteration block are decided by the implicit method")
+            for a in t.entries:
+                funcs[a] = q_functional(runs, fw, t, a, choose)
+        else:
+            window = list(P.pool_index(net.layers[t.layer])[t.unit])
+            for flat in t.entries:
+                funcs[window.index(flat)] = functional(runs, fw, t.layer, t.sample, flat, choose)
         # group entries with identical functionals: they are interchangeable
         groups = []
         for pos, a in funcs.items():
@@ -313,6 +330,8 @@ def affine_tie_inputs(net, upto: int | None = None) -> bool:
     the first trainable layer and ``upto`` has a non-affine piece. Layers after the last tie do not
     matter: they change no tie's argument, and on each selection f is smooth whatever they are."""
     first = None
+    if any(L.op == "value_iteration" for L in net.layers[: None if upto is None else upto + 1]):
+        return False  # Q_k multiplies T by values that depend on T (and V* is rational in the params)
     for L in net.layers[:upto]:
         if L.op == "fixed_point":
             return False  # z* is a rational, not affine, function of the layer's inputs and params
@@ -368,6 +387,8 @@ def ad_sides(runs, t: P.Tie):
     derivatives ('left' / 'right'; for a max-pool tie with first/last tie-break, the window
     position), else None (a proxy strictly between the sides, or split)."""
     net, prox = runs.net, runs.proxies
+    if t.op == "value_iteration":  # the framework's max backward: the first tied action
+        return t.entries[0]
     if t.op in ("maxpool1d", "maxpool2d"):
         rule = prox.ties[t.layer]
         if rule not in ("first", "last"):

@@ -170,16 +170,19 @@ def _decide(runs, real_ties, max_cells, t0) -> Verdict:
     if runs.exact is None:
         return Verdict(None, None, None, False, runs.exact_reason or "the exact run is unavailable")
     if any(L.op == "value_iteration" for L in runs.net.layers):  # value-iteration blocks: decide/vin.py
-        from .vin import obstacle
+        from .vin import implicit_ties, obstacle
 
         why = obstacle(runs, real_ties)
         if why is not None:
             return Verdict(None, None, None, False, why, method="implicit")
-        if real_ties:
+        if implicit_ties(runs.net, real_ties):
             v = _decide_implicit(runs, real_ties)
             v.reason = v.reason.replace("inside fixed-point layers", "inside value-iteration blocks").replace("inside a fixed-point layer", "inside a value-iteration block")
             return v
-        return Verdict(True, True, True, True, "no real tie: f is smooth near w (the implicit function theorem at every value-iteration fixed point), its gradient is the exact AD output", method="smooth")
+        if not real_ties:
+            return Verdict(True, True, True, True, "no real tie: f is smooth near w (the implicit function theorem at every value-iteration fixed point), its gradient is the exact AD output", method="smooth")
+        # ties of unrolled blocks (max ties, one branch per tied action) and ordinary ties elsewhere:
+        # the cells below, as for max-pool ties
     implicit = _implicit_obstacle(runs, real_ties)
     if implicit is not None:
         return Verdict(None, None, None, False, implicit, method="implicit")

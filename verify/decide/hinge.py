@@ -52,7 +52,7 @@ def applies(net, ties) -> bool:
     layers = {t.layer for t in ties}
     if len(layers) != 1:
         return False
-    return all(t.op not in ("maxpool1d", "maxpool2d") for t in ties)
+    return all(t.op not in ("maxpool1d", "maxpool2d", "value_iteration") for t in ties)
 
 
 def _normalize(a):

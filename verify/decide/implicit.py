@@ -17,6 +17,9 @@ all the ties at once (max-pool ties next to them stay undecided).
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 from gmpy2 import mpq
 
 from ..encodings.errors import Undecided
@@ -75,8 +78,6 @@ def invertible_at_w(runs, L) -> str | None:
 def _unrolled(runs, L) -> dict:
     """The machine AD output with this layer differentiated through its iterations (autograd on
     the unrolled solver), next to the implicit one."""
-    import numpy as np
-
     from ..encodings import program as P
 
     net = runs.net
@@ -195,24 +196,36 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
                 what = "has a singular element" if res["invertible"] is False else "is not proved invertible"
                 return {"obstacle": f"fixed-point layer {L.index}, sample {s}: the Clarke Jacobian {what} ({res['reason']}): the implicit derivative is not defined there (Bolte et al.'s condition fails)"}
     k = len(ties)
-    if 2**k > MAX_PATTERNS:
-        return {"obstacle": f"{k} real ties (some inside fixed-point layers): 2^{k} patterns exceed the budget {MAX_PATTERNS}"}
     n = net.n_grad
     order = sorted(ties, key=lambda t: t.key)
+    # a two-way tie picks a side ("left": the first tied action of a value-iteration tie); a
+    # value-iteration tie of m >= 3 actions picks one of them (m choices)
+    options = [list(t.entries) if t.op == "value_iteration" and len(t.entries) > 2 else ["left", "right"] for t in order]
+    count = int(np.prod([len(o) for o in options], dtype=object))
+    if count > MAX_PATTERNS:
+        return {"obstacle": f"{k} real ties (some inside fixed-point layers): {count} patterns exceed the budget {MAX_PATTERNS}"}
     cells, empty, complete = [], [], True
-    for mask in range(2**k):
-        choose = {t.key: ("right" if (mask >> i) & 1 else "left") for i, t in enumerate(order)}
+    for combo in itertools.product(*options[::-1]):  # the first tie varies fastest
+        combo = combo[::-1]
+        choose = {t.key: c for t, c in zip(order, combo)}
         funcs = []
-        for i, t in enumerate(order):
-            if t.op in inner:
-                e = fw.A.zeros(fw.fp[t.layer].a.shape)
-                e[t.sample, t.unit] = fw.A.const(1)
-                f = list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("fixed_point", t.layer, e)))
-            else:  # an elementwise tie elsewhere: the tangent of its argument (the loss's input for l1)
-                f = functional(runs, fw, len(net.layers) if t.op == "l1" else t.layer, t.sample, t.unit, choose)
-            if all(v == 0 for v in f):
+        for t, c in zip(order, combo):
+            if isinstance(c, int):  # Q_c - Q_o > 0 for every other tied action o
+                for o in t.entries:
+                    if o != c:
+                        h = fw.A.zeros(fw.fp[t.layer].q.shape)
+                        h[t.sample, t.unit, c], h[t.sample, t.unit, o] = fw.A.const(1), fw.A.const(-1)
+                        funcs.append(list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("fixed_point", t.layer, h))))
+            else:
+                if t.op in inner:
+                    e = fw.A.zeros(fw.fp[t.layer].a.shape)
+                    e[t.sample, t.unit] = fw.A.const(1)
+                    f = list(P.backward(net, fw.A, fw, runs.proxies, choose=choose, seed=("fixed_point", t.layer, e)))
+                else:  # an elementwise tie elsewhere: the tangent of its argument (the loss's input for l1)
+                    f = functional(runs, fw, len(net.layers) if t.op == "l1" else t.layer, t.sample, t.unit, choose)
+                funcs.append([v if c == "right" else -v for v in f])
+            if any(all(v == 0 for v in f) for f in funcs):
                 return {"obstacle": f"tie {t.key} has an identically zero tangent on pattern {choose}: higher-order terms decide its side (undecided)"}
-            funcs.append([v if (mask >> i) & 1 else -v for v in f])
         if rank([list(f) for f in funcs]) < len(funcs):
             complete = False
         try:
@@ -229,6 +242,6 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
             grads.append(c.gradient)
     complete = (complete and not empty) or n <= 1  # one parameter: the first-order signs decide both half-lines
     inside = sum(t.op in inner for t in ties)
-    base = f"{k} real tie(s) ({inside} inside fixed-point layers), {len(cells)} non-empty cell(s) of {2**k} patterns"
+    base = f"{k} real tie(s) ({inside} inside fixed-point layers), {len(cells)} non-empty cell(s) of {count} patterns"
     en = Enumeration(cells=cells, pruned=empty, ties=[], order=[t.key for t in order], degenerate=[] if complete else ["dependent tie functionals in a pattern"], zero_ties=[], n_params=n)
     return {"enumeration": en, "gradients": grads, "complete": complete, "base": base}

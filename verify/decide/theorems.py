@@ -131,8 +131,8 @@ def _independent_rows(net, fw, ties) -> bool:
 
 def check(net, proxies, ties, fw=None) -> list:
     """Names of the sufficient conditions (for "AD is a Clarke subderivative") that hold."""
-    if not ties or any(t.op in ("maxpool1d", "maxpool2d", "l1") for t in ties) or any(L.op == "fixed_point" for L in net.layers):
-        return []  # the theorems are about feed-forward networks without pools or l1 ties
+    if not ties or any(t.op in ("maxpool1d", "maxpool2d", "l1") for t in ties) or any(L.op in ("fixed_point", "value_iteration") for L in net.layers):
+        return []  # the theorems are about feed-forward networks without pools, blocks or l1 ties
     out = []
     if _private_biases(net, ties, per_sample_ok=False) and _proxies_in_clarke(net, proxies, ties):
         out.append("private-bias (Lee-Park-Aiken Thm 3.6 / Park-Chun-Lee Thm 1)")

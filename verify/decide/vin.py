@@ -7,8 +7,12 @@ the vertices (one tied action per tied state): ``valueiteration.vertex_test``. T
 function theorem (no tie) or the coherent-orientation argument of ``implicit.decide_ties`` (two-way
 ties: the pattern "left" / "right" selects the first / last tied action, the tie's functional is the
 tangent of the gap Q_last - Q_first) decides the verdicts, with the machinery of the fixed-point
-layers. What is not decided here - ties in an unrolled block, three or more tied actions at a state,
-ties outside the block, a block next to a fixed-point layer - is reported with its reason.
+layers; a tie of m >= 3 actions picks one of them (m choices, its cell constraints Q_chosen - Q_other
+> 0) and elementwise ties elsewhere in the network join the patterns as further coordinates. Ties
+of an unrolled block are max ties of an ordinary composition: ``differentiability`` decides them
+with the cells (one branch per tied action, like max-pool ties). What is not decided here - a
+block next to a fixed-point layer, max-pool ties or unrolled-block ties next to ties at a
+value-iteration fixed point - is reported with its reason.
 """
 
 from __future__ import annotations
@@ -37,23 +41,28 @@ def vertex(fw, L, s) -> dict:
     return sol.vertex[s]
 
 
+def implicit_ties(net, real_ties) -> list:
+    """The real ties at the fixed point of an iterated block (decided by ``implicit.decide_ties``);
+    the ties of unrolled blocks are max ties of an ordinary composition (decided by the cells)."""
+    return [t for t in real_ties if t.op == "value_iteration" and net.layers[t.layer].vi.method == "iterate"]
+
+
 def obstacle(runs, real_ties) -> str | None:
     """Why the verdicts are not decided for a network with value-iteration blocks, or None (then
-    no real tie means f is smooth near w, and real ties are decided by ``implicit.decide_ties``)."""
+    no real tie means f is smooth near w, ties at an iterated block's fixed point are decided by
+    ``implicit.decide_ties`` with elementwise ties elsewhere, and otherwise - ties of unrolled
+    blocks, ties outside the blocks - by the ordinary cells)."""
     net = runs.net
     vis = layers(net)
     if any(L.op == "fixed_point" for L in net.layers):
         return "value_iteration and fixed_point layers in one network: the verdicts are not decided for such mixes yet"
-    outside = sorted({t.layer for t in real_ties if t.op != "value_iteration"})
-    if outside:
-        return f"real ties outside the value-iteration block(s) (layers {outside}): the verdicts are not decided for such networks yet"
-    for t in real_ties:
-        L = net.layers[t.layer]
-        if L.vi.method == "unroll":
-            S = int(np.prod(L.out_shape))
-            return f"layer {t.layer} sample {t.sample}: a max tie at step {t.unit // S + 1}, state {t.unit % S} of an unrolled value-iteration block: such ties are not decided yet"
-        if len(t.entries) > 2:
-            return f"layer {t.layer} sample {t.sample} state {t.unit}: {len(t.entries)} actions tie (only two-way ties are decided)"
+    if implicit_ties(net, real_ties):  # ties at an iterated block's fixed point: the implicit method
+        pools = sorted({t.layer for t in real_ties if t.op in ("maxpool1d", "maxpool2d")})
+        if pools:
+            return f"max-pool ties (layers {pools}) next to ties at a value-iteration fixed point: the verdicts are not decided for such networks yet"
+        unrolled = [t for t in real_ties if t.op == "value_iteration" and net.layers[t.layer].vi.method == "unroll"]
+        if unrolled:
+            return f"layer {unrolled[0].layer}: ties of an unrolled value-iteration block next to ties at a value-iteration fixed point: the verdicts are not decided for such networks yet"
     fw = runs.exact_full()
     for L in vis:
         if L.vi.method != "iterate":
