@@ -180,3 +180,10 @@ def test_positive_scaling_and_order_are_accepted_and_the_radius_field_must_match
     e["radius"] = "1/2"  # the query's box is radius 1
     with pytest.raises(CheckFailed, match="box"):
         check_certificate(cert)
+
+
+def test_the_documented_query_is_the_committed_one():
+    doc = (ROOT / "docs" / "clarke.md").read_text()
+    block = doc.split("```text\n(set-logic QF_NRA)\n", 1)[1].split("```", 1)[0]
+    text = _curved()["evidence"]["clarke"]["empty"][0]["smtlib"]
+    assert text.endswith("(set-logic QF_NRA)\n" + block)
