@@ -290,6 +290,14 @@ def _query_is(text, cons, radius, nv, where):
         raise CheckFailed(f"{where}: the SMT-LIB2 query does not assert {missing[0]}")
 
 
+def _convex_holds(z, choice, mu) -> bool:
+    """z[choice] = sum_o mu_o z[o] identically with mu_o > 0, sum mu = 1, each o a tied entry with
+    a polynomial other than z[choice]'s: then z[choice] never exceeds all of them (empty branch)."""
+    if not mu or any(o not in z or z[o] == z[choice] or m <= 0 for o, m in mu.items()) or sum(mu.values()) != 1:
+        return False
+    return sum((z[o] * m for o, m in mu.items()), _Poly(z[choice].nv)) == z[choice]
+
+
 def _dot(a, b):
     return sum((x * y for x, y in zip(a, b)), mpq(0))
 
@@ -337,7 +345,12 @@ def check(M, ev, claims, ad, found, qs, choices_of, key_of) -> list:
         if mpq(e["radius"]) <= 0 or not e.get("smtlib"):
             raise CheckFailed("clarke: an emptiness step needs a positive radius and its SMT-LIB2 query")
         empty[tuple(sorted(choices_of(e["choices"]).items(), key=str))] = e
-    idents = {tuple(sorted(choices_of(i["choices"]).items(), key=str)): (key_of(i["of"]), mpq(i["ratio"])) for i in ev.get("identities", [])}
+    idents = {}
+    for i in ev.get("identities", []):
+        if "weights" in i:  # max-pool: the chosen entry is a convex combination of the others
+            idents[tuple(sorted(choices_of(i["choices"]).items(), key=str))] = ("pool", {int(o): mpq(m) for o, m in i["weights"]})
+        else:
+            idents[tuple(sorted(choices_of(i["choices"]).items(), key=str))] = (key_of(i["of"]), mpq(i["ratio"]))
     count = {"patterns": 0, "empty": 0}
 
     def walk(i, prefix, cons, signed):
@@ -364,9 +377,13 @@ def check(M, ev, claims, ad, found, qs, choices_of, key_of) -> list:
         for choice, bc, zero in brs:
             p2 = {**prefix, key: choice}
             hit = idents.get(tuple(sorted(p2.items(), key=str)))
+            if hit is not None and kind == "pool":
+                if hit[0] != "pool" or not _convex_holds(z, choice, hit[1]):
+                    raise CheckFailed(f"clarke: the identity emptying {sorted(p2.items())} (max-pool entry a convex combination of the others) does not hold")
+                continue
             if hit is not None:
                 other, c = hit
-                if other not in signed or z != signed[other] * c or (c > 0) != (choice == "left"):
+                if other == "pool" or other not in signed or z != signed[other] * c or (c > 0) != (choice == "left"):
                     raise CheckFailed(f"clarke: the identity emptying {sorted(p2.items())} does not hold")
                 continue
             walk(i + 1, p2, cons + bc, {**signed, key: bc[0]} if kind != "pool" and bc else signed)
