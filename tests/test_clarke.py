@@ -308,3 +308,105 @@ def test_random_curved_ties(case, arcs):
         lam = c.weights
         comb = [sum(F(w) * F(p.gradient[k]) for w, p in zip(lam, c.active)) for k in range(2)]
         assert comb == ad
+
+
+# ----------------------------------------------------------------------------------------------
+# max-pool: an entry that is a convex combination of the other tied entries is never the strict max
+
+
+def _pool_net(rows):
+    """x = (a, a, 1, 1) at a = b = 0, then the rows' entries, one max-pool window over all."""
+    return {
+        "kinkcheck": 1,
+        "dtype": "float32",
+        "params": {"a": {"value": 0}, "b": {"value": 0}},
+        "inputs": {"shape": [1, 1], "values": [[1]]},
+        "layers": [{"op": "linear", "weight": [["a"], ["a"], [1], [1]]}, {"op": "linear", "weight": rows}, {"op": "maxpool1d", "kernel": len(rows)}],
+        "loss": {"op": "sum"},
+    }
+
+
+@pytest.mark.parametrize(
+    "rows, pruned, weights, kept",
+    [
+        # (0, b - a^2, a^2 - b): 0 = (z1 + z2)/2, so entry 0 is never the strict maximum
+        ([[0, 0, 0, 0], ["-a", 0, "b", 0], ["a", 0, "-b", 0]], 0, {1: mpq(1, 2), 2: mpq(1, 2)}, [1, 2]),
+        # (a, 2a, 3a): 2a = (a + 3a)/2 (constant multiples of one polynomial)
+        ([[1, 0, 0, 0], [2, 0, 0, 0], [3, 0, 0, 0]], 1, {0: mpq(1, 2), 2: mpq(1, 2)}, [0, 2]),
+        # (2a^2, 2b, a^2 + b): the third is the midpoint of the first two
+        ([["a", "a", 0, 0], [0, 0, "b", "b"], ["a", 0, "b", 0]], 2, {0: mpq(1, 2), 1: mpq(1, 2)}, [0, 1]),
+        # (b - a^2, a^2 - b, 2a^2 - b): no entry is a convex combination of the others (the a^2 and
+        # b coefficients (-1, 1), (1, -1), (2, -1) are not on one segment): all three kept
+        ([["-a", 0, "b", 0], ["a", 0, "-b", 0], ["a", "a", "-b", 0]], None, None, [0, 1, 2]),
+    ],
+)
+def test_maxpool_convex_entries_are_pruned_by_identity(rows, pruned, weights, kept):
+    from kinkcheck.decide import arcs
+    from kinkcheck.encodings import program as P
+
+    r = kinkcheck.verify(_pool_net(rows), values=True)
+    runs = r._runs
+    fw = runs.exact_full()
+    pats = arcs.enumerate_patterns(runs, P.ties(runs.net, fw))
+    key = (2, 0, 0)
+    assert [p.choices[key] for p in pats.patterns] == kept
+    if pruned is None:
+        assert pats.identities == []
+    else:
+        (i,) = pats.identities
+        assert i.choices == {key: pruned} and i.weights == weights
+    assert r.ad_in_clarke is True  # max(...) of entries tied at w: AD is one entry's gradient
+    assert check_certificate(json.loads(json.dumps(r.certificate())))["valid"] is True
+
+
+def test_checker_convex_identity_by_hand():
+    from kinkcheck.certify.arc_check import _convex_holds, _Poly
+
+    A2, B = _Poly(2, {(2, 0): mpq(1)}), _Poly(2, {(0, 1): mpq(1)})
+    z = {0: A2 * 2, 1: B * 2, 2: A2 + B}
+    assert _convex_holds(z, 2, {0: mpq(1, 2), 1: mpq(1, 2)})
+    assert not _convex_holds(z, 2, {0: mpq(1, 3), 1: mpq(2, 3)})  # (2a^2 + 4b)/3 != a^2 + b
+    assert not _convex_holds(z, 2, {0: mpq(1, 2), 1: mpq(1, 2), 2: mpq(0)})  # zero weight, itself
+    assert not _convex_holds(z, 0, {1: mpq(1, 2), 2: mpq(1, 2)})  # 2a^2 is a vertex
+    assert not _convex_holds(z, 2, {0: mpq(1), 1: mpq(1)})  # the weights must sum to 1
+    assert not _convex_holds(z, 2, {})
+
+
+def test_maxpool_convex_entries_in_a_no_certificate():
+    # x = (a, a, 1, 1/2, a/2); windows [0, z1, z1/2] and [0, z2, z2/2] with z1 = b - a^2,
+    # z2 = 2a^2 - b: max(0, z, z/2) = relu(z), so f = relu(z1) - relu(z2) as in
+    # curved_empty_not_clarke; the first index wins the ties, so AD = 0 - 0 = (0, 0), while the
+    # Clarke set is the segment (0, 1)-(0, 2): no. Entry 2 (z/2, the midpoint of 0 and z) of each
+    # window is pruned by the identity z/2 = 1/2 * 0 + 1/2 * z; 2 x 2 patterns remain, one of them
+    # (0, 0) = left/left of the curved example, the empty region 2a^2 < b < a^2.
+    pytest.importorskip("cvc5")
+    doc = {
+        "kinkcheck": 1,
+        "dtype": "float32",
+        "params": {"a": {"value": 0}, "b": {"value": 0}},
+        "inputs": {"shape": [1, 2], "values": [[1, 0.5]]},
+        "layers": [
+            {"op": "linear", "weight": [["a", 0], ["a", 0], [1, 0], [0, 1], [0, "a"]]},
+            {"op": "linear", "weight": [[0, 0, 0, 0, 0], ["-a", 0, "b", 0, 0], [0, 0, 0, "b", "-a"], [0, 0, 0, 0, 0], ["a", "a", "-b", 0, 0], ["a", 0, 0, "-b", 0]]},
+            {"op": "maxpool1d", "kernel": 3},
+            {"op": "linear", "weight": [[1, -1]]},
+        ],
+        "loss": {"op": "sum"},
+    }
+    r = kinkcheck.verify(doc, values=True)
+    assert (r.differentiable, r.gradient, r.ad, r.ad_in_clarke) == (True, ["0", "1"], ["0", "0"], False)
+    c = r._verdict.clarke
+    assert sorted(tuple(p.choices.values()) for p in c.pats.patterns) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert [i.weights for i in c.pats.identities] == [{0: mpq(1, 2), 1: mpq(1, 2)}] * 3
+    (e,) = c.empty
+    assert e.choices == {(2, 0, 0): 0, (2, 0, 1): 0}
+    cert = json.loads(json.dumps(r.certificate()))
+    assert check_certificate(cert)["valid"] is True
+    bad = copy.deepcopy(cert)
+    bad["evidence"]["clarke"]["identities"][0]["weights"] = [[0, "1/3"], [1, "2/3"]]
+    with pytest.raises(CheckFailed, match="convex combination"):
+        check_certificate(bad)
+    bad = copy.deepcopy(cert)
+    bad["evidence"]["clarke"]["identities"][1]["weights"] = [[0, "1/2"], [1, "1/2"], [2, "0"]]
+    with pytest.raises(CheckFailed, match="convex combination"):
+        check_certificate(bad)

@@ -11,9 +11,12 @@ fixed by a pattern, and so obtains each tie's pre-activation polynomial (``_repl
   weights must give the AD output.
 - a *no*: every pattern of the tie tree (re-walked here, branch by branch) must either have a
   gradient g with v.(AD - g) > 0 for the separator v, or be listed as empty: its constraint
-  polynomials must equal the ones replayed here, and two solvers (Z3 and cvc5) must both have
-  answered unsat to the recorded SMT-LIB2 query (solver-trusted: the answers are not re-derived);
-  a branch empty by an identity z_j = c * (constraint of tie i) is re-checked exactly.
+  polynomials must equal the ones replayed here; the recorded SMT-LIB2 query, read by the strict
+  reader ``smtlib.py``, must declare exactly the variables those polynomials use and assert exactly
+  the box |X_j| < radius and those polynomials > 0 (``_query_is``: each atom compared up to a
+  positive factor, as a set); and two solvers (Z3 and cvc5) must both have answered unsat to that
+  text (solver-trusted: the answers are not re-derived). A branch empty by an identity
+  z_j = c * (constraint of tie i) is re-checked exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from gmpy2 import mpq
 
+from . import smtlib
 from .replay import CheckFailed, _params
 
 H = mpq(1, 2)
@@ -233,6 +237,67 @@ def _constraints(M, vars_, order, choices):
     return cons
 
 
+def _normal(t: dict) -> tuple:
+    """p > 0 up to a positive factor: p / |coefficient of p's greatest monomial| (0 stays 0)."""
+    if not t:
+        return ()
+    s = abs(t[max(t)])
+    return tuple(sorted((m, c / s) for m, c in t.items()))
+
+
+def _show(t: dict) -> str:
+    def mono(m):
+        return "*".join(f"x{j}^{e}" if e > 1 else f"x{j}" for j, e in enumerate(m) if e) or "1"
+
+    return " + ".join(f"{c}*{mono(m)}" for m, c in sorted(t.items())) or "0"
+
+
+def _query_is(text, cons, radius, nv, where):
+    """The SMT-LIB2 text asserts exactly {|X_j| < radius : j used by cons} and {c > 0 : c in cons}."""
+    try:
+        q = smtlib.read(text)
+    except smtlib.SmtLibError as exc:
+        raise CheckFailed(f"{where}: the SMT-LIB2 query is not in the emptiness fragment: {exc}") from None
+    used = sorted({j for c in cons for m in c.t for j, e in enumerate(m) if e})
+    names = [f"x{j}" for j in used]
+    if sorted(q.variables) != sorted(names):
+        raise CheckFailed(f"{where}: the SMT-LIB2 query declares {q.variables}, not the variables of the constraints {names}")
+    pos = {n: int(n[1:]) for n in q.variables}
+    got = set()
+    for rel, p in q.atoms:
+        t: dict = {}
+        for m, c in p.items():
+            e = [0] * nv
+            for i, k in m:
+                e[pos[q.variables[i]]] = k
+            t[tuple(e)] = c
+        if rel != ">":
+            raise CheckFailed(f"{where}: the SMT-LIB2 query asserts {_show(t)} {rel} 0: only strict constraints belong to the region")
+        got.add(_normal(t))
+    want = {}
+    for j in used:
+        for s in (1, -1):  # radius + X_j > 0 and radius - X_j > 0
+            e = [0] * nv
+            e[j] = 1
+            want[_normal({(0,) * nv: radius, tuple(e): mpq(s)})] = f"the box side x{j} {'>' if s > 0 else '<'} {-radius if s > 0 else radius}"
+    for c in cons:
+        want.setdefault(_normal(c.t), f"the constraint {_show(c.t)} > 0")
+    extra = got - set(want)
+    if extra:
+        raise CheckFailed(f"{where}: the SMT-LIB2 query asserts {_show(dict(min(extra)))} > 0, which is neither the box |x| < {radius} nor a replayed tie constraint")
+    missing = [w for k, w in want.items() if k not in got]
+    if missing:
+        raise CheckFailed(f"{where}: the SMT-LIB2 query does not assert {missing[0]}")
+
+
+def _convex_holds(z, choice, mu) -> bool:
+    """z[choice] = sum_o mu_o z[o] identically with mu_o > 0, sum mu = 1, each o a tied entry with
+    a polynomial other than z[choice]'s: then z[choice] never exceeds all of them (empty branch)."""
+    if not mu or any(o not in z or z[o] == z[choice] or m <= 0 for o, m in mu.items()) or sum(mu.values()) != 1:
+        return False
+    return sum((z[o] * m for o, m in mu.items()), _Poly(z[choice].nv)) == z[choice]
+
+
 def _dot(a, b):
     return sum((x * y for x, y in zip(a, b)), mpq(0))
 
@@ -279,11 +344,13 @@ def check(M, ev, claims, ad, found, qs, choices_of, key_of) -> list:
             raise CheckFailed("clarke: an emptiness step needs unsat from both Z3 and cvc5 (solver-trusted)")
         if mpq(e["radius"]) <= 0 or not e.get("smtlib"):
             raise CheckFailed("clarke: an emptiness step needs a positive radius and its SMT-LIB2 query")
-        used = sorted({j for c in e["constraints"] for m, _ in c for j, k in enumerate(m) if k})
-        if "(check-sat)" not in e["smtlib"] or any(f"(declare-fun x{j} () Real)" not in e["smtlib"] for j in used):
-            raise CheckFailed("clarke: the SMT-LIB2 query does not declare the constraints' variables or ask check-sat")
-        empty[tuple(sorted(choices_of(e["choices"]).items(), key=str))] = e["constraints"]
-    idents = {tuple(sorted(choices_of(i["choices"]).items(), key=str)): (key_of(i["of"]), mpq(i["ratio"])) for i in ev.get("identities", [])}
+        empty[tuple(sorted(choices_of(e["choices"]).items(), key=str))] = e
+    idents = {}
+    for i in ev.get("identities", []):
+        if "weights" in i:  # max-pool: the chosen entry is a convex combination of the others
+            idents[tuple(sorted(choices_of(i["choices"]).items(), key=str))] = ("pool", {int(o): mpq(m) for o, m in i["weights"]})
+        else:
+            idents[tuple(sorted(choices_of(i["choices"]).items(), key=str))] = (key_of(i["of"]), mpq(i["ratio"]))
     count = {"patterns": 0, "empty": 0}
 
     def walk(i, prefix, cons, signed):
@@ -295,8 +362,9 @@ def check(M, ev, claims, ad, found, qs, choices_of, key_of) -> list:
             listed = empty.get(tuple(sorted(prefix.items(), key=str)))
             if listed is None:
                 raise CheckFailed(f"clarke: pattern {sorted(prefix.items())} is on the wrong side of the separator and not shown empty")
-            if listed != [c.json() for c in cons]:
+            if listed["constraints"] != [c.json() for c in cons]:
                 raise CheckFailed(f"clarke: the emptiness constraints of {sorted(prefix.items())} are not the replayed tie polynomials")
+            _query_is(listed["smtlib"], cons, mpq(listed["radius"]), nv, f"clarke: the emptiness step of {sorted(prefix.items())}")
             count["empty"] += 1
             return
         key = order[i]
@@ -309,9 +377,13 @@ def check(M, ev, claims, ad, found, qs, choices_of, key_of) -> list:
         for choice, bc, zero in brs:
             p2 = {**prefix, key: choice}
             hit = idents.get(tuple(sorted(p2.items(), key=str)))
+            if hit is not None and kind == "pool":
+                if hit[0] != "pool" or not _convex_holds(z, choice, hit[1]):
+                    raise CheckFailed(f"clarke: the identity emptying {sorted(p2.items())} (max-pool entry a convex combination of the others) does not hold")
+                continue
             if hit is not None:
                 other, c = hit
-                if other not in signed or z != signed[other] * c or (c > 0) != (choice == "left"):
+                if other == "pool" or other not in signed or z != signed[other] * c or (c > 0) != (choice == "left"):
                     raise CheckFailed(f"clarke: the identity emptying {sorted(p2.items())} does not hold")
                 continue
             walk(i + 1, p2, cons + bc, {**signed, key: bc[0]} if kind != "pool" and bc else signed)

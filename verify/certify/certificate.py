@@ -134,7 +134,12 @@ def _clarke(c) -> dict:
         }
         for p in c.empty
     ]
-    out["identities"] = [{"choices": _choices(i.choices), "tie": _key(i.tie), "of": _key(i.of), "ratio": rat(i.ratio)} for i in c.pats.identities]
+    out["identities"] = [
+        {"choices": _choices(i.choices), "tie": _key(i.tie), "of": _key(i.of), "ratio": rat(i.ratio)}
+        if i.weights is None
+        else {"choices": _choices(i.choices), "tie": _key(i.tie), "weights": [[int(o), rat(m)] for o, m in sorted(i.weights.items())]}
+        for i in c.pats.identities
+    ]
     return out
 
 

@@ -10,7 +10,11 @@ with w in the closure of S_sigma, and the Clarke set is their convex hull (docs/
 
 Fast paths (part 5): an identically-zero tie has one branch; a tie whose polynomial is c times an
 earlier tie's (z_j = c z_i, e.g. a mirrored unit z_j = -z_i) has its sign fixed by the earlier
-choice - the other branch is empty by that identity, without any solver.
+choice - the other branch is empty by that identity, without any solver. Max-pool: entries with
+identical polynomials are one branch, and an entry whose polynomial is a convex combination of the
+other distinct entries' (z_m = sum_o mu_o z_o identically, mu >= 0, sum mu = 1; e.g. z_m = 0 between
+a and -a, or z_m = 2a between a and 3a) can never be the strict maximum - its branch is empty by
+that identity (``_convex``: an exact LP in the coefficients, re-checked by polynomial arithmetic).
 
 Witness arcs (part 3): X(t) = t d1 + t^2 d2 + ... + t^K dK with rational d's. The coefficient of t^k
 in z(X(t)) is L(d_k) + c_k(d_1..d_{k-1}) with L the linear part of z, so after d_1..d_{k-1} the
@@ -52,8 +56,9 @@ class Pattern:
 class Identity:
     choices: dict  # the prefix (ending with the empty branch)
     tie: tuple  # tie j
-    of: tuple  # the earlier tie i
-    ratio: mpq  # z_j = ratio * (signed constraint polynomial of tie i)
+    of: tuple  # the earlier tie i (max-pool: the tie itself)
+    ratio: mpq | None  # z_j = ratio * (signed constraint polynomial of tie i)
+    weights: dict | None = None  # max-pool: {entry o: mu_o} with z_choice = sum_o mu_o z_o
 
 
 @dataclass
@@ -97,7 +102,13 @@ def enumerate_patterns(runs, ties, *, deadline=None, max_patterns=4096) -> Patte
             if len(reps) == 1:
                 branches = [(reps[0], [], True)]
             else:
-                branches = [(r, [(key, z[r] - z[o]) for o in reps if o != r], False) for r in reps]
+                branches = []
+                for r in reps:
+                    mu = _convex(z, r, [o for o in reps if o != r]) if len(reps) >= 3 else None
+                    if mu is not None:
+                        idents.append(Identity({**prefix, key: r}, key, key, None, mu))
+                    else:
+                        branches.append((r, [(key, z[r] - z[o]) for o in reps if o != r], False))
             default = first
         else:
             if z.is_zero():
@@ -125,6 +136,30 @@ def enumerate_patterns(runs, ties, *, deadline=None, max_patterns=4096) -> Patte
 
     visit(0, {}, [], [], records({}), {})
     return Patterns(variables, keys, out, idents)
+
+
+def _convex(z, r, others):
+    """{o: mu_o} with mu >= 0, sum mu = 1 and z[r] = sum mu_o z[o] identically, or None (exact LP
+    over the polynomials' coefficients; the answer is re-checked by polynomial arithmetic)."""
+    import z3
+
+    monos = sorted(set(z[r].t).union(*(z[o].t for o in others)))
+    s = z3.Solver()
+    s.set("timeout", 2000)
+    mu = {o: z3.Real(f"mu{o}") for o in others}
+    s.add(*[m >= 0 for m in mu.values()], z3.Sum(list(mu.values())) == 1)
+    for m in monos:
+        s.add(z3.Sum([z3.RealVal(str(z[o].t.get(m, 0))) * mu[o] for o in others]) == z3.RealVal(str(z[r].t.get(m, 0))))
+    if s.check() != z3.sat:
+        return None  # unsat: not a convex combination; unknown: no shortcut (the branch stays)
+    md = s.model()
+    w = {o: _rat(md.eval(v, model_completion=True)) for o, v in mu.items()}
+    w = {o: c for o, c in w.items() if c != 0}
+    acc = PL.Poly(z[r].nv)
+    for o, c in w.items():
+        acc = acc + z[o] * c
+    ok = all(c > 0 for c in w.values()) and sum(w.values()) == 1 and (acc - z[r]).is_zero()
+    return w if ok else None
 
 
 def pattern_gradient(runs, fw, pat: Pattern) -> list:

@@ -2,9 +2,13 @@
 
 The question: is {X : |X_j| < r for every variable, p(X) > 0 for every constraint p} empty, for
 polynomial constraints p (a pattern's signed tie pre-activations, ``encodings/poly.py``) and a
-rational radius r? It is put once as an SMT-LIB2 query, printed by Z3 from its own terms
-(``Solver.to_smt2``), and given to two solvers: Z3 (nlsat) and cvc5 (cylindrical algebraic
-coverings), cvc5 reading the very same text through its SMT-LIB2 parser. An UNSAT counts as a proof
+rational radius r? It is written once as an SMT-LIB2 query in a small canonical form (``smtlib``:
+declarations, the box as ``(> xj (- r))`` / ``(< xj r)``, each constraint as ``(> p 0)`` with p a
+sum of monomials in a fixed order, exact rational coefficients, no ``let``), and that very text is
+what both solvers read: Z3 (nlsat) through ``Solver.from_string`` and cvc5 (cylindrical algebraic
+coverings) through its SMT-LIB2 parser. The checker reads the same text with its own strict reader
+(``certify/smtlib.py``) and requires its assertions to be exactly the box and the constraints it
+replays. An UNSAT counts as a proof
 only when BOTH say unsat (Z3 has had wrong-unsat bugs in nonlinear arithmetic); the certificate
 carries the query and both answers, labelled solver-trusted. A SAT answer is Z3's model point (the
 region meets the box); anything else is unknown. Every call has a time-out.
@@ -38,35 +42,54 @@ class Emptiness:
     point: list | None = None  # a model point (sat), as rationals where Z3 gives them
 
 
-def _z3_term(z3, p, xs):
-    terms = []
+def _num(c) -> str:
+    """An exact rational as an SMT-LIB2 Real term: 3, (- 3), (/ 1 2), (- (/ 1 2))."""
+    c = mpq(c)
+    a = str(abs(c.numerator)) if c.denominator == 1 else f"(/ {abs(c.numerator)} {c.denominator})"
+    return f"(- {a})" if c < 0 else a
+
+
+def term(p) -> str:
+    """A polynomial as an SMT-LIB2 term: monomials in sorted exponent order, x^2 as (* x x)."""
+    out = []
     for m, c in sorted(p.t.items()):
-        factors = [xs[j] for j, e in enumerate(m) for _ in range(e)]  # x^2 as (* x x): plain QF_NRA
-        coef = z3.RealVal(str(c))
+        factors = [f"x{j}" for j, e in enumerate(m) for _ in range(e)]  # plain QF_NRA: no powers
         if not factors:
-            terms.append(coef)
-        elif c == 1:
-            terms.append(factors[0] if len(factors) == 1 else z3.Product(factors))
+            out.append(_num(c))
+            continue
+        prod = factors[0] if len(factors) == 1 else f"(* {' '.join(factors)})"
+        if c == 1:
+            out.append(prod)
+        elif c == -1:
+            out.append(f"(- {prod})")
         else:
-            terms.append(z3.Product([coef] + factors))
-    return z3.Sum(terms) if len(terms) > 1 else terms[0] if terms else z3.RealVal(0)
+            out.append(f"(* {_num(c)} {' '.join(factors)})")
+    return "0" if not out else out[0] if len(out) == 1 else f"(+ {' '.join(out)})"
+
+
+def smtlib(polys, radius) -> str:
+    """The canonical query text: is {X : |X_j| < radius for the variables the constraints use,
+    p(X) > 0 for every p} non-empty?"""
+    used = sorted(set().union(*(p.variables() for p in polys))) if polys else []
+    r = _num(radius)
+    lines = ["; kinkcheck local emptiness: the box |xj| < r around w, then the pattern's strict tie signs", "(set-logic QF_NRA)"]
+    lines += [f"(declare-fun x{j} () Real)" for j in used]
+    for j in used:
+        lines += [f"(assert (> x{j} {_num(-mpq(radius))}))", f"(assert (< x{j} {r}))"]
+    lines += [f"(assert (> {term(p)} 0))" for p in polys]
+    return "\n".join(lines + ["(check-sat)", ""])
 
 
 def query(polys, radius):
-    """(z3 solver, variables, SMT-LIB2 text) of the box-and-signs question."""
+    """(z3 solver, variables, SMT-LIB2 text) of the box-and-signs question; the solver holds the
+    assertions parsed from the text itself."""
     import z3
 
-    nv = polys[0].nv if polys else 0
+    text = smtlib(polys, radius)
     used = sorted(set().union(*(p.variables() for p in polys))) if polys else []
-    xs = {j: z3.Real(f"x{j}") for j in used}
     s = z3.Solver()
-    r = z3.RealVal(str(radius))
-    for j in used:
-        s.add(xs[j] > -r, xs[j] < r)
-    for p in polys:
-        s.add(_z3_term(z3, p, xs) > 0)
-    del nv
-    return s, xs, s.to_smt2()
+    s.from_string(text)
+    return s, {j: z3.Real(f"x{j}") for j in used}, text
 
 
 def _cvc5(text, timeout_ms):
@@ -77,7 +100,7 @@ def _cvc5(text, timeout_ms):
     slv.setOption("tlimit-per", str(max(1, int(timeout_ms))))
     sm = cvc5.SymbolManager(tm)
     parser = cvc5.InputParser(slv, sm)
-    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, "(set-logic QF_NRA)\n" + text, "query")
+    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, "query")
     answer = "unknown"
     while True:
         cmd = parser.nextCommand()
