@@ -14,7 +14,7 @@ from .decide.ties import branch_mismatches, compensation_verdict, describe_tie
 from .encodings import program as P
 from .encodings.conventions import load_convention
 from .encodings.errors import InputError, Undecided
-from .encodings.fmt import hexf, is_exact, rat
+from .encodings.fmt import hexf, hexf_all, is_exact, rat, rat_all
 from .encodings.network import Network, check_convention
 from .encodings.network import load as _load
 from .encodings.runs import run
@@ -213,16 +213,16 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         try:
             loss_exact = rat(runs.exact_full().loss)
             ead = runs.exact_ad()
-            ad = [rat(v) for v in ead]
+            ad = rat_all(ead)
             if verdict.gradient is not None:
-                gradient = [rat(v) for v in verdict.gradient]
+                gradient = rat_all(verdict.gradient)
             elif verdict.gradient_is_ad and all(is_exact(v) for v in ead):
                 gradient = ad
             elif verdict.gradient_is_ad:
                 unknown.append("the gradient is not rational (transcendental ops): `ad` holds certified enclosures [lo, hi]")
         except Undecided as exc:
             unknown.append(f"exact AD output undecided: {exc}")
-    machine_ad = [hexf(net.fmt, v) for v in runs.machine_ad()] if values else None
+    machine_ad = hexf_all(net.fmt, runs.machine_ad()) if values else None
     exact_desc = runs.exact
     if values and runs.exact is not None and float_ties:
         try:
