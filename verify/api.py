@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -129,7 +130,10 @@ class Report:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        d = self.to_dict()
+        if indent is not None:
+            return json.dumps(d, indent=indent)
+        return _dumps_long_lists(d, ("gradient", "ad", "machine_ad", "labels"))
 
     def certificate(self) -> dict:
         """The evidence behind the verdicts as a JSON-able dict (docs/certificate.md), for
@@ -137,6 +141,31 @@ class Report:
         from .certify.certificate import build
 
         return build(self)
+
+
+_UNSAFE = re.compile(r'[\x00-\x1f"\\]')
+
+
+def _dumps_long_lists(d: dict, keys) -> str:
+    """json.dumps(d), byte for byte, with the long top-level lists of strings (the per-parameter
+    values) joined in one pass instead of encoded string by string; a list holding anything that
+    JSON would escape (or not a list of strings) goes through json.dumps as usual."""
+    spliced = {}
+    for k in keys:
+        v = d.get(k)
+        if isinstance(v, list) and len(v) > 1000 and all(type(x) is str for x in v):
+            body = '", "'.join(v)
+            if body.isascii() and not _UNSAFE.search(body):
+                spliced[k] = '["' + body + '"]'
+    if not spliced:
+        return json.dumps(d)
+    marks = {k: f"@@kinkcheck-{k}-{id(d)}@@" for k in spliced}
+    text = json.dumps({k: (marks[k] if k in marks else v) for k, v in d.items()})
+    if any(text.count(m) != 1 for m in marks.values()):  # a marker that also occurs in a value
+        return json.dumps(d)
+    for k, body in spliced.items():
+        text = text.replace(json.dumps(marks[k]), body, 1)
+    return text
 
 
 def verify(network, convention=None, *, values: bool | None = None, rounding: str | None = None, time_limit: float | None = TIME_LIMIT_S, progress=None) -> Report:
