@@ -20,7 +20,6 @@ by entry. The module also holds the vectorised report formatting of many values 
 from __future__ import annotations
 
 import math
-import re
 from itertools import repeat
 from operator import attrgetter, floordiv, mul
 
@@ -134,25 +133,27 @@ def rats(values, one):
     """[one(v) for v in values], with the common case (every value an mpq) formatted by gmpy2's own
     str, which writes "p/q" in lowest terms and "p" for integers - the rule of ``fmt.rat``."""
     values = list(values)
-    if all(type(v) is MPQ for v in values):
+    if set(map(type, values)) <= {MPQ}:
         return list(map(str, values))
     return [one(v) for v in values]
 
 
-_TRAIL = re.compile(r"\.?0+p")
 _TINY = 2.2250738585072014e-308  # binary64's smallest normal
 
 
 def hexes(values, one):
     """[one(v) for v in values] for the canonical hex form (``formats.to_hex``) of floats:
-    normal floats through ``float.hex`` with the trailing zeros of the fraction removed in one
-    regular-expression pass, zeros likewise; binary64 subnormals, inf and NaN value by value."""
+    normal floats through ``float.hex`` with the trailing zeros of the fraction removed by a few
+    passes over the joined text, zeros likewise; binary64 subnormals, inf and NaN value by value."""
     a = np.asarray(values, dtype=np.float64).reshape(-1)
     if a.size == 0:
         return []
-    out = list(map(float.hex, a.tolist()))
-    joined = _TRAIL.sub("p", "\n".join(out))
-    out = joined.split("\n")
+    joined = "\n".join(map(float.hex, a.tolist()))
+    # float.hex writes 13 fraction digits ("0x0.0p+0" for zero): drop 8, 4, 2, 1 trailing zeros
+    # if present (at most 13 in all, one "p" per value), then an empty fraction's "."
+    for k in (8, 4, 2, 1):
+        joined = joined.replace("0" * k + "p", "p")
+    out = joined.replace(".p", "p").split("\n")
     odd = ~np.isfinite(a) | ((a != 0) & (np.abs(a) < _TINY))
     for i in np.flatnonzero(odd).tolist():
         out[i] = one(float(a[i]))

@@ -57,6 +57,11 @@ def is_exact(v) -> bool:
     return v is not None and not isinstance(v, Interval)
 
 
+def all_exact(values) -> bool:
+    """all(is_exact(v) for v in values), one type test per distinct type."""
+    return not any(t is type(None) or issubclass(t, Interval) for t in set(map(type, values)))
+
+
 def approx(text, digits: int = 12) -> str:
     """A decimal approximation of an exact value written "p/q" (empty for integers, enclosures and
     anything that is not a rational): shown beside the exact value, never instead of it."""

@@ -181,3 +181,25 @@ def test_shipped_examples_report_identically(path, monkeypatch):
     monkeypatch.setattr(api, "hexf_all", lambda fmt, vs: [F.hexf(fmt, v) for v in vs])
     want = _untimed(kinkcheck.verify(str(path), values=True).to_dict())
     assert got == want
+
+
+@given(st.lists(st.text(max_size=4), min_size=0, max_size=1200), st.sampled_from(["ad", "machine_ad", "other"]))
+def test_report_json_is_json_dumps(strings, key):
+    """The report's JSON with its long lists joined in one pass is json.dumps' output byte for
+    byte (quotes, backslashes, control and non-ASCII characters included)."""
+    import json
+
+    from kinkcheck.api import _dumps_long_lists
+
+    strings = strings * (1 + 1000 // max(1, len(strings)))  # long enough to be joined
+    d = {"a": 1, key: strings, "b": [None, "x"], "ad2": strings[:3]}
+    assert _dumps_long_lists(d, ("gradient", "ad", "machine_ad")) == json.dumps(d)
+    safe = ["0x1.8p-3", "-3/4", "[1, 2]"] * 400
+    assert _dumps_long_lists({"ad": safe, "n": 0}, ("ad",)) == json.dumps({"ad": safe, "n": 0})
+
+
+def test_all_exact_is_per_value():
+    from kinkcheck.encodings.exact import Interval
+
+    for vals in ([], [mpq(1)], [mpq(1), None], [Interval(mpq(0), mpq(1)), mpq(2)], [0, mpq(1, 3)]):
+        assert F.all_exact(vals) == all(F.is_exact(v) for v in vals)

@@ -15,7 +15,7 @@ from .decide.ties import branch_mismatches, compensation_verdict, describe_tie
 from .encodings import program as P
 from .encodings.conventions import load_convention
 from .encodings.errors import InputError, Undecided
-from .encodings.fmt import hexf, hexf_all, is_exact, rat, rat_all
+from .encodings.fmt import all_exact, hexf, hexf_all, rat, rat_all
 from .encodings.network import Network, check_convention
 from .encodings.network import load as _load
 from .encodings.runs import run
@@ -245,7 +245,7 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
             ad = rat_all(ead)
             if verdict.gradient is not None:
                 gradient = rat_all(verdict.gradient)
-            elif verdict.gradient_is_ad and all(is_exact(v) for v in ead):
+            elif verdict.gradient_is_ad and all_exact(ead):
                 gradient = ad
             elif verdict.gradient_is_ad:
                 unknown.append("the gradient is not rational (transcendental ops): `ad` holds certified enclosures [lo, hi]")
