@@ -7,11 +7,11 @@ points, computed with gmpy2 ``mpfr`` under directed rounding at a working precis
 downstream of them is interval arithmetic. A comparison an interval cannot decide raises
 :class:`Undecided`; the caller may retry at a higher precision and reports ``unknown`` otherwise.
 
-Speed: the matrix products (forward dot products, backward and weight gradients) go through a
-common-denominator integer matrix product (Python integers in an object matmul), about three times
-faster than an mpq matmul, and from ``FLINT_MIN`` multiply-adds on through python-flint's fmpz_mat
-(about 30% off the exact forward + AD of a 784-256-256-10 MLP); order does not matter in exact
-arithmetic.
+Speed: the matrix products (forward dot products, backward and weight gradients) are integer
+matrix products over a common denominator (``dyadic.py``: float arrays are read off their bits as
+integers over a power of two, kept per array made by ``from_floats`` and reused transposed by the
+backward pass), through python-flint's fmpz_mat from ``FLINT_MIN`` multiply-adds on; order does not
+matter in exact arithmetic. Elementwise ops stay entry by entry on ``mpq``.
 """
 
 from __future__ import annotations
