@@ -7,7 +7,12 @@ The two are measured interleaved (baseline, verify, baseline, verify, ...) after
 one BLAS thread on both sides (threadpoolctl when installed, plus the environment variables), and
 the medians and their ratio are printed: these machines are shared and noisy, compare ratios,
 never absolute seconds. ``--values`` also computes the exact and machine AD outputs, and times
-the machine AD output of every parameter (machine forward + backward) against the same baseline. ``--kernels``
+the machine AD output of every parameter (machine forward + backward) against the same baseline, and
+the exact half of ``--values`` (exact forward + exact AD of every parameter as rationals, then with
+their report strings) and the whole command ``kinkcheck verify FILE --values --json`` in a fresh
+process, each with its own baseline measured interleaved with it (medians and ratio of the minima).
+Measured (shared machine, noisy; before -> after the scaled-integer exact path): exact half
+759x -> 371x, with strings 966x -> 466x, whole command 1,848x -> 1,347x (minima 1,663x -> 1,263x). ``--kernels``
 picks the machine kernels (kinkcheck.encodings.kernels; default: the library's own choice, which
 switches to the compiled kernels during the warm-up when numba is installed).
 """
@@ -151,10 +156,50 @@ def main(argv=None):
             return P.backward(net, MA, P.forward(net, MA), proxies)
 
         with single_threaded_blas():
-            (b2, _), (t_mad, m_mad) = interleaved([lambda: numpy_baseline(Ws, bs, X64, Y64), machine_ad], args.repeat)
-        values_rows.append(("machine AD of every parameter (fwd+bwd)", t_mad, m_mad, b2))
-        t_str, out_ad = best(lambda: [h for h in (net.fmt.to_hex(float(v)) for v in out_ad_arr)], 1) if (out_ad_arr := machine_ad()) is not None else (0, None)
-        values_rows.append(("  + hex strings of the output", t_mad + t_str, m_mad + t_str, b2))
+            (b2, mb2), (t_mad, m_mad) = interleaved([lambda: numpy_baseline(Ws, bs, X64, Y64), machine_ad], args.repeat)
+        values_rows.append(("machine AD of every parameter (fwd+bwd)", t_mad, m_mad, b2, mb2))
+        from kinkcheck.encodings import fmt as _fmt
+
+        out_ad_arr = machine_ad()
+        hexes = (lambda: _fmt.hexf_all(net.fmt, out_ad_arr)) if hasattr(_fmt, "hexf_all") else (lambda: [net.fmt.to_hex(float(v)) for v in out_ad_arr])
+        t_str, _ = best(hexes, 3)
+        values_rows.append(("  + hex strings of the output", t_mad + t_str, m_mad + t_str, b2, mb2))
+        # the exact half: exact forward + exact AD as rationals, and their report strings
+        from kinkcheck.encodings.exact import ExactArith
+
+        def exact_ad():
+            fw = P.forward(net, ExactArith())
+            return P.backward(net, fw.A, fw, proxies)
+
+        def exact_ad_strings():
+            from kinkcheck.encodings import fmt
+
+            ad = exact_ad()
+            return fmt.rat_all(ad) if hasattr(fmt, "rat_all") else [fmt.rat(v) for v in ad]
+
+        with single_threaded_blas():
+            (b3, mb3), (t_ead, m_ead), (t_eads, m_eads) = interleaved(
+                [lambda: numpy_baseline(Ws, bs, X64, Y64), exact_ad, exact_ad_strings], n_verify, warmup=1
+            )
+        values_rows.append(("exact fwd + AD of every parameter (mpq)", t_ead, m_ead, b3, mb3))
+        values_rows.append(("  + their p/q strings", t_eads, m_eads, b3, mb3))
+        # the whole command in a fresh process: start-up, JSON load, verify, JSON report
+        import json
+        import subprocess
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "P1.json")
+            with open(path, "w") as f:
+                json.dump(doc, f)
+            cmd = [sys.executable, "-c", "import sys; from kinkcheck.cli import main; sys.argv[0] = 'kinkcheck'; main()", "verify", path, "--values", "--json"]
+
+            def command():
+                subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+
+            with single_threaded_blas():
+                (b4, mb4), (t_cmd, m_cmd) = interleaved([lambda: numpy_baseline(Ws, bs, X64, Y64), command], n_verify, warmup=1)
+        values_rows.append(("full command: verify FILE --values --json", t_cmd, m_cmd, b4, mb4))
     path = "numba" if kernels is not None and kernels.mode() != "numpy" and "numba" in sys.modules else "numpy"
     print(f"network: 784-256-256-10 float32 MLP, batch 32, mse; real ties {len(rep.real_ties)}, float ties {len(rep.float_ties)}")
     print(f"load (parse + validate, JSON) : {t_load:9.4f} s (not in the ratio)")
@@ -163,8 +208,8 @@ def main(argv=None):
     print(f"ratio verify / baseline       : {t_kc / t_np:9.2f}x (ratio of the minima {m_kc / m_np:.2f}x)")
     if args.values:
         print("--values: the verify line above includes the exact AD output (rationals) and the hex strings")
-        for label, t, m, b in values_rows:
-            print(f"{label:40s}: {t * 1e3:9.3f} ms, ratio {t / b:6.2f}x to the baseline measured with it ({b * 1e3:.3f} ms)")
+        for label, t, m, b, mb in values_rows:
+            print(f"{label:42s}: {t * 1e3:9.3f} ms, ratio {t / b:8.2f}x to the baseline measured with it ({b * 1e3:.3f} ms; ratio of the minima {m / mb:.2f}x)")
     return t_kc / t_np
 
 

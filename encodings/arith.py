@@ -66,6 +66,10 @@ class ArrayArith:
             acc = self.add(acc, self.mul(x[..., j : j + 1], W[:, j]))
         return acc
 
+    def dot_t(self, W, g):
+        """g @ W (W [out, in], g [..., out] -> [..., in]), as ``dot`` of the transpose."""
+        return self.dot(np.ascontiguousarray(W.T), g)
+
     def seq_sum(self, a, axis=-1):
         """Left-to-right sum along ``axis`` starting from the first term."""
         a = np.moveaxis(a, axis, -1)

@@ -7,11 +7,11 @@ points, computed with gmpy2 ``mpfr`` under directed rounding at a working precis
 downstream of them is interval arithmetic. A comparison an interval cannot decide raises
 :class:`Undecided`; the caller may retry at a higher precision and reports ``unknown`` otherwise.
 
-Speed: the matrix products (forward dot products, backward and weight gradients) go through a
-common-denominator integer matrix product (Python integers in an object matmul), about three times
-faster than an mpq matmul, and from ``FLINT_MIN`` multiply-adds on through python-flint's fmpz_mat
-(about 30% off the exact forward + AD of a 784-256-256-10 MLP); order does not matter in exact
-arithmetic.
+Speed: the matrix products (forward dot products, backward and weight gradients) are integer
+matrix products over a common denominator (``dyadic.py``: float arrays are read off their bits as
+integers over a power of two, kept per array made by ``from_floats`` and reused transposed by the
+backward pass), through python-flint's fmpz_mat from ``FLINT_MIN`` multiply-adds on; order does not
+matter in exact arithmetic. Elementwise ops stay entry by entry on ``mpq``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpq, mpz
 
+from . import dyadic as D
 from .arith import ArrayArith
 from .errors import Undecided
 
@@ -195,55 +196,28 @@ def to_object(a) -> np.ndarray:
         for i, v in enumerate(a.reshape(-1)):
             out.reshape(-1)[i] = mpq(v) if not isinstance(v, (MPQ, Interval)) else v
         return out
+    return D.mpq_array(*_float_ints(a))
+
+
+def _float_ints(a):
     a = np.asarray(a, dtype=np.float64)
     if not np.isfinite(a).all():
         raise ValueError("the exact semantics needs finite values")
-    out = np.empty(a.shape, dtype=object)
-    flat = out.reshape(-1)
-    for i, v in enumerate(a.reshape(-1).tolist()):
-        flat[i] = mpq(v)
-    return out
+    return D.float_ints(a)
 
 
 def _int_matrix(a: np.ndarray):
     """object array of mpq -> (object array of Python ints, common denominator) or None if the
     array holds intervals."""
-    flat = a.reshape(-1)
-    den = mpz(1)
-    for v in flat:
-        if type(v) is not MPQ:
-            if isinstance(v, (int, MPZ)):
-                continue
-            return None
-        d = v.denominator
-        if d != 1 and den % d:
-            den = gmpy2.lcm(den, d)
-    out = np.empty(a.shape, dtype=object)
-    of = out.reshape(-1)
-    for i, v in enumerate(flat):
-        of[i] = v * den if type(v) is not MPQ else v.numerator * (den // v.denominator)
-    return out, den
-
-
-FLINT_MIN = 200_000  # multiply-adds from which an integer matrix product goes through FLINT
+    return D.int_matrix(a)
 
 
 def _int_matmul(a, b):
-    """a @ b for object arrays of Python integers, [..., k] @ [k, m]: exact either way; large products
-    go through python-flint's fmpz_mat (multi-modular, ~4x faster than numpy's object matmul on
-    the 784-256 layer of a float32 MLP, conversions included)."""
-    k = a.shape[-1]
-    lead = a.shape[:-1]
-    rows = int(np.prod(lead)) if lead else 1
-    if rows * k * b.shape[1] < FLINT_MIN or k == 0 or b.shape[1] == 0 or rows == 0:
-        return a @ b
-    import flint
+    """a @ b for arrays of integers (see :func:`dyadic.int_matmul`; FLINT from ``FLINT_MIN`` on)."""
+    return D.int_matmul(a, b, FLINT_MIN)
 
-    A = flint.fmpz_mat(rows, k, [int(v) for v in a.reshape(-1)])
-    B = flint.fmpz_mat(k, b.shape[1], [int(v) for v in np.ascontiguousarray(b).reshape(-1)])
-    out = np.empty(rows * b.shape[1], dtype=object)
-    out[:] = [int(v) for v in (A * B).entries()]
-    return out.reshape(lead + (b.shape[1],))
+
+FLINT_MIN = D.FLINT_MIN  # multiply-adds from which an integer matrix product goes through FLINT
 
 
 class ExactArith(ArrayArith):
@@ -252,6 +226,9 @@ class ExactArith(ArrayArith):
 
     def __init__(self, prec: int = 128):
         self.prec = prec
+        # scaled-integer forms (ints, den) of the arrays made by from_floats, by id; the arrays are
+        # kept alive here (so an id is never reused) and made read-only (so the form stays true)
+        self._scaled = {}
 
     def const(self, q):
         if isinstance(q, float):
@@ -259,7 +236,20 @@ class ExactArith(ArrayArith):
         return mpq(q) if not isinstance(q, (MPQ, Interval)) else q
 
     def from_floats(self, a):
-        return to_object(a)
+        if isinstance(a, np.ndarray) and a.dtype == object:
+            return to_object(a)
+        ints, den = _float_ints(a)
+        out = D.mpq_array(ints, den)
+        out.flags.writeable = False
+        self._scaled[id(out)] = (out, ints, den)
+        return out
+
+    def _ints(self, a):
+        """(ints, den) with a == ints / den, or None (enclosures)."""
+        hit = self._scaled.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1], hit[2]
+        return _int_matrix(np.asarray(a, dtype=object))
 
     def zeros(self, shape):
         out = np.empty(shape, dtype=object)
@@ -330,20 +320,21 @@ class ExactArith(ArrayArith):
         return out
 
     def dot(self, W, x):
-        Wi = _int_matrix(np.asarray(W, dtype=object))
-        xi = _int_matrix(np.asarray(x, dtype=object))
+        return self._dot(W, x, self._ints(W), self._ints(x))
+
+    def dot_t(self, W, g):
+        """g @ W: the backward product, with W's integer form transposed (no copy of W)."""
+        Wi = self._ints(W)
+        return self._dot(np.ascontiguousarray(W.T), g, None if Wi is None else (Wi[0].T, Wi[1]), self._ints(g))
+
+    def _dot(self, W, x, Wi, xi):
         if Wi is None or xi is None:
+            W, x = np.asarray(W, dtype=object), np.asarray(x, dtype=object)
             if (Wi is None) != (xi is None):  # enclosures on one side only: four exact products
-                return self._dot_enclosed(np.asarray(W, dtype=object), np.asarray(x, dtype=object), Wi is None)
-            return np.asarray(x, dtype=object) @ np.asarray(W, dtype=object).T
+                return self._dot_enclosed(W, x, Wi is None)
+            return x @ W.T
         (wn, wd), (xn, xd) = Wi, xi
-        num = _int_matmul(xn, wn.T)
-        den = wd * xd
-        out = np.empty(num.shape, dtype=object)
-        of = out.reshape(-1)
-        for i, v in enumerate(num.reshape(-1)):
-            of[i] = mpq(v, den)
-        return out
+        return D.mpq_array(_int_matmul(xn, wn.T), wd * xd)
 
     def _dot_enclosed(self, W, x, w_has_intervals):
         """x @ W.T when one operand holds enclosures: split it into end points and the rational
@@ -396,12 +387,20 @@ class ExactArith(ArrayArith):
                 continue
             if kind == "outer":
                 g, x = payload
-                S = self.dot(np.ascontiguousarray(g.T), np.ascontiguousarray(x.T)).T.reshape(-1)
+                gi, xi = self._ints(g), self._ints(x)
+                if gi is None or xi is None:
+                    S = self.dot(np.ascontiguousarray(g.T), np.ascontiguousarray(x.T)).T.reshape(-1)
+                else:  # S[i, j] = sum_n g[n, i] x[n, j]
+                    S = D.mpq_array(_int_matmul(np.ascontiguousarray(gi[0].T), xi[0]), gi[1] * xi[1]).reshape(-1)
             else:
                 S = np.sum(payload, axis=(0, 2))
-            for e in np.flatnonzero(keep):
-                v = S[e]
-                out[src[e]] = out[src[e]] + (v if sign[e] > 0 else -v)
+            e = np.flatnonzero(keep)
+            v = S[e]
+            neg = sign[e] < 0
+            if neg.any():
+                v = v.copy()
+                v[neg] = -v[neg]
+            np.add.at(out, src[e], v)  # order-free: exact
         return out
 
     def max_first(self, windows):

@@ -31,12 +31,35 @@ def hexf(fmt, v) -> str:
     return fmt.to_hex(float(v))
 
 
+def rat_all(values) -> list:
+    """[rat(v) for v in values], vectorised (the same strings)."""
+    from .dyadic import rats
+
+    return rats(values, rat)
+
+
+def hexf_all(fmt, values) -> list:
+    """[hexf(fmt, v) for v in values], vectorised (the same strings) for the formats whose hex form
+    is the canonical one of their binary64 value (every FloatFormat)."""
+    from .dyadic import hexes
+    from .formats import FloatFormat, to_hex
+
+    if getattr(type(fmt), "to_hex", None) is not FloatFormat.to_hex:
+        return [hexf(fmt, v) for v in values]
+    return hexes(values, to_hex)
+
+
 def parse_rat(s: str) -> mpq:
     return mpq(s)
 
 
 def is_exact(v) -> bool:
     return v is not None and not isinstance(v, Interval)
+
+
+def all_exact(values) -> bool:
+    """all(is_exact(v) for v in values), one type test per distinct type."""
+    return not any(t is type(None) or issubclass(t, Interval) for t in set(map(type, values)))
 
 
 def approx(text, digits: int = 12) -> str:

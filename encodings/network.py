@@ -252,9 +252,12 @@ class Network:
                 continue
             if not p.shape:
                 out.append(p.name)
-            else:
-                for idx in np.ndindex(*p.shape):
-                    out.append(f"{p.name}[{','.join(map(str, idx))}]")
+            else:  # row-major, built one axis at a time (the same strings as np.ndindex's order)
+                labels = [f"{p.name}["]
+                for k, n in enumerate(p.shape):
+                    ends = [f"{i}{']' if k == len(p.shape) - 1 else ','}" for i in range(n)]
+                    labels = [a + b for a in labels for b in ends]
+                out.extend(labels)
         return out
 
     def subset(self, samples) -> "Network":

@@ -503,7 +503,7 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         blocks.append((L.index, "outer", (g, x), L.weight.src, L.weight.sign))
         if L.bias is not None:
             blocks.append((L.index + 0.5, "terms", g[:, :, None], L.bias.src, L.bias.sign))
-        return A.dot(np.ascontiguousarray(W.T), g) if need_gx else None
+        return A.dot_t(W, g) if need_gx else None
     if op == "conv2d":
         W, b = fw.params[L.index]
         cols_idx, interior, npad = conv_index(L)
@@ -520,7 +520,7 @@ def _layer_backward(net, A, L, x, y, g, fw, proxies, ch, blocks, need_gx, N):
         if not need_gx:
             return None
         Wm = W.reshape(out_c, -1)
-        gcols = A.dot(np.ascontiguousarray(Wm.T), gP)  # [N, P, CKK]
+        gcols = A.dot_t(Wm, gP)  # [N, P, CKK]
         gpad = A.seq_accumulate(gcols.reshape(N, -1), cols_idx.reshape(-1), npad)
         return gpad[:, interior].reshape((N,) + L.in_shape)
     if op in ("maxpool1d", "maxpool2d") and getattr(A, "symbolic", False):

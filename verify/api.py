@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from .decide.ties import branch_mismatches, compensation_verdict, describe_tie
 from .encodings import program as P
 from .encodings.conventions import load_convention
 from .encodings.errors import InputError, Undecided
-from .encodings.fmt import hexf, is_exact, rat
+from .encodings.fmt import all_exact, hexf, hexf_all, rat, rat_all
 from .encodings.network import Network, check_convention
 from .encodings.network import load as _load
 from .encodings.runs import run
@@ -129,7 +130,10 @@ class Report:
         }
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        d = self.to_dict()
+        if indent is not None:
+            return json.dumps(d, indent=indent)
+        return _dumps_long_lists(d, ("gradient", "ad", "machine_ad", "labels"))
 
     def certificate(self) -> dict:
         """The evidence behind the verdicts as a JSON-able dict (docs/certificate.md), for
@@ -137,6 +141,31 @@ class Report:
         from .certify.certificate import build
 
         return build(self)
+
+
+_UNSAFE = re.compile(r'[\x00-\x1f"\\]')
+
+
+def _dumps_long_lists(d: dict, keys) -> str:
+    """json.dumps(d), byte for byte, with the long top-level lists of strings (the per-parameter
+    values) joined in one pass instead of encoded string by string; a list holding anything that
+    JSON would escape (or not a list of strings) goes through json.dumps as usual."""
+    spliced = {}
+    for k in keys:
+        v = d.get(k)
+        if isinstance(v, list) and len(v) > 1000 and all(type(x) is str for x in v):
+            body = '", "'.join(v)
+            if body.isascii() and not _UNSAFE.search(body):
+                spliced[k] = '["' + body + '"]'
+    if not spliced:
+        return json.dumps(d)
+    marks = {k: f"@@kinkcheck-{k}-{id(d)}@@" for k in spliced}
+    text = json.dumps({k: (marks[k] if k in marks else v) for k, v in d.items()})
+    if any(text.count(m) != 1 for m in marks.values()):  # a marker that also occurs in a value
+        return json.dumps(d)
+    for k, body in spliced.items():
+        text = text.replace(json.dumps(marks[k]), body, 1)
+    return text
 
 
 def verify(network, convention=None, *, values: bool | None = None, rounding: str | None = None, time_limit: float | None = TIME_LIMIT_S, progress=None) -> Report:
@@ -213,16 +242,16 @@ def verify(network, convention=None, *, values: bool | None = None, rounding: st
         try:
             loss_exact = rat(runs.exact_full().loss)
             ead = runs.exact_ad()
-            ad = [rat(v) for v in ead]
+            ad = rat_all(ead)
             if verdict.gradient is not None:
-                gradient = [rat(v) for v in verdict.gradient]
-            elif verdict.gradient_is_ad and all(is_exact(v) for v in ead):
+                gradient = rat_all(verdict.gradient)
+            elif verdict.gradient_is_ad and all_exact(ead):
                 gradient = ad
             elif verdict.gradient_is_ad:
                 unknown.append("the gradient is not rational (transcendental ops): `ad` holds certified enclosures [lo, hi]")
         except Undecided as exc:
             unknown.append(f"exact AD output undecided: {exc}")
-    machine_ad = [hexf(net.fmt, v) for v in runs.machine_ad()] if values else None
+    machine_ad = hexf_all(net.fmt, runs.machine_ad()) if values else None
     exact_desc = runs.exact
     if values and runs.exact is not None and float_ties:
         try:
