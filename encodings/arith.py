@@ -16,6 +16,26 @@ from __future__ import annotations
 import numpy as np
 
 
+class Operators:
+    """add/sub/mul/div/neg as the scalars' own Python operators: for arithmetics whose scalars are
+    exact objects (rationals, polynomials) that carry them."""
+
+    def add(self, a, b):
+        return a + b
+
+    def sub(self, a, b):
+        return a - b
+
+    def mul(self, a, b):
+        return a * b
+
+    def div(self, a, b):
+        return a / b
+
+    def neg(self, a):
+        return -a
+
+
 class ArrayArith:
     exact = False
     name = "abstract"

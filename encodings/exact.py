@@ -21,7 +21,7 @@ import numpy as np
 from gmpy2 import mpq, mpz
 
 from . import dyadic as D
-from .arith import ArrayArith
+from .arith import ArrayArith, Operators
 from .errors import Undecided
 
 MPQ = type(mpq(1, 2))
@@ -220,7 +220,7 @@ def _int_matmul(a, b):
 FLINT_MIN = D.FLINT_MIN  # multiply-adds from which an integer matrix product goes through FLINT
 
 
-class ExactArith(ArrayArith):
+class ExactArith(Operators, ArrayArith):
     exact = True
     name = "exact"
 
@@ -255,21 +255,6 @@ class ExactArith(ArrayArith):
         out = np.empty(shape, dtype=object)
         out.fill(mpq(0))
         return out
-
-    def add(self, a, b):
-        return a + b
-
-    def sub(self, a, b):
-        return a - b
-
-    def mul(self, a, b):
-        return a * b
-
-    def div(self, a, b):
-        return a / b
-
-    def neg(self, a):
-        return -a
 
     def _map(self, fn, a):
         a = np.asarray(a, dtype=object)

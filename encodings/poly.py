@@ -20,7 +20,7 @@ import numpy as np
 from gmpy2 import mpq
 
 from . import program as P
-from .arith import ArrayArith
+from .arith import ArrayArith, Operators
 
 
 class Poly:
@@ -174,7 +174,7 @@ def leading(coeffs):
 # the arithmetic
 
 
-class PolyArith(ArrayArith):
+class PolyArith(Operators, ArrayArith):
     """Object arrays of :class:`Poly`. ``locate`` uses values at w (constant terms); a value exactly
     on a kink is a tie, whose piece the pattern chooses ('right': the piece above the kink, else
     the one below) and whose pre-activation minus the kink is recorded. Max-pool windows pick the
@@ -217,21 +217,6 @@ class PolyArith(ArrayArith):
         for i in range(out.size):
             out.reshape(-1)[i] = z
         return out
-
-    def add(self, a, b):
-        return a + b
-
-    def sub(self, a, b):
-        return a - b
-
-    def mul(self, a, b):
-        return a * b
-
-    def div(self, a, b):
-        return a / b
-
-    def neg(self, a):
-        return -a
 
     def locate(self, a, kinks):
         a = np.asarray(a, dtype=object)

@@ -34,6 +34,14 @@ def _pair(v):
 if _torch is not None:
     _nn = _torch.nn
 
+    def _weight_bias(m, weight, bias):
+        """Copies of ``weight`` and ``bias`` (or a registered None bias) as m's parameters."""
+        m.weight = _nn.Parameter(weight.detach().clone())
+        if bias is None:
+            m.register_parameter("bias", None)
+        else:
+            m.bias = _nn.Parameter(bias.detach().clone())
+
     class Abs(_nn.Module):
         """abs(x) (the format's ``abs``; torch.nn has no module for it)."""
 
@@ -63,11 +71,7 @@ if _torch is not None:
 
         def __init__(self, weight, bias=None):
             super().__init__()
-            self.weight = _nn.Parameter(weight.detach().clone())
-            if bias is None:
-                self.register_parameter("bias", None)
-            else:
-                self.bias = _nn.Parameter(bias.detach().clone())
+            _weight_bias(self, weight, bias)
 
         def forward(self, x):
             w = self.weight
@@ -87,11 +91,7 @@ if _torch is not None:
 
         def __init__(self, weight, bias=None, stride=(1, 1), padding=(0, 0)):
             super().__init__()
-            self.weight = _nn.Parameter(weight.detach().clone())
-            if bias is None:
-                self.register_parameter("bias", None)
-            else:
-                self.bias = _nn.Parameter(bias.detach().clone())
+            _weight_bias(self, weight, bias)
             self.stride = [int(stride[0]), int(stride[1])]
             self.padding = [int(padding[0]), int(padding[1])]
 
