@@ -176,9 +176,7 @@ def _decide(runs, real_ties, max_cells, t0) -> Verdict:
         if why is not None:
             return Verdict(None, None, None, False, why, method="implicit")
         if implicit_ties(runs.net, real_ties):
-            v = _decide_implicit(runs, real_ties)
-            v.reason = v.reason.replace("inside fixed-point layers", "inside value-iteration blocks").replace("inside a fixed-point layer", "inside a value-iteration block")
-            return v
+            return _decide_implicit(runs, real_ties)  # its reasons name the value-iteration blocks
         if not real_ties:
             return Verdict(True, True, True, True, "no real tie: f is smooth near w (the implicit function theorem at every value-iteration fixed point), its gradient is the exact AD output", method="smooth")
         # ties of unrolled blocks (max ties, one branch per tied action) and ordinary ties elsewhere:

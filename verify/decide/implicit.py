@@ -182,11 +182,12 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
     from .linalg import rank
 
     net = runs.net
+    inside = "value-iteration blocks" if any(L.op == "value_iteration" for L in net.layers) else "fixed-point layers"
     pools = [t for t in ties if t.op in ("maxpool1d", "maxpool2d")]
     if pools:
-        return {"obstacle": f"real ties inside fixed-point layers and a max-pool tie ({pools[0].key}): such mixes are not decided"}
+        return {"obstacle": f"real ties inside {inside} and a max-pool tie ({pools[0].key}): such mixes are not decided"}
     if net.loss.op == "cross_entropy" or any(L.act is not None and L.act.transcendental for L in net.layers):
-        return {"obstacle": "real ties inside fixed-point layers in a network with transcendental ops: the cell gradients are not rational"}
+        return {"obstacle": f"real ties inside {inside} in a network with transcendental ops: the cell gradients are not rational"}
     fw = runs.exact_full()
     inner = ("fixed_point", "value_iteration")  # ties inside the layer: seeded at its tie gaps
     for L in {t.layer: net.layers[t.layer] for t in ties if t.op in inner}.values():
@@ -203,7 +204,7 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
     options = [list(t.entries) if t.op == "value_iteration" and len(t.entries) > 2 else ["left", "right"] for t in order]
     count = int(np.prod([len(o) for o in options], dtype=object))
     if count > MAX_PATTERNS:
-        return {"obstacle": f"{k} real ties (some inside fixed-point layers): {count} patterns exceed the budget {MAX_PATTERNS}"}
+        return {"obstacle": f"{k} real ties (some inside {inside}): {count} patterns exceed the budget {MAX_PATTERNS}"}
     cells, empty, complete = [], [], True
     for combo in itertools.product(*options[::-1]):  # the first tie varies fastest
         combo = combo[::-1]
@@ -241,7 +242,6 @@ def decide_ties(runs, ties, *, timeout_ms: int = 20000) -> dict:
         if c.gradient not in grads:
             grads.append(c.gradient)
     complete = (complete and not empty) or n <= 1  # one parameter: the first-order signs decide both half-lines
-    inside = sum(t.op in inner for t in ties)
-    base = f"{k} real tie(s) ({inside} inside fixed-point layers), {len(cells)} non-empty cell(s) of {count} patterns"
+    base = f"{k} real tie(s) ({sum(t.op in inner for t in ties)} inside {inside}), {len(cells)} non-empty cell(s) of {count} patterns"
     en = Enumeration(cells=cells, pruned=empty, ties=[], order=[t.key for t in order], degenerate=[] if complete else ["dependent tie functionals in a pattern"], zero_ties=[], n_params=n)
     return {"enumeration": en, "gradients": grads, "complete": complete, "base": base}
