@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_implicit import _solve  # exact Gauss-Jordan over fractions (the test-side solver)
 
 import kinkcheck
 from kinkcheck.encodings import program as P
@@ -52,19 +53,6 @@ def _neighbours(H, W, k):
 
 def ref_q(T, R, gamma, V, nb):
     return [[Fraction(R[a][s]) + gamma * sum((Fraction(T[a][p][q]) * V[t] for p, q, t in nb[s]), Fraction(0)) for a in range(len(T))] for s in range(len(nb))]
-
-
-def _solve(M, r):
-    n = len(M)
-    a = [list(row) + [v] for row, v in zip(M, r)]
-    for c in range(n):
-        p = next(i for i in range(c, n) if a[i][c] != 0)
-        a[c], a[p] = a[p], a[c]
-        for i in range(n):
-            if i != c and a[i][c] != 0:
-                f = a[i][c] / a[c][c]
-                a[i] = [x - f * y for x, y in zip(a[i], a[c])]
-    return [a[i][n] / a[i][i] for i in range(n)]
 
 
 def _det(M):
