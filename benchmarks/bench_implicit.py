@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_verify import interleaved  # noqa: E402
 
 
 def deq(n=64, m=16, N=8, seed=0):
@@ -60,30 +63,19 @@ def main():
     from kinkcheck.encodings.fixedpoint import _det, vertex_test
 
     doc, W, U, b, X = deq()
-    kinkcheck.verify(doc, values=True)  # warm imports
-    tk, tb = [], []
-    for _ in range(3):
-        t = time.perf_counter()
-        r = kinkcheck.verify(doc, values=True)
-        tk.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        numpy_baseline(W, U, b, X)
-        tb.append(time.perf_counter() - t)
+    r = kinkcheck.verify(doc, values=True)  # warms the imports; its report is printed below
+    (tk, _), (tb, _) = interleaved([lambda: kinkcheck.verify(doc, values=True), lambda: numpy_baseline(W, U, b, X)], 3, warmup=0)
     imp = r.implicit[0]
-    print(f"(a) verify, 64-unit DEQ, batch 8: {np.median(tk):.3f} s (numpy float64 baseline {np.median(tb) * 1e3:.2f} ms, ratio {np.median(tk) / np.median(tb):.0f}x); "
+    print(f"(a) verify, 64-unit DEQ, batch 8: {tk:.3f} s (numpy float64 baseline {tb * 1e3:.2f} ms, ratio {tk / tb:.0f}x); "
           f"machine solver {imp['machine']['iterations']} iterations, exact pattern rounds {imp['exact']['pattern_rounds']}, verdict {r.differentiable}/{r.ad_correct}/{r.ad_in_clarke}")
     import copy
 
     ad = copy.deepcopy(doc)
     ad["layers"][0]["solver"] = {"method": "anderson", "m": 5, "max_iter": 200, "tol": 0}
-    kinkcheck.verify(ad, values=True)
-    ta = []
-    for _ in range(3):
-        t = time.perf_counter()
-        ra = kinkcheck.verify(ad, values=True)
-        ta.append(time.perf_counter() - t)
+    ra = kinkcheck.verify(ad, values=True)
+    ((ta, _),) = interleaved([lambda: kinkcheck.verify(ad, values=True)], 3, warmup=0)
     ia = ra.implicit[0]
-    print(f"(a') the same with Anderson (m = 5): {np.median(ta):.3f} s (ratio to iterate {np.median(ta) / np.median(tk):.2f}); machine solver {ia['machine']['iterations']} iterations, "
+    print(f"(a') the same with Anderson (m = 5): {ta:.3f} s (ratio to iterate {ta / tk:.2f}); machine solver {ia['machine']['iterations']} iterations, "
           f"converged {ia['machine']['converged']}, pattern agrees {ia['pattern_agrees']}, verdict {ra.differentiable}/{ra.ad_correct}/{ra.ad_in_clarke}")
     rng = np.random.default_rng(1)
     n = 16

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_verify import interleaved  # noqa: E402
 
 
 def block(H=10, W=10, A=4, N=8, seed=0):
@@ -69,18 +72,11 @@ def main():
     from kinkcheck.encodings.network import load
 
     doc, T, R = block()
-    kinkcheck.verify(doc, values=True)  # warm imports
-    tk, tb = [], []
-    for _ in range(3):
-        t = time.perf_counter()
-        r = kinkcheck.verify(doc, values=True)
-        tk.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        numpy_baseline(T, R)
-        tb.append(time.perf_counter() - t)
+    r = kinkcheck.verify(doc, values=True)  # warms the imports; its report is printed below
+    (tk, _), (tb, _) = interleaved([lambda: kinkcheck.verify(doc, values=True), lambda: numpy_baseline(T, R)], 3, warmup=0)
     e = r.implicit[0]
     print(
-        f"(a) verify, 10x10 grid, 4 actions, batch 8: {np.median(tk):.3f} s (numpy float64 baseline {np.median(tb) * 1e3:.2f} ms, ratio {np.median(tk) / np.median(tb):.0f}x); "
+        f"(a) verify, 10x10 grid, 4 actions, batch 8: {tk:.3f} s (numpy float64 baseline {tb * 1e3:.2f} ms, ratio {tk / tb:.0f}x); "
         f"machine {e['machine']['iterations']} iterations, exact policy rounds {e['exact']['pattern_rounds']}, real ties {len(r.real_ties)}, verdict {r.differentiable}/{r.ad_correct}/{r.ad_in_clarke}"
     )
     # (b): two identical actions tie at every state; the vertex test over k of them
